@@ -1,0 +1,99 @@
+"""The project's exception hierarchy.
+
+Foreign exceptions (requests, urllib3, ssl, pika, mysql) are translated into these at one
+boundary each, so callers decide what to do from the *kind* of failure, never from a
+library's exception type or an error string. Every message is a single line that is safe
+to log: no password, token or cookie ever appears in one.
+"""
+
+from __future__ import annotations
+
+
+class PwbusError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigError(PwbusError):
+    """A setting is missing or invalid; the message names the key and what is wrong."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"configuration: {key}: {problem}")
+
+
+# --------------------------------------------------------------------------- gateway
+
+
+class GatewayError(PwbusError):
+    """Anything that went wrong talking to the Tesla Energy Gateway."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class GatewayUnreachable(GatewayError):
+    """No HTTP answer: connection refused, DNS failure, reset, TLS failure or timeout."""
+
+
+class GatewayTimeout(GatewayUnreachable):
+    """The connect or read timeout expired."""
+
+
+class TLSFingerprintMismatch(GatewayUnreachable):
+    """The gateway's certificate does not match the pinned fingerprint.
+
+    Treated as unreachable (we refuse to talk), but kept apart so it can be reported
+    loudly: it means another device answers at the gateway's address.
+    """
+
+
+class GatewayAuthError(GatewayError):
+    """The gateway refused our credentials or our session."""
+
+
+class BadCredentials(GatewayAuthError):
+    """Login answered 401 "bad credentials": the customer password is wrong."""
+
+
+class DefaultPasswordNotSupported(GatewayAuthError):
+    """Login answered "default password not supported": set a custom password on the gateway."""
+
+
+class SessionRejected(GatewayAuthError):
+    """A data call was refused (401/403) even straight after a fresh login."""
+
+
+class RateLimited(GatewayError):
+    """The gateway answered 429, or we are inside the cool-down that follows one.
+
+    While ``cooldown_until`` (epoch seconds) lies in the future the client sends nothing.
+    """
+
+    def __init__(self, message: str, *, cooldown_until: float, path: str | None = None) -> None:
+        self.cooldown_until = cooldown_until
+        super().__init__(message, path=path)
+
+
+class EndpointNotFound(GatewayError):
+    """The endpoint answered 404 on this firmware (e.g. vitals from 23.44 on).
+
+    Remembered by the client and never confused with an authentication failure.
+    """
+
+
+class SiteControllerStopped(GatewayError):
+    """HTTP 502 with an empty body: the gateway's site controller ("sitemaster") is stopped."""
+
+
+class UnexpectedResponse(GatewayError):
+    """The gateway answered, but not in a shape we understand (the API may have changed)."""
+
+
+class GatewayHTTPError(GatewayError):
+    """Any other HTTP error status, with the status kept for the caller."""
+
+    def __init__(self, message: str, *, status: int, path: str | None = None) -> None:
+        self.status = status
+        super().__init__(message, path=path)
