@@ -1,0 +1,1 @@
+"""Everything about talking to the Tesla Energy Gateway's local API."""

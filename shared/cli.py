@@ -1,0 +1,116 @@
+"""``pwbus``: one command, one subcommand per component.
+
+Each subcommand builds its own typed settings object here, from flags over environment
+over the config file, configures logging once, and hands the settings down. Components
+are imported only when their subcommand runs, so a Raspberry Pi running the LED display
+does not need aiohttp, and a server does not need the LED library.
+
+Every known failure ends as one line on stderr, ``pwbus <command>: <what is wrong>``, and a
+non-zero exit status (2 for configuration, 1 for anything else): never a traceback, never
+a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from shared.errors import ConfigError, PwbusError
+from shared.logsetup import configure_logging
+from shared.settings import (
+    AmqpSettings,
+    GatewaySettings,
+    LogSettings,
+    MysqlSettings,
+    SimulatorSettings,
+    Sources,
+    describe,
+    load,
+    secret_values,
+)
+
+_LOGGER = logging.getLogger("pwbus")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pwbus",
+        description="Tesla Powerwall gateway data for many programs, through RabbitMQ.",
+    )
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML config file, or a Tesla-API credentials.json ($PWBUS_CONFIG)")
+    parser.add_argument("--log-level", dest="log.level", metavar="LEVEL",
+                        help="DEBUG, INFO, WARNING or ERROR ($PWBUS_LOG_LEVEL)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    from simulator.cli import add_simctl_arguments, add_simulate_arguments
+
+    simulate = commands.add_parser(
+        "simulate", help="run the gateway simulator (HTTPS, for tests and demos)",
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    add_simulate_arguments(simulate)
+    simctl = commands.add_parser("simctl", help="steer a running simulator (faults, counts)")
+    add_simctl_arguments(simctl)
+    config = commands.add_parser("config", help="print the effective settings (secrets masked)")
+    config.add_argument("sections", nargs="*", default=["gateway", "amqp", "mysql", "log"],
+                        help="sections to show (gateway amqp mysql log simulator)")
+    return parser
+
+
+_SECTION_CLASSES: dict[str, type] = {
+    "gateway": GatewaySettings,
+    "amqp": AmqpSettings,
+    "mysql": MysqlSettings,
+    "log": LogSettings,
+    "simulator": SimulatorSettings,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pwbus`` console script."""
+    args = _parser().parse_args(argv)
+    command = args.command
+    try:
+        flags = {k: v for k, v in vars(args).items() if "." in k and v is not None}
+        sources = Sources.gather(flags=flags, config_file=args.config)
+        log = load(LogSettings, "log", sources)
+        return _dispatch(command, args, sources, log)
+    except ConfigError as exc:
+        sys.stderr.write(f"pwbus {command}: {exc}\n")
+        return 2
+    except PwbusError as exc:
+        sys.stderr.write(f"pwbus {command}: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(command: str, args: argparse.Namespace, sources: Sources, log: LogSettings) -> int:
+    if command == "simulate":
+        sim = load(SimulatorSettings, "simulator", sources)
+        configure_logging(log.level, json_lines=log.json, secrets=secret_values(sim))
+        from simulator.cli import run_simulator
+
+        return run_simulator(sim)
+    if command == "simctl":
+        configure_logging(log.level, json_lines=log.json)
+        from simulator.cli import run_simctl
+
+        return run_simctl(args)
+    if command == "config":
+        sections: dict[str, Any] = {}
+        for name in args.sections:
+            if name not in _SECTION_CLASSES:
+                raise ConfigError(name, f"unknown section; known: {', '.join(_SECTION_CLASSES)}")
+            sections[name] = load(_SECTION_CLASSES[name], name, sources)
+        sys.stdout.write("\n".join(describe(sections)) + "\n")
+        return 0
+    raise ConfigError("command", f"unknown command {command!r}")  # argparse prevents this
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,434 @@
+"""The gateway client: the only code in the project that speaks HTTP to the gateway.
+
+It is deliberately conservative, because the gateway punishes eager clients:
+
+* one kept-alive HTTPS connection, explicit connect and read timeouts, one request at a time;
+* the login session is saved and reused after a restart, so restarts do not log in again;
+* a 401/403 on a data call gets exactly one fresh login and one retry, then a clear failure;
+* a failed login is not repeated for a cool-down (a wrong password retried every poll is
+  how users get locked out);
+* a 429 starts a cool-down (default 5 minutes) during which *nothing* is sent, persisted
+  across restarts;
+* a 404 is remembered per firmware and never treated as an authentication failure;
+* ``/api/devices/vitals`` is not requested at all on firmware 23.44 and later.
+
+Every failure leaves as one of the typed errors of :mod:`shared.errors`; requests' own
+exceptions never escape.
+"""
+
+from __future__ import annotations
+
+import http.cookies
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from shared.errors import (
+    BadCredentials,
+    DefaultPasswordNotSupported,
+    EndpointNotFound,
+    GatewayAuthError,
+    GatewayError,
+    GatewayHTTPError,
+    GatewayTimeout,
+    GatewayUnreachable,
+    RateLimited,
+    SessionRejected,
+    SiteControllerStopped,
+    TLSFingerprintMismatch,
+    UnexpectedResponse,
+)
+from shared.gateway.firmware import vitals_supported
+from shared.gateway.session_store import SessionStore
+from shared.gateway.transport import fetch_fingerprint, new_session
+from shared.gateway.vitals import decode_vitals
+from shared.logsetup import redaction_filter
+from shared.settings import GatewaySettings
+
+_LOGGER = logging.getLogger(__name__)
+
+LOGIN_PATH = "/api/login/Basic"
+LOGOUT_PATH = "/api/logout"
+STATUS_PATH = "/api/status"
+VITALS_PATH = "/api/devices/vitals"
+# Paths the gateway answers without a session.
+OPEN_PATHS = frozenset({STATUS_PATH, "/api/customer/registration"})
+
+
+class GatewayClient:
+    """A polite, typed client for one gateway. Thread-safe; requests are serialised."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        store: SessionStore | None = None,
+    ) -> None:
+        settings.require_login()
+        self._settings = settings
+        self._clock = clock
+        self._origin = settings.base_url
+        self._store = store or SessionStore(settings.session_file)
+        self._saved = self._store.load(self._origin)
+        self._lock = threading.RLock()
+        self._http: requests.Session | None = None
+        self._missing: set[str] = set()
+        self._login_blocked_until = 0.0
+        self._login_error: GatewayAuthError | None = None
+        self.firmware: str | None = None
+        self.din: str | None = None
+        self.logins = 0  # logins this process made: a figure worth watching
+        redaction_filter().add(
+            [settings.password, self._saved.token, *self._saved.cookies.values()]
+        )
+        if self._saved.has_credentials:
+            _LOGGER.info("reusing the saved gateway session for %s", self._origin)
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def cooldown_remaining(self) -> float:
+        """Seconds left in the 429 cool-down (0 when none)."""
+        return max(0.0, self._saved.cooldown_until - self._clock())
+
+    @property
+    def missing_endpoints(self) -> frozenset[str]:
+        """Paths that answered 404 on the current firmware."""
+        return frozenset(self._missing)
+
+    def forget_missing(self) -> None:
+        """Ask again for endpoints that answered 404 (call when the firmware changes)."""
+        self._missing.clear()
+
+    def login(self) -> None:
+        """Log in now and save the session (normally done on demand)."""
+        with self._lock:
+            self._login()
+
+    def get_json(self, path: str) -> Any:
+        """GET ``path`` and return its parsed JSON body."""
+        response = self._get(path)
+        return self._parse_json(path, response)
+
+    def get_bytes(self, path: str) -> bytes:
+        """GET ``path`` and return its raw body."""
+        return self._get(path).content
+
+    def get_status(self) -> dict[str, Any]:
+        """GET /api/status (no login needed) and remember the firmware and DIN."""
+        status = self.get_json(STATUS_PATH)
+        if not isinstance(status, dict) or not isinstance(status.get("version"), str):
+            raise UnexpectedResponse("/api/status has no version string", path=STATUS_PATH)
+        self._note_identity(status)
+        return status
+
+    def get_vitals(self) -> dict[str, dict[str, object]]:
+        """GET /api/devices/vitals, decoded to pyPowerwall's dict; never asked on >= 23.44."""
+        if self.firmware is None:
+            self.get_status()
+        if self.firmware is not None and not vitals_supported(self.firmware):
+            self._missing.add(VITALS_PATH)
+            raise EndpointNotFound(
+                f"{VITALS_PATH} does not exist on firmware {self.firmware}", path=VITALS_PATH
+            )
+        return decode_vitals(self.get_bytes(VITALS_PATH))
+
+    def logout(self) -> None:
+        """End the session on the gateway and forget it locally."""
+        with self._lock:
+            if self._saved.has_credentials and not self.cooldown_remaining:
+                try:
+                    self._send("GET", LOGOUT_PATH, authenticated=True)
+                except GatewayError as exc:
+                    _LOGGER.debug("logout failed: %s", exc)
+            self._saved.cookies, self._saved.token = {}, ""
+            self._store.save(self._origin, self._saved)
+
+    def close(self) -> None:
+        """Close the kept-alive connection (the saved session stays valid)."""
+        with self._lock:
+            if self._http is not None:
+                self._http.close()
+                self._http = None
+
+    def __enter__(self) -> GatewayClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _get(self, path: str) -> requests.Response:
+        with self._lock:
+            self._refuse_during_cooldown(path)
+            if path in self._missing:
+                raise EndpointNotFound(f"{path} answered 404 on this firmware", path=path)
+            authenticated = path not in OPEN_PATHS
+            if authenticated and not self._saved.has_credentials:
+                self._login()
+            response = self._send("GET", path, authenticated=authenticated)
+            if response.status_code in (401, 403) and authenticated:
+                _LOGGER.info(
+                    "gateway refused our session on %s (HTTP %s): logging in again",
+                    path,
+                    response.status_code,
+                )
+                self._login()
+                response = self._send("GET", path, authenticated=True)
+                if response.status_code in (401, 403):
+                    raise SessionRejected(
+                        f"{path}: HTTP {response.status_code} even after a fresh login "
+                        "(does the customer account lack access?)",
+                        path=path,
+                    )
+            self._raise_for_status(path, response)
+            return response
+
+    def _login(self) -> None:
+        now = self._clock()
+        if self._login_error is not None and now < self._login_blocked_until:
+            # Repeating a refused login is what locks users out: fail fast instead.
+            raise type(self._login_error)(
+                f"{self._login_error} (not retrying for another "
+                f"{self._login_blocked_until - now:.0f} s)",
+                path=LOGIN_PATH,
+            )
+        self._refuse_during_cooldown(LOGIN_PATH)
+        body = {
+            "username": "customer",
+            "password": self._settings.password,
+            "email": self._settings.email,
+            "clientInfo": {"timezone": self._settings.timezone},
+        }
+        response = self._send("POST", LOGIN_PATH, authenticated=False, json_body=body)
+        self.logins += 1
+        if response.status_code in (401, 403):
+            error = self._login_failure(response)
+            self._login_error = error
+            self._login_blocked_until = now + self._settings.rate_limit_cooldown
+            raise error
+        self._raise_for_status(LOGIN_PATH, response)
+        cookies = _set_cookies(response)
+        token = ""
+        try:
+            payload = response.json()
+            if isinstance(payload, dict) and isinstance(payload.get("token"), str):
+                token = payload["token"]
+        except ValueError:
+            pass
+        token = token or cookies.get("AuthCookie", "")
+        if self._settings.auth_mode == "cookie" and "AuthCookie" not in cookies:
+            raise UnexpectedResponse("login answered 200 without an AuthCookie", path=LOGIN_PATH)
+        if not token and not cookies:
+            raise UnexpectedResponse("login answered 200 without a token", path=LOGIN_PATH)
+        redaction_filter().add([token, *cookies.values()])
+        self._login_error = None
+        self._saved.cookies = {
+            k: v for k, v in cookies.items() if k in ("AuthCookie", "UserRecord")
+        }
+        self._saved.token = token
+        self._saved.login_time = self._clock()
+        self._store.save(self._origin, self._saved)
+        _LOGGER.info("logged in to the gateway at %s", self._origin)
+
+    def _login_failure(self, response: requests.Response) -> GatewayAuthError:
+        detail = _error_detail(response)
+        lowered = detail.lower()
+        if "default password" in lowered:
+            return DefaultPasswordNotSupported(
+                "gateway login refused: the default password is not supported on this firmware; "
+                "set a customer password in the gateway's web page",
+                path=LOGIN_PATH,
+            )
+        if "bad credentials" in lowered or "invalid credentials" in lowered:
+            return BadCredentials(
+                "gateway login refused: bad credentials (check PW_PASSWORD)", path=LOGIN_PATH
+            )
+        return GatewayAuthError(
+            f"gateway login refused: HTTP {response.status_code} {detail}".rstrip(),
+            path=LOGIN_PATH,
+        )
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        authenticated: bool,
+        json_body: dict[str, Any] | None = None,
+    ) -> requests.Response:
+        headers: dict[str, str] = {}
+        if authenticated:
+            if self._settings.auth_mode == "token" and self._saved.token:
+                headers["Authorization"] = f"Bearer {self._saved.token}"
+            elif self._saved.cookies:
+                headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self._saved.cookies.items())
+        http = self._session()
+        try:
+            response = http.request(
+                method,
+                self._origin + path,
+                headers=headers,
+                json=json_body,
+                timeout=(self._settings.connect_timeout, self._settings.read_timeout),
+                allow_redirects=False,
+            )
+            _ = response.content  # read the body inside the timeout handling
+        except requests.exceptions.SSLError as exc:
+            if "fingerprint" in str(exc).lower():
+                raise TLSFingerprintMismatch(
+                    f"the certificate at {self._origin} does not match the pinned fingerprint",
+                    path=path,
+                ) from None
+            raise GatewayUnreachable(f"TLS failure talking to {self._origin}", path=path) from None
+        except (requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout) as exc:
+            kind = "connect" if isinstance(exc, requests.exceptions.ConnectTimeout) else "read"
+            raise GatewayTimeout(f"{path}: {kind} timeout from {self._origin}", path=path) from None
+        except requests.exceptions.RequestException as exc:
+            raise GatewayUnreachable(
+                f"{path}: cannot reach {self._origin} ({_root_cause(exc)})", path=path
+            ) from None
+        finally:
+            http.cookies.clear()  # cookies live in SavedSession, never in requests' jar
+        return response
+
+    def _session(self) -> requests.Session:
+        if self._http is None:
+            self._http = new_session(self._pinned_fingerprint())
+        return self._http
+
+    def _pinned_fingerprint(self) -> str:
+        wanted = self._settings.tls_fingerprint
+        if wanted != "tofu":
+            return wanted
+        if not self._saved.fingerprint:
+            try:
+                fingerprint = fetch_fingerprint(
+                    self._settings.host, self._settings.port, self._settings.connect_timeout
+                )
+            except OSError as exc:
+                raise GatewayUnreachable(
+                    f"cannot reach {self._origin} to learn its certificate ({_root_cause(exc)})"
+                ) from None
+            self._saved.fingerprint = fingerprint
+            self._store.save(self._origin, self._saved)
+            _LOGGER.warning("pinned the gateway certificate on first use: sha256 %s", fingerprint)
+        return self._saved.fingerprint
+
+    def _refuse_during_cooldown(self, path: str) -> None:
+        remaining = self.cooldown_remaining
+        if remaining > 0:
+            raise RateLimited(
+                f"{path}: not sent, gateway rate-limit cool-down has {remaining:.0f} s left",
+                cooldown_until=self._saved.cooldown_until,
+                path=path,
+            )
+
+    def _raise_for_status(self, path: str, response: requests.Response) -> None:
+        status = response.status_code
+        if 200 <= status < 300:
+            return
+        if status == 429:
+            cooldown = self._settings.rate_limit_cooldown
+            retry_after = response.headers.get("Retry-After", "")
+            if retry_after.isdigit():
+                cooldown = max(cooldown, float(retry_after))
+            self._saved.cooldown_until = self._clock() + cooldown
+            self._store.save(self._origin, self._saved)
+            _LOGGER.warning(
+                "gateway rate limit (HTTP 429) on %s: sending nothing for %.0f s", path, cooldown
+            )
+            raise RateLimited(
+                f"{path}: gateway rate limit reached (HTTP 429); cool-down {cooldown:.0f} s",
+                cooldown_until=self._saved.cooldown_until,
+                path=path,
+            )
+        if status == 404:
+            if path not in self._missing:
+                _LOGGER.info("%s answered 404: not asking again on this firmware", path)
+            self._missing.add(path)
+            raise EndpointNotFound(f"{path} answered 404 on this firmware", path=path)
+        if status == 502 and not response.content.strip():
+            raise SiteControllerStopped(
+                f"{path}: HTTP 502 with an empty body (the site controller is stopped)", path=path
+            )
+        if status in (401, 403):
+            raise GatewayAuthError(f"{path}: HTTP {status} {_error_detail(response)}", path=path)
+        raise GatewayHTTPError(
+            f"{path}: HTTP {status} {_error_detail(response)}".rstrip(), status=status, path=path
+        )
+
+    def _parse_json(self, path: str, response: requests.Response) -> Any:
+        try:
+            return json.loads(response.content)
+        except (ValueError, UnicodeDecodeError):
+            raise UnexpectedResponse(
+                f"{path}: the body is not JSON ({len(response.content)} bytes, "
+                f"content-type {response.headers.get('Content-Type', 'none')!r})",
+                path=path,
+            ) from None
+
+    def _note_identity(self, status: dict[str, Any]) -> None:
+        firmware = status["version"].split()[0] if status["version"].strip() else status["version"]
+        if self.firmware is not None and firmware != self.firmware:
+            _LOGGER.warning("gateway firmware changed from %s to %s", self.firmware, firmware)
+            self.forget_missing()
+        self.firmware = firmware
+        din = status.get("din")
+        self.din = din if isinstance(din, str) else self.din
+
+
+def _set_cookies(response: requests.Response) -> dict[str, str]:
+    """Cookies from the Set-Cookie headers, parsed without a cookie jar's domain rules."""
+    cookies: dict[str, str] = {}
+    headers = response.raw.headers.getlist("Set-Cookie") if response.raw is not None else []
+    for header in headers:
+        jar: http.cookies.SimpleCookie = http.cookies.SimpleCookie()
+        try:
+            jar.load(header)
+        except http.cookies.CookieError:
+            continue
+        for name, morsel in jar.items():
+            cookies[name] = morsel.value
+    return cookies
+
+
+def _error_detail(response: requests.Response) -> str:
+    """The gateway's ``error`` text from its JSON error body, if any (never secrets)."""
+    try:
+        body = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    if isinstance(body, dict):
+        parts = [str(body[k]) for k in ("error", "message") if body.get(k)]
+        return ": ".join(parts)[:200]
+    return ""
+
+
+def _root_cause(exc: BaseException) -> str:
+    """A short reason from the innermost exception (connection refused, reset, ...)."""
+    seen = exc
+    while seen.__cause__ is not None or seen.__context__ is not None:
+        nxt = seen.__cause__ or seen.__context__
+        if nxt is None or nxt is seen:
+            break
+        seen = nxt
+    text = str(seen) or type(seen).__name__
+    for marker in (
+        "Connection refused",
+        "Connection reset",
+        "Name or service not known",
+        "No route to host",
+        "Remote end closed",
+        "timed out",
+    ):
+        if marker.lower() in str(exc).lower() or marker.lower() in text.lower():
+            return marker.lower()
+    return type(seen).__name__

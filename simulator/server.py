@@ -1,0 +1,423 @@
+"""The simulated gateway's HTTPS server: sessions, faults, request counts, replay.
+
+The pure model (:mod:`simulator.endpoints`) decides *what* a gateway would answer; this
+shell decides *whether and how* it answers: login and session checks, 429 rate limits,
+latency, hung and dropped connections, garbage bodies, and it counts every request that
+reaches it so tests can prove exactly how often a client called the gateway.
+
+Control endpoints live under ``/_sim/`` (never a real gateway path) and are not counted:
+``GET /_sim/counts``, ``POST /_sim/reset``, ``GET|POST /_sim/faults``,
+``POST /_sim/sessions/expire``, ``GET /_sim/snapshot``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import contextlib
+import json
+import logging
+import random
+import secrets
+import ssl
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from aiohttp import web
+
+from shared.errors import ConfigError
+from simulator.endpoints import Reply, SimulatedGateway
+from simulator.faults import FaultSet
+from simulator.replay import FixtureReplay
+
+_LOGGER = logging.getLogger(__name__)
+
+CONTROL_PREFIX = "/_sim/"
+OPEN_PATHS = frozenset({"/api/status", "/api/customer/registration"})
+_COMMON_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Content-Type-Options": "nosniff"}
+_RATE_WINDOW = 60.0
+
+
+def _error(status: int, error: str, message: str) -> web.Response:
+    body = json.dumps({"code": status, "error": error, "message": message})
+    return web.Response(status=status, text=body, content_type="application/json",
+                        headers=_COMMON_HEADERS)
+
+
+@dataclass
+class Counters:
+    """Requests that reached the simulated gateway."""
+
+    by_path: collections.Counter[str] = field(default_factory=collections.Counter)
+    logins: int = 0
+    login_failures: int = 0
+    first: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly view."""
+        return {
+            "requests": dict(self.by_path),
+            "total": sum(self.by_path.values()),
+            "logins": self.logins,
+            "login_failures": self.login_failures,
+        }
+
+
+class GatewayServer:
+    """The aiohttp application around a :class:`SimulatedGateway` or a fixture replay."""
+
+    def __init__(
+        self,
+        gateway: SimulatedGateway,
+        *,
+        password: str,
+        faults: FaultSet | None = None,
+        session_ttl: float = 86400.0,
+        replay: FixtureReplay | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.gateway = gateway
+        self.replay = replay
+        self._password = password
+        self._session_ttl = session_ttl
+        self._clock = clock
+        self._sessions: dict[str, float] = {}  # token -> expiry (clock time)
+        self._recent_logins: collections.deque[float] = collections.deque()
+        self._recent_requests: collections.deque[float] = collections.deque()
+        self._limited_until = 0.0
+        self._garbage = random.Random(7)
+        self.counters = Counters()
+        self.faults = FaultSet()
+        self.set_faults(faults or FaultSet())
+
+    # ------------------------------------------------------------------ control
+
+    def set_faults(self, faults: FaultSet) -> None:
+        """Replace the active faults and apply the ones that change the model."""
+        self.faults = faults
+        self.gateway.set_sitemaster_running(faults.get("stopped") is None)
+        self.gateway.set_grid_connected(faults.get("islanded") is None)
+        firmware = faults.value("firmware")
+        if firmware:
+            self.gateway.set_firmware(str(firmware))
+        if faults.get("rate-limit-logins") is None and faults.get("rate-limit-requests") is None:
+            self._limited_until = 0.0
+        _LOGGER.info("faults now: %s", ", ".join(faults.specs()) or "none")
+
+    def reset_counts(self) -> None:
+        """Zero the request counters."""
+        self.counters = Counters()
+
+    def expire_sessions(self) -> None:
+        """Invalidate every session (as a gateway reboot or expiry would)."""
+        self._sessions.clear()
+
+    # ------------------------------------------------------------------ app
+
+    def app(self) -> web.Application:
+        """Build the aiohttp application."""
+        app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024)
+        app.router.add_get("/_sim/counts", self._control_counts)
+        app.router.add_post("/_sim/reset", self._control_reset)
+        app.router.add_get("/_sim/faults", self._control_faults)
+        app.router.add_post("/_sim/faults", self._control_faults)
+        app.router.add_post("/_sim/sessions/expire", self._control_expire)
+        app.router.add_get("/_sim/snapshot", self._control_snapshot)
+        app.router.add_post("/api/login/Basic", self._login)
+        app.router.add_get("/api/logout", self._logout)
+        app.router.add_route("*", "/{tail:.*}", self._serve)
+        return app
+
+    @web.middleware
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        path = request.path
+        if path.startswith(CONTROL_PREFIX):
+            return await handler(request)
+        now = self._clock()
+        self.counters.by_path[path] += 1
+        faults = self.faults
+        if self._rate_limited(now, path):
+            return _error(429, "Api Limit reached for this endpoint", "API Limit Reached")
+        latency = faults.get("latency")
+        if latency is not None and latency.applies_to(path):
+            await asyncio.sleep(float(latency.value))
+        hold = faults.get("timeout")
+        if hold is not None and hold.applies_to(path):
+            await asyncio.sleep(float(hold.value))
+        drop = faults.get("drop")
+        if drop is not None and drop.applies_to(path):
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError  # nothing is written to a closed connection
+        http_error = faults.get("http-error")
+        if http_error is not None and http_error.applies_to(path):
+            return _error(int(http_error.value), "injected error", "Simulated Fault")
+        response = await handler(request)
+        garbage = faults.get("garbage")
+        if garbage is not None and garbage.applies_to(path) and response.status == 200:
+            noise = bytes(self._garbage.randrange(256) for _ in range(64))
+            return web.Response(body=b"<html>\x00" + noise, content_type="application/json",
+                                headers=_COMMON_HEADERS)
+        return response
+
+    def _rate_limited(self, now: float, path: str) -> bool:
+        if now < self._limited_until:
+            return True
+        limit = self.faults.value("rate-limit-requests")
+        if limit is not None:
+            self._recent_requests.append(now)
+            while self._recent_requests and self._recent_requests[0] <= now - _RATE_WINDOW:
+                self._recent_requests.popleft()
+            if len(self._recent_requests) > int(limit):
+                self._trip_rate_limit(now)
+                return True
+        return False
+
+    def _trip_rate_limit(self, now: float) -> None:
+        self._limited_until = now + float(self.faults.value("rate-limit-seconds", 300.0))
+        _LOGGER.warning("rate limit tripped: answering 429 for %.0f s", self._limited_until - now)
+
+    # ------------------------------------------------------------------ auth
+
+    async def _login(self, request: web.Request) -> web.Response:
+        now = self._clock()
+        limit = self.faults.value("rate-limit-logins")
+        if limit is not None:
+            self._recent_logins.append(now)
+            while self._recent_logins and self._recent_logins[0] <= now - _RATE_WINDOW:
+                self._recent_logins.popleft()
+            if len(self._recent_logins) > int(limit):
+                self._trip_rate_limit(now)
+                return _error(429, "Api Limit reached for this endpoint", "API Limit Reached")
+        form = await _login_fields(request)
+        if form is None:
+            self.counters.login_failures += 1
+            return _error(400, "could not parse the login request", "Login Error")
+        if self.faults.get("default-password") is not None:
+            self.counters.login_failures += 1
+            return _error(401, "default password not supported", "Login Error")
+        if form.get("username") != "customer" or form.get("password") != self._password:
+            self.counters.login_failures += 1
+            return _error(401, "bad credentials", "Login Error")
+        self.counters.logins += 1
+        token = base64.b64encode(secrets.token_bytes(64)).decode()
+        self._sessions[token] = now + self._session_ttl
+        user_record = base64.b64encode(
+            json.dumps({"email": form.get("email", ""), "firstname": "Tesla",
+                        "lastname": "Energy", "roles": ["Home_Owner"], "token": token,
+                        "provider": "Basic"}).encode()
+        ).decode()
+        body = {
+            "email": form.get("email", ""),
+            "firstname": "Tesla",
+            "lastname": "Energy",
+            "roles": ["Home_Owner"],
+            "token": token,
+            "provider": "Basic",
+            "loginTime": time.strftime("%Y-%m-%dT%H:%M:%S.000000000-00:00", time.gmtime()),
+        }
+        response = web.Response(text=json.dumps(body), content_type="application/json",
+                                headers=_COMMON_HEADERS)
+        response.set_cookie("AuthCookie", token, path="/", secure=True, httponly=True)
+        response.set_cookie("UserRecord", user_record, path="/", secure=True)
+        return response
+
+    async def _logout(self, request: web.Request) -> web.Response:
+        token = self._token(request)
+        if token:
+            self._sessions.pop(token, None)
+        return web.Response(status=204, headers=_COMMON_HEADERS)
+
+    def _token(self, request: web.Request) -> str | None:
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            return header[7:].strip()
+        return request.cookies.get("AuthCookie")
+
+    def _authorised(self, request: web.Request) -> bool:
+        token = self._token(request)
+        expiry = self._sessions.get(token or "")
+        if expiry is None:
+            return False
+        if self._clock() >= expiry:
+            del self._sessions[token or ""]
+            return False
+        return True
+
+    # ------------------------------------------------------------------ data
+
+    async def _serve(self, request: web.Request) -> web.Response:
+        path = request.path
+        if request.method not in ("GET", "HEAD"):
+            return _error(405, f"method {request.method} not allowed", "Method Not Allowed")
+        if path not in OPEN_PATHS and not self._authorised(request):
+            return _error(401, "User does not have adequate access rights", "Unauthorized")
+        reply = self._lookup(path)
+        headers = dict(_COMMON_HEADERS)
+        if reply.status == 502 and not reply.body:
+            return web.Response(status=502, headers=headers)
+        content_type, _, charset = reply.content_type.partition("; charset=")
+        return web.Response(status=reply.status, body=reply.body, content_type=content_type,
+                            charset=charset or None, headers=headers)
+
+    def _lookup(self, path: str) -> Reply:
+        if self.replay is not None:
+            recorded = self.replay.lookup(path)
+            if recorded is None:
+                body = json.dumps({"code": 404, "error": "not recorded", "message": "Not Found"})
+                return Reply(404, body.encode())
+            return Reply(recorded.status, recorded.body, recorded.content_type)
+        return self.gateway.get(path)
+
+    # ------------------------------------------------------------------ control handlers
+
+    async def _control_counts(self, request: web.Request) -> web.Response:
+        return web.json_response(self.counters.as_dict())
+
+    async def _control_reset(self, request: web.Request) -> web.Response:
+        self.reset_counts()
+        if request.query.get("faults") in ("1", "yes", "true"):
+            self.set_faults(FaultSet())
+        return web.json_response({"ok": True})
+
+    async def _control_faults(self, request: web.Request) -> web.Response:
+        if request.method == "POST":
+            try:
+                payload = await request.json()
+                if not isinstance(payload, dict):
+                    raise ValueError
+                faults = (
+                    FaultSet.parse(list(payload["faults"])) if "faults" in payload else self.faults
+                )
+                faults = faults.with_specs(list(payload.get("set", [])))
+                faults = faults.without(list(payload.get("clear", [])))
+            except (ValueError, TypeError, KeyError):
+                return web.json_response(
+                    {"error": "expected {\"faults\"|\"set\"|\"clear\": [specs]}"}, status=400
+                )
+            except ConfigError as exc:
+                return web.json_response({"error": str(exc)}, status=400)
+            self.set_faults(faults)
+        return web.json_response({"faults": self.faults.specs()})
+
+    async def _control_expire(self, request: web.Request) -> web.Response:
+        self.expire_sessions()
+        return web.json_response({"ok": True})
+
+    async def _control_snapshot(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "firmware": self.gateway.firmware,
+                "din": self.gateway.din,
+                "grid_connected": self.gateway.grid_connected,
+                "sitemaster_running": self.gateway.sitemaster_running,
+            }
+        )
+
+
+async def _login_fields(request: web.Request) -> dict[str, str] | None:
+    """Login fields from a JSON body (the web app) or a form body (pyPowerwall)."""
+    raw = await request.read()
+    try:
+        if request.content_type == "application/json":
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                return None
+            return {k: str(v) for k, v in data.items() if isinstance(v, str)}
+        parsed = parse_qs(raw.decode("utf-8"), keep_blank_values=True)
+        return {k: v[0] for k, v in parsed.items()}
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+class SimulatorRunner:
+    """Runs a :class:`GatewayServer` on its own event loop in a background thread.
+
+    Used by tests, benchmarks and the stack runner; ``pwbus simulate`` uses the same class
+    in the foreground.
+    """
+
+    def __init__(self, server: GatewayServer, host: str = "127.0.0.1", port: int = 0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.server = server
+        self.host = host
+        self.port = port
+        self._ssl = ssl_context
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL clients use."""
+        return f"https://{self.host}:{self.port}"
+
+    @property
+    def address(self) -> str:
+        """``host:port``, as PW_HOST takes it."""
+        return f"{self.host}:{self.port}"
+
+    async def start_async(self) -> None:
+        """Start listening on the current loop."""
+        self._runner = web.AppRunner(self.server.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._ssl,
+                           shutdown_timeout=1.0)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+
+    async def stop_async(self) -> None:
+        """Stop listening and close connections."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def start(self) -> SimulatorRunner:
+        """Start in a background thread; returns once the port is open."""
+        self._thread = threading.Thread(target=self._thread_main, name="gateway-sim", daemon=True)
+        self._thread.start()
+        self._ready.wait(15)
+        if self._error is not None:
+            raise self._error
+        if not self._ready.is_set():
+            raise RuntimeError("the gateway simulator did not start within 15 s")
+        return self
+
+    def _thread_main(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self.start_async())
+        except BaseException as exc:  # reported to the starting thread
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        loop.run_forever()
+        loop.run_until_complete(self.stop_async())
+        loop.close()
+
+    def stop(self) -> None:
+        """Stop the background server."""
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._thread = None
+
+    def __enter__(self) -> SimulatorRunner:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()

@@ -1,0 +1,136 @@
+"""Shared fixtures: a real broker, a real database, and the gateway simulator on a free port."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import mysql.connector
+import pika
+import pytest
+import requests
+from simulator.endpoints import SimulatedGateway
+from simulator.site import SiteOptions
+
+from shared.settings import AmqpSettings, GatewaySettings, MysqlSettings
+from simulator.certs import server_context
+from simulator.faults import FaultSet
+from simulator.server import GatewayServer, SimulatorRunner
+from tests.support import services
+
+SIM_PASSWORD = "test-Pa55word"
+SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+# --------------------------------------------------------------------------- RabbitMQ
+
+
+@pytest.fixture(scope="session")
+def amqp_base_url() -> Iterator[str]:
+    with services.amqp_url() as url:
+        yield url
+
+
+class TestBus:
+    """A uniquely named exchange (and queues) on the real broker, removed afterwards."""
+
+    def __init__(self, base_url: str) -> None:
+        self.tag = uuid.uuid4().hex[:10]
+        self.settings = AmqpSettings(url=base_url, exchange=f"test.{self.tag}")
+        self._queues: list[str] = []
+
+    def queue_name(self, purpose: str = "q") -> str:
+        """A queue name unique to this test (deleted at teardown)."""
+        name = f"test.{self.tag}.{purpose}"
+        self._queues.append(name)
+        return name
+
+    def connect(self) -> pika.BlockingConnection:
+        """A new blocking connection to the test broker."""
+        return pika.BlockingConnection(pika.URLParameters(self.settings.url))
+
+    def cleanup(self) -> None:
+        try:
+            connection = self.connect()
+        except pika.exceptions.AMQPError:
+            return
+        channel = connection.channel()
+        for queue in self._queues:
+            channel.queue_delete(queue)
+        channel.exchange_delete(self.settings.exchange)
+        connection.close()
+
+
+@pytest.fixture
+def bus(amqp_base_url: str) -> Iterator[TestBus]:
+    test_bus = TestBus(amqp_base_url)
+    yield test_bus
+    test_bus.cleanup()
+
+
+# --------------------------------------------------------------------------- MySQL
+
+
+@pytest.fixture(scope="session")
+def mysql_admin_url() -> Iterator[str]:
+    with services.mysql_url() as url:
+        yield url
+
+
+@pytest.fixture
+def mysql_db(mysql_admin_url: str) -> Iterator[MysqlSettings]:
+    """A fresh, empty database for this test, dropped afterwards."""
+    admin = MysqlSettings(url=mysql_admin_url)
+    name = f"pwbus_t_{uuid.uuid4().hex[:12]}"
+    connection = mysql.connector.connect(
+        host=admin.host, port=admin.port, user=admin.user, password=admin.password
+    )
+    cursor = connection.cursor()
+    cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    yield MysqlSettings(url=mysql_admin_url, database=name)
+    cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    connection.close()
+
+
+# --------------------------------------------------------------------------- simulator
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[SimulatorRunner]:
+    """One simulated gateway for the whole session, on a free port of 127.0.0.1."""
+    gateway = SimulatedGateway(SiteOptions(seed=42, powerwalls=2))
+    server = GatewayServer(gateway, password=SIM_PASSWORD)
+    runner = SimulatorRunner(server, "127.0.0.1", 0, server_context())
+    with runner:
+        yield runner
+
+
+@pytest.fixture
+def sim(simulator: SimulatorRunner) -> Iterator[SimulatorRunner]:
+    """The session simulator with counts, faults and sessions reset for this test."""
+    server = simulator.server
+    server.set_faults(FaultSet())
+    server.gateway.set_firmware("23.12.10 8f14e45f")
+    server.expire_sessions()
+    server.reset_counts()
+    yield simulator
+    server.set_faults(FaultSet())
+
+
+@pytest.fixture
+def gateway_settings(sim: SimulatorRunner, tmp_path: Path) -> GatewaySettings:
+    """Client settings pointing at the simulator, with a private state folder."""
+    return GatewaySettings(
+        host=sim.address,
+        password=SIM_PASSWORD,
+        state_dir=tmp_path / "state",
+        rate_limit_cooldown=300.0,
+    )
+
+
+def sim_counts(runner: SimulatorRunner) -> dict:
+    """The simulator's request counts, read over its control endpoint (a real request)."""
+    response = requests.get(f"{runner.url}/_sim/counts", verify=False, timeout=5)
+    response.raise_for_status()
+    return response.json()
