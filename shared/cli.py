@@ -28,6 +28,7 @@ from shared.settings import (
     SimulatorSettings,
     Sources,
     describe,
+    example_config,
     load,
     secret_values,
 )
@@ -40,24 +41,41 @@ def _parser() -> argparse.ArgumentParser:
         prog="pwbus",
         description="Tesla Powerwall gateway data for many programs, through RabbitMQ.",
     )
-    parser.add_argument("--config", metavar="FILE",
-                        help="TOML config file, or a Tesla-API credentials.json ($PWBUS_CONFIG)")
-    parser.add_argument("--log-level", dest="log.level", metavar="LEVEL",
-                        help="DEBUG, INFO, WARNING or ERROR ($PWBUS_LOG_LEVEL)")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML config file, or a Tesla-API credentials.json ($PWBUS_CONFIG)",
+    )
+    parser.add_argument(
+        "--log-level",
+        dest="log.level",
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR ($PWBUS_LOG_LEVEL)",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     from simulator.cli import add_simctl_arguments, add_simulate_arguments
 
     simulate = commands.add_parser(
-        "simulate", help="run the gateway simulator (HTTPS, for tests and demos)",
+        "simulate",
+        help="run the gateway simulator (HTTPS, for tests and demos)",
         formatter_class=argparse.RawTextHelpFormatter,
     )
     add_simulate_arguments(simulate)
     simctl = commands.add_parser("simctl", help="steer a running simulator (faults, counts)")
     add_simctl_arguments(simctl)
     config = commands.add_parser("config", help="print the effective settings (secrets masked)")
-    config.add_argument("sections", nargs="*", default=["gateway", "amqp", "mysql", "log"],
-                        help="sections to show (gateway amqp mysql log simulator)")
+    config.add_argument(
+        "--example",
+        action="store_true",
+        help="print a commented example config file with every option",
+    )
+    config.add_argument(
+        "sections",
+        nargs="*",
+        default=["gateway", "amqp", "mysql", "log"],
+        help="sections to show (gateway amqp mysql log simulator)",
+    )
     return parser
 
 
@@ -101,6 +119,9 @@ def _dispatch(command: str, args: argparse.Namespace, sources: Sources, log: Log
         from simulator.cli import run_simctl
 
         return run_simctl(args)
+    if command == "config" and args.example:
+        sys.stdout.write(example_config())
+        return 0
     if command == "config":
         sections: dict[str, Any] = {}
         for name in args.sections:

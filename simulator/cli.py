@@ -10,16 +10,14 @@ import signal
 import ssl
 import sys
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import ConfigError
 from shared.settings import SimulatorSettings
-from simulator.certs import server_context
-from simulator.endpoints import SimulatedGateway
 from simulator.faults import FaultSet, describe_faults
-from simulator.replay import FixtureReplay
-from simulator.server import GatewayServer, SimulatorRunner
-from simulator.site import SiteOptions
+
+if TYPE_CHECKING:  # the server stack is imported only when the simulator runs
+    from simulator.server import GatewayServer
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -29,32 +27,56 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", dest="simulator.host", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", dest="simulator.port", help="HTTPS port, 0 for a free one (8443)")
     parser.add_argument(
-        "--password", dest="simulator.password",
+        "--password",
+        dest="simulator.password",
         help="customer password to accept (prefer PWBUS_SIM_PASSWORD: flags show in ps)",
     )
-    parser.add_argument("--fixtures", dest="simulator.fixtures", metavar="DIR",
-                        help="replay recorded bodies from DIR instead of simulating")
-    parser.add_argument("--variant", dest="simulator.variant",
-                        help="with --fixtures: the __variant to serve, e.g. 21.44-running")
+    parser.add_argument(
+        "--fixtures",
+        dest="simulator.fixtures",
+        metavar="DIR",
+        help="replay recorded bodies from DIR instead of simulating",
+    )
+    parser.add_argument(
+        "--variant",
+        dest="simulator.variant",
+        help="with --fixtures: the __variant to serve, e.g. 21.44-running",
+    )
     parser.add_argument("--seed", dest="simulator.seed", help="random seed (1)")
-    parser.add_argument("--speed", dest="simulator.speed",
-                        help="simulated seconds per real second (1; 1440 = a day a minute)")
+    parser.add_argument(
+        "--speed",
+        dest="simulator.speed",
+        help="simulated seconds per real second (1; 1440 = a day a minute)",
+    )
     parser.add_argument("--powerwalls", dest="simulator.powerwalls", help="1 to 4 (2)")
-    parser.add_argument("--firmware", dest="simulator.firmware",
-                        help="firmware version to report (23.12.10 8f14e45f)")
+    parser.add_argument(
+        "--firmware",
+        dest="simulator.firmware",
+        help="firmware version to report (23.12.10 8f14e45f)",
+    )
     parser.add_argument("--solar-kw", dest="simulator.solar_kw", help="array size, 0 = none")
     parser.add_argument("--timezone", dest="simulator.timezone", help="site time zone")
-    parser.add_argument("--session-ttl", dest="simulator.session_ttl",
-                        help="seconds a login stays valid (86400)")
+    parser.add_argument(
+        "--session-ttl", dest="simulator.session_ttl", help="seconds a login stays valid (86400)"
+    )
     parser.add_argument("--cert", dest="simulator.cert_file", help="PEM certificate to serve")
     parser.add_argument("--key", dest="simulator.key_file", help="PEM key of --cert")
-    parser.add_argument("--fault", dest="simulator.faults", action="append", metavar="SPEC",
-                        help="inject a fault (repeatable): NAME[=VALUE][@PATH,...]\n"
-                        + describe_faults())
+    parser.add_argument(
+        "--fault",
+        dest="simulator.faults",
+        action="append",
+        metavar="SPEC",
+        help="inject a fault (repeatable): NAME[=VALUE][@PATH,...]\n" + describe_faults(),
+    )
 
 
 def build_server(settings: SimulatorSettings) -> GatewayServer:
     """The server for these settings (model or replay, with the initial faults)."""
+    from simulator.endpoints import SimulatedGateway
+    from simulator.replay import FixtureReplay
+    from simulator.server import GatewayServer
+    from simulator.site import SiteOptions
+
     faults = FaultSet.parse(settings.faults)
     gateway = SimulatedGateway(
         SiteOptions(
@@ -67,18 +89,26 @@ def build_server(settings: SimulatorSettings) -> GatewayServer:
         )
     )
     replay = (
-        FixtureReplay(settings.fixtures, settings.variant) if settings.fixtures is not None else None
+        FixtureReplay(settings.fixtures, settings.variant)
+        if settings.fixtures is not None
+        else None
     )
     if settings.variant and replay is None:
         raise ConfigError("simulator.variant", "only makes sense with --fixtures")
     return GatewayServer(
-        gateway, password=settings.password, faults=faults,
-        session_ttl=settings.session_ttl, replay=replay,
+        gateway,
+        password=settings.password,
+        faults=faults,
+        session_ttl=settings.session_ttl,
+        replay=replay,
     )
 
 
 def run_simulator(settings: SimulatorSettings) -> int:
     """Serve until SIGTERM or Ctrl-C."""
+    from simulator.certs import server_context
+    from simulator.server import SimulatorRunner
+
     server = build_server(settings)
     try:
         context = server_context(settings.cert_file, settings.key_file)
@@ -95,11 +125,15 @@ def run_simulator(settings: SimulatorSettings) -> int:
             await runner.start_async()
         except OSError as exc:
             raise ConfigError(
-                "simulator.port", f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
+                "simulator.port",
+                f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
             ) from None
         _LOGGER.info(
             "simulated gateway %s (firmware %s, %d Powerwalls) listening on %s%s",
-            server.gateway.din, server.gateway.firmware, settings.powerwalls, runner.url,
+            server.gateway.din,
+            server.gateway.firmware,
+            settings.powerwalls,
+            runner.url,
             f", replaying {settings.fixtures}" if settings.fixtures else "",
         )
         await stop.wait()
@@ -112,10 +146,16 @@ def run_simulator(settings: SimulatorSettings) -> int:
 
 def add_simctl_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``pwbus simctl``."""
-    parser.add_argument("--url", default="https://127.0.0.1:8443",
-                        help="the simulator's base URL (https://127.0.0.1:8443)")
-    parser.add_argument("action", choices=["counts", "reset", "faults", "set", "clear", "expire"],
-                        help="counts | reset | faults (list) | set SPEC... | clear NAME... | expire")
+    parser.add_argument(
+        "--url",
+        default="https://127.0.0.1:8443",
+        help="the simulator's base URL (https://127.0.0.1:8443)",
+    )
+    parser.add_argument(
+        "action",
+        choices=["counts", "reset", "faults", "set", "clear", "expire"],
+        help="counts | reset | faults (list) | set SPEC... | clear NAME... | expire",
+    )
     parser.add_argument("specs", nargs="*", help="fault specs for set, names for clear")
 
 
@@ -132,14 +172,16 @@ def run_simctl(args: argparse.Namespace) -> int:
     path, payload = routes[args.action]
     data = None if payload is None else json.dumps(payload).encode()
     request = urllib.request.Request(
-        args.url.rstrip("/") + path, data=data, method="GET" if data is None else "POST",
+        args.url.rstrip("/") + path,
+        data=data,
+        method="GET" if data is None else "POST",
         headers={"Content-Type": "application/json"},
     )
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with urllib.request.urlopen(request, context=context, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
             body = response.read().decode()
     except urllib.error.HTTPError as exc:
         sys.stderr.write(f"pwbus simctl: {exc.code}: {exc.read().decode()[:300]}\n")

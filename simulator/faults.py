@@ -115,5 +115,3 @@ class FaultSet:
 def describe_faults() -> str:
     """Help text listing every fault."""
     return "\n".join(f"  {name:<20} {desc}" for name, (_, desc) in FAULTS.items())
-
-

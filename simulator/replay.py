@@ -19,7 +19,11 @@ from shared.errors import ConfigError
 
 _LOGGER = logging.getLogger(__name__)
 
-_CONTENT_TYPES = {".json": "application/json", ".txt": "text/plain", ".bin": "application/octet-stream"}
+_CONTENT_TYPES = {
+    ".json": "application/json",
+    ".txt": "text/plain",
+    ".bin": "application/octet-stream",
+}
 
 
 @dataclass(frozen=True)

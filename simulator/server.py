@@ -45,8 +45,9 @@ _RATE_WINDOW = 60.0
 
 def _error(status: int, error: str, message: str) -> web.Response:
     body = json.dumps({"code": status, "error": error, "message": message})
-    return web.Response(status=status, text=body, content_type="application/json",
-                        headers=_COMMON_HEADERS)
+    return web.Response(
+        status=status, text=body, content_type="application/json", headers=_COMMON_HEADERS
+    )
 
 
 @dataclass
@@ -163,8 +164,9 @@ class GatewayServer:
         garbage = faults.get("garbage")
         if garbage is not None and garbage.applies_to(path) and response.status == 200:
             noise = bytes(self._garbage.randrange(256) for _ in range(64))
-            return web.Response(body=b"<html>\x00" + noise, content_type="application/json",
-                                headers=_COMMON_HEADERS)
+            return web.Response(
+                body=b"<html>\x00" + noise, content_type="application/json", headers=_COMMON_HEADERS
+            )
         return response
 
     def _rate_limited(self, now: float, path: str) -> bool:
@@ -210,9 +212,16 @@ class GatewayServer:
         token = base64.b64encode(secrets.token_bytes(64)).decode()
         self._sessions[token] = now + self._session_ttl
         user_record = base64.b64encode(
-            json.dumps({"email": form.get("email", ""), "firstname": "Tesla",
-                        "lastname": "Energy", "roles": ["Home_Owner"], "token": token,
-                        "provider": "Basic"}).encode()
+            json.dumps(
+                {
+                    "email": form.get("email", ""),
+                    "firstname": "Tesla",
+                    "lastname": "Energy",
+                    "roles": ["Home_Owner"],
+                    "token": token,
+                    "provider": "Basic",
+                }
+            ).encode()
         ).decode()
         body = {
             "email": form.get("email", ""),
@@ -223,8 +232,9 @@ class GatewayServer:
             "provider": "Basic",
             "loginTime": time.strftime("%Y-%m-%dT%H:%M:%S.000000000-00:00", time.gmtime()),
         }
-        response = web.Response(text=json.dumps(body), content_type="application/json",
-                                headers=_COMMON_HEADERS)
+        response = web.Response(
+            text=json.dumps(body), content_type="application/json", headers=_COMMON_HEADERS
+        )
         response.set_cookie("AuthCookie", token, path="/", secure=True, httponly=True)
         response.set_cookie("UserRecord", user_record, path="/", secure=True)
         return response
@@ -264,8 +274,13 @@ class GatewayServer:
         if reply.status == 502 and not reply.body:
             return web.Response(status=502, headers=headers)
         content_type, _, charset = reply.content_type.partition("; charset=")
-        return web.Response(status=reply.status, body=reply.body, content_type=content_type,
-                            charset=charset or None, headers=headers)
+        return web.Response(
+            status=reply.status,
+            body=reply.body,
+            content_type=content_type,
+            charset=charset or None,
+            headers=headers,
+        )
 
     def _lookup(self, path: str) -> Reply:
         if self.replay is not None:
@@ -300,7 +315,7 @@ class GatewayServer:
                 faults = faults.without(list(payload.get("clear", [])))
             except (ValueError, TypeError, KeyError):
                 return web.json_response(
-                    {"error": "expected {\"faults\"|\"set\"|\"clear\": [specs]}"}, status=400
+                    {"error": 'expected {"faults"|"set"|"clear": [specs]}'}, status=400
                 )
             except ConfigError as exc:
                 return web.json_response({"error": str(exc)}, status=400)
@@ -344,8 +359,13 @@ class SimulatorRunner:
     in the foreground.
     """
 
-    def __init__(self, server: GatewayServer, host: str = "127.0.0.1", port: int = 0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        server: GatewayServer,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.server = server
         self.host = host
         self.port = port
@@ -370,8 +390,9 @@ class SimulatorRunner:
         """Start listening on the current loop."""
         self._runner = web.AppRunner(self.server.app(), access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._ssl,
-                           shutdown_timeout=1.0)
+        site = web.TCPSite(
+            self._runner, self.host, self.port, ssl_context=self._ssl, shutdown_timeout=1.0
+        )
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         if sockets:

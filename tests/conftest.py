@@ -11,12 +11,12 @@ import pika
 import pytest
 import requests
 from simulator.endpoints import SimulatedGateway
-from simulator.site import SiteOptions
 
 from shared.settings import AmqpSettings, GatewaySettings, MysqlSettings
 from simulator.certs import server_context
 from simulator.faults import FaultSet
 from simulator.server import GatewayServer, SimulatorRunner
+from simulator.site import SiteOptions
 from tests.support import services
 
 SIM_PASSWORD = "test-Pa55word"

@@ -30,8 +30,9 @@ def test_flags_beat_environment_beat_file(tmp_path: Path) -> None:
     config = tmp_path / "pwbus.toml"
     config.write_text('[gateway]\nhost = "10.0.0.1"\nread_timeout = 3\nemail = "a@b.c"\n')
     env = {"PW_HOST": "10.0.0.2", "PW_TIMEOUT": "7"}
-    settings = _load(GatewaySettings, "gateway", flags={"gateway.host": "10.0.0.3"}, env=env,
-                     config=config)
+    settings = _load(
+        GatewaySettings, "gateway", flags={"gateway.host": "10.0.0.3"}, env=env, config=config
+    )
     assert settings.host == "10.0.0.3"  # flag
     assert settings.read_timeout == 7.0  # environment over file
     assert settings.email == "a@b.c"  # file
@@ -67,11 +68,15 @@ def test_own_names_win_over_pypowerwall_names() -> None:
 
 def test_tesla_api_credentials_json(tmp_path: Path) -> None:
     credentials = tmp_path / "credentials.json"
-    credentials.write_text(json.dumps({
-        "gateway": {"host": "https://192.168.0.100", "password": "P4ssW0rd123", "din": "x"},
-        "amqp": {"host": "broker.lan", "username": "tesla", "password": "s3cret"},
-        "octopus_energy": {"account_number": "A-D1234A1A"},
-    }))
+    credentials.write_text(
+        json.dumps(
+            {
+                "gateway": {"host": "https://192.168.0.100", "password": "P4ssW0rd123", "din": "x"},
+                "amqp": {"host": "broker.lan", "username": "tesla", "password": "s3cret"},
+                "octopus_energy": {"account_number": "A-D1234A1A"},
+            }
+        )
+    )
     gateway = _load(GatewaySettings, "gateway", config=credentials)
     amqp = _load(AmqpSettings, "amqp", config=credentials)
     assert (gateway.host, gateway.port, gateway.password) == ("192.168.0.100", 443, "P4ssW0rd123")
@@ -83,7 +88,12 @@ def test_amqp_url_parts_override_the_url() -> None:
     env = {"AMQP_URL": "amqp://u:p%40ss@rabbit:5673/home", "AMQP_PORT": "5999"}
     amqp = _load(AmqpSettings, "amqp", env=env)
     assert (amqp.host, amqp.port, amqp.username, amqp.password, amqp.vhost) == (
-        "rabbit", 5999, "u", "p@ss", "home")
+        "rabbit",
+        5999,
+        "u",
+        "p@ss",
+        "home",
+    )
     assert amqp.url == "amqp://u:p%40ss@rabbit:5999/home"
     assert "p@ss" not in amqp.safe_url and "p%40ss" not in amqp.safe_url
     assert amqp.exchange == "Tesla"
@@ -93,7 +103,12 @@ def test_mysql_url_and_parts() -> None:
     env = {"MYSQL_URL": "mysql://writer:pw@db:3307/history", "MYSQL_DATABASE": "other"}
     mysql = _load(MysqlSettings, "mysql", env=env)
     assert (mysql.host, mysql.port, mysql.user, mysql.password, mysql.database) == (
-        "db", 3307, "writer", "pw", "other")
+        "db",
+        3307,
+        "writer",
+        "pw",
+        "other",
+    )
     assert mysql.safe_url == "mysql://writer@db:3307/other"
 
 
@@ -125,7 +140,7 @@ def test_bad_secret_is_not_echoed() -> None:
 
 def test_missing_required_values() -> None:
     settings = _load(GatewaySettings, "gateway", env={"PW_HOST": "10.0.0.2"})
-    with pytest.raises(ConfigError, match="gateway.password: is required"):
+    with pytest.raises(ConfigError, match=r"gateway\.password: is required"):
         settings.require_login()
 
 
