@@ -209,9 +209,10 @@ class GatewayServer:
             self.counters.login_failures += 1
             return _error(401, "bad credentials", "Login Error")
         self.counters.logins += 1
-        token = base64.b64encode(secrets.token_bytes(64)).decode()
+        # URL-safe without padding: cookie values that need no quoting, like the gateway's.
+        token = secrets.token_urlsafe(64)
         self._sessions[token] = now + self._session_ttl
-        user_record = base64.b64encode(
+        user_record = base64.urlsafe_b64encode(
             json.dumps(
                 {
                     "email": form.get("email", ""),
@@ -222,7 +223,7 @@ class GatewayServer:
                     "provider": "Basic",
                 }
             ).encode()
-        ).decode()
+        ).decode().rstrip("=")
         body = {
             "email": form.get("email", ""),
             "firstname": "Tesla",
@@ -388,11 +389,11 @@ class SimulatorRunner:
 
     async def start_async(self) -> None:
         """Start listening on the current loop."""
-        self._runner = web.AppRunner(self.server.app(), access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(
-            self._runner, self.host, self.port, ssl_context=self._ssl, shutdown_timeout=1.0
+        self._runner = web.AppRunner(
+            self.server.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._ssl)
         await site.start()
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         if sockets:

@@ -192,6 +192,7 @@ def test_vitals_never_requested_on_23_44_or_later(sim, gateway_settings) -> None
 
 def test_404_is_remembered_and_never_an_auth_failure(sim, gateway_settings) -> None:
     with _client(gateway_settings) as client:
+        client.get_status()
         client.login()
         for _ in range(3):
             with pytest.raises(EndpointNotFound):
