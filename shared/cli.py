@@ -25,6 +25,7 @@ from shared.settings import (
     GatewaySettings,
     LogSettings,
     MysqlSettings,
+    PollerSettings,
     SimulatorSettings,
     Sources,
     describe,
@@ -64,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     add_simulate_arguments(simulate)
     simctl = commands.add_parser("simctl", help="steer a running simulator (faults, counts)")
     add_simctl_arguments(simctl)
+    poller = commands.add_parser("poller", help="read the gateway and publish to RabbitMQ")
+    poller.add_argument(
+        "--meters-interval",
+        dest="poller.meters_interval",
+        metavar="S",
+        help="seconds between meter reads (2; 1 allowed)",
+    )
+    poller.add_argument("--exchange", dest="amqp.exchange", help="topic exchange (Tesla)")
     config = commands.add_parser("config", help="print the effective settings (secrets masked)")
     config.add_argument(
         "--example",
@@ -85,6 +94,7 @@ _SECTION_CLASSES: dict[str, type] = {
     "mysql": MysqlSettings,
     "log": LogSettings,
     "simulator": SimulatorSettings,
+    "poller": PollerSettings,
 }
 
 
@@ -114,6 +124,19 @@ def _dispatch(command: str, args: argparse.Namespace, sources: Sources, log: Log
         from simulator.cli import run_simulator
 
         return run_simulator(sim)
+    if command == "poller":
+        from producers.poller.main import PollerConfig, run_poller
+
+        config = PollerConfig(
+            gateway=load(GatewaySettings, "gateway", sources),
+            amqp=load(AmqpSettings, "amqp", sources),
+            poller=load(PollerSettings, "poller", sources),
+        )
+        configure_logging(
+            log.level, json_lines=log.json, secrets=secret_values(config.gateway, config.amqp)
+        )
+        config.gateway.require_login()
+        return run_poller(config)
     if command == "simctl":
         configure_logging(log.level, json_lines=log.json)
         from simulator.cli import run_simctl

@@ -97,3 +97,14 @@ class GatewayHTTPError(GatewayError):
     def __init__(self, message: str, *, status: int, path: str | None = None) -> None:
         self.status = status
         super().__init__(message, path=path)
+
+
+# --------------------------------------------------------------------------- bus
+
+
+class MalformedMessage(PwbusError):
+    """A bus message that does not follow the contract (bad JSON, wrong types, missing field)."""
+
+
+class BusUnavailable(PwbusError):
+    """The broker cannot be reached or refused us (down, wrong credentials, no such vhost)."""

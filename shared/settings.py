@@ -359,12 +359,130 @@ class SimulatorSettings:
     key_file: Path | None = setting(None, env=("PWBUS_SIM_KEY",), help="PEM key for cert_file")
 
 
+def _at_least_one_second(value: float) -> str | None:
+    return None if value >= 1.0 else "must be at least 1 second (the gateway is not a firehose)"
+
+
+#: The read-only endpoints polled at the slow cadence by default: the pyPowerwall proxy's
+#: allow list, less the ones with a cadence of their own and /api/customer/registration
+#: (which the proxy disables).
+DEFAULT_SLOW_ENDPOINTS = (
+    "/api/status",
+    "/api/site_info",
+    "/api/site_info/site_name",
+    "/api/sitemaster",
+    "/api/powerwalls",
+    "/api/meters/site",
+    "/api/meters/solar",
+    "/api/meters",
+    "/api/meters/readings",
+    "/api/networks",
+    "/api/system/networks",
+    "/api/system/update/status",
+    "/api/system_status/grid_faults",
+    "/api/site_info/grid_codes",
+    "/api/solars",
+    "/api/solars/brands",
+    "/api/customer",
+    "/api/installer",
+    "/api/synchrometer/ct_voltage_references",
+    "/api/troubleshooting/problems",
+    "/api/auth/toggle/supported",
+)
+
+
+@dataclass(frozen=True)
+class PollerSettings:
+    """What the poller reads, how often, and how much it holds while the broker is away."""
+
+    meters_interval: float = setting(
+        2.0,
+        env=("PWBUS_POLL_METERS",),
+        check=_at_least_one_second,
+        help="seconds between /api/meters/aggregates reads (also the MeterStream rate)",
+    )
+    soe_interval: float = setting(
+        2.0,
+        env=("PWBUS_POLL_SOE",),
+        check=_at_least_one_second,
+        help="seconds between /api/system_status/soe reads",
+    )
+    grid_status_interval: float = setting(
+        5.0,
+        env=("PWBUS_POLL_GRID_STATUS",),
+        check=_at_least_one_second,
+        help="seconds between /api/system_status/grid_status reads",
+    )
+    system_status_interval: float = setting(
+        30.0,
+        env=("PWBUS_POLL_SYSTEM_STATUS",),
+        check=_at_least_one_second,
+        help="seconds between /api/system_status reads",
+    )
+    operation_interval: float = setting(
+        30.0,
+        env=("PWBUS_POLL_OPERATION",),
+        check=_at_least_one_second,
+        help="seconds between /api/operation reads",
+    )
+    vitals_interval: float = setting(
+        30.0,
+        env=("PWBUS_POLL_VITALS",),
+        check=_at_least_one_second,
+        help="seconds between /api/devices/vitals reads (never on firmware 23.44+)",
+    )
+    solar_powerwall_interval: float = setting(
+        30.0,
+        env=("PWBUS_POLL_SOLAR_POWERWALL",),
+        check=_at_least_one_second,
+        help="seconds between /api/solar_powerwall reads (where the gateway has it)",
+    )
+    slow_interval: float = setting(
+        300.0,
+        env=("PWBUS_POLL_SLOW",),
+        check=_at_least_one_second,
+        help="seconds between reads of every other endpoint",
+    )
+    slow_endpoints: tuple[str, ...] = setting(
+        DEFAULT_SLOW_ENDPOINTS,
+        env=("PWBUS_POLL_SLOW_ENDPOINTS",),
+        help="the other endpoints to read (comma separated)",
+        check=lambda paths: next(
+            (f"{p!r} is not an /api/ path" for p in paths if not p.startswith("/api/")), None
+        ),
+    )
+    meter_stream: bool = setting(
+        True,
+        env=("PWBUS_POLL_METER_STREAM",),
+        help="also publish the Tesla-API compatible MeterStream message",
+    )
+    status_interval: float = setting(
+        30.0,
+        env=("PWBUS_POLL_STATUS_INTERVAL",),
+        check=_positive,
+        help="seconds between poller status messages (also sent on every change)",
+    )
+    buffer_seconds: float = setting(
+        3600.0,
+        env=("PWBUS_POLL_BUFFER_SECONDS",),
+        check=_positive,
+        help="hold this much reading time in memory while the broker is down",
+    )
+    backoff_max: float = setting(
+        60.0,
+        env=("PWBUS_POLL_BACKOFF_MAX",),
+        check=_positive,
+        help="longest wait between attempts while the gateway or broker is unreachable, s",
+    )
+
+
 SECTIONS: dict[str, type] = {
     "gateway": GatewaySettings,
     "amqp": AmqpSettings,
     "mysql": MysqlSettings,
     "log": LogSettings,
     "simulator": SimulatorSettings,
+    "poller": PollerSettings,
 }
 
 

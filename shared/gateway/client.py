@@ -130,6 +130,10 @@ class GatewayClient:
 
     def get_vitals(self) -> dict[str, dict[str, object]]:
         """GET /api/devices/vitals, decoded to pyPowerwall's dict; never asked on >= 23.44."""
+        return self.read_vitals()[1]
+
+    def read_vitals(self) -> tuple[bytes, dict[str, dict[str, object]]]:
+        """The raw protobuf body of /api/devices/vitals and its decoded dict."""
         if self.firmware is None:
             self.get_status()
         if self.firmware is not None and not vitals_supported(self.firmware):
@@ -137,7 +141,8 @@ class GatewayClient:
             raise EndpointNotFound(
                 f"{VITALS_PATH} does not exist on firmware {self.firmware}", path=VITALS_PATH
             )
-        return decode_vitals(self.get_bytes(VITALS_PATH))
+        raw = self.get_bytes(VITALS_PATH)
+        return raw, decode_vitals(raw)
 
     def logout(self) -> None:
         """End the session on the gateway and forget it locally."""

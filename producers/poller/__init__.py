@@ -1,0 +1,1 @@
+"""``pwbus poller``: the only process that talks to the gateway."""

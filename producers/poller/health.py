@@ -1,0 +1,139 @@
+"""What the poller knows about its own health, rendered as the ``poller.status`` payload."""
+
+from __future__ import annotations
+
+import collections
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.messages import iso_time
+
+
+@dataclass
+class EndpointHealth:
+    """Per-endpoint counters and state."""
+
+    interval: float
+    state: str = "pending"  # pending | ok | failing | missing | stopped | cooldown
+    requests: int = 0
+    last_success: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    consecutive_errors: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON view."""
+        return {
+            "interval": self.interval,
+            "state": self.state,
+            "requests": self.requests,
+            "last_success": iso_time(self.last_success) if self.last_success else None,
+            "last_error": self.last_error,
+            "last_error_at": iso_time(self.last_error_at) if self.last_error_at else None,
+            "errors": dict(self.errors),
+            "consecutive_errors": self.consecutive_errors,
+        }
+
+
+class Health:
+    """Tracks endpoint states; :meth:`changed` tells the poller to publish a status now."""
+
+    def __init__(self, intervals: dict[str, float], started: float) -> None:
+        self.started = started
+        self.endpoints = {path: EndpointHealth(interval) for path, interval in intervals.items()}
+        self.gateway_state = "starting"
+        self.firmware: str | None = None
+        self.din: str | None = None
+        self.cooldown_until: float | None = None
+        self.broker_connected = False
+        self._changed = True
+        self._latencies: collections.deque[float] = collections.deque(maxlen=2000)
+
+    def _set(self, obj: Any, name: str, value: Any) -> None:
+        if getattr(obj, name) != value:
+            setattr(obj, name, value)
+            self._changed = True
+
+    def success(self, endpoint: str, now: float) -> None:
+        """A read succeeded."""
+        health = self.endpoints[endpoint]
+        health.requests += 1
+        health.last_success = now
+        health.consecutive_errors = 0
+        self._set(health, "state", "ok")
+        self._set(self, "gateway_state", "ok")
+        self._set(self, "cooldown_until", None)
+
+    def failure(
+        self,
+        endpoint: str,
+        now: float,
+        kind: str,
+        message: str,
+        state: str,
+        gateway_state: str | None = None,
+        requested: bool = True,
+    ) -> None:
+        """A read failed; ``state`` is the endpoint's new state."""
+        health = self.endpoints[endpoint]
+        health.requests += int(requested)
+        health.errors[kind] += 1
+        health.consecutive_errors += 1
+        health.last_error = message
+        health.last_error_at = now
+        self._set(health, "state", state)
+        if gateway_state is not None:
+            self._set(self, "gateway_state", gateway_state)
+
+    def cooldown(self, until: float) -> None:
+        """The gateway rate-limited us: nothing is sent until ``until``."""
+        self._set(self, "cooldown_until", until)
+        self._set(self, "gateway_state", "cooldown")
+
+    def identity(self, din: str | None, firmware: str | None) -> None:
+        """Record the gateway's DIN and firmware."""
+        self._set(self, "din", din)
+        self._set(self, "firmware", firmware)
+
+    def broker(self, connected: bool) -> None:
+        """Record the broker connection state."""
+        self._set(self, "broker_connected", connected)
+
+    def published(self, latency: float) -> None:
+        """A message was confirmed ``latency`` seconds after its reading was taken."""
+        self._latencies.append(latency)
+
+    def changed(self) -> bool:
+        """True once after any state change."""
+        changed, self._changed = self._changed, False
+        return changed
+
+    def latency_ms(self) -> dict[str, float | int | None]:
+        """Publish latency percentiles over the recent messages."""
+        samples = sorted(self._latencies)
+        if not samples:
+            return {"p50": None, "p99": None, "samples": 0}
+        p99_index = min(len(samples) - 1, round(0.99 * (len(samples) - 1)))
+        return {
+            "p50": round(statistics.median(samples) * 1000, 2),
+            "p99": round(samples[p99_index] * 1000, 2),
+            "samples": len(samples),
+        }
+
+    def payload(self, now: float, logins: int, buffer: dict[str, int]) -> dict[str, Any]:
+        """The ``poller.status`` payload."""
+        return {
+            "started": iso_time(self.started),
+            "uptime_s": round(now - self.started, 1),
+            "gateway_state": self.gateway_state,
+            "firmware": self.firmware,
+            "din": self.din,
+            "cooldown_until": iso_time(self.cooldown_until) if self.cooldown_until else None,
+            "logins": logins,
+            "broker_connected": self.broker_connected,
+            "buffer": buffer,
+            "publish_latency_ms": self.latency_ms(),
+            "endpoints": {path: h.as_dict() for path, h in self.endpoints.items()},
+        }

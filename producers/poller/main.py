@@ -1,0 +1,112 @@
+"""Wire the poller together: one reader thread, one publisher thread, clean shutdown.
+
+SIGTERM or Ctrl-C: the reader finishes the request in flight and stops; a final status is
+queued; the publisher gets a few seconds to deliver what is left; the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+
+from producers.poller.health import Health
+from producers.poller.outbox import Outbox
+from producers.poller.publisher import Publisher
+from producers.poller.reader import GatewayReader, intervals_for, messages_per_hour
+from shared.gateway.client import GatewayClient
+from shared.settings import AmqpSettings, GatewaySettings, PollerSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PollerConfig:
+    """Everything ``pwbus poller`` needs, read once at start."""
+
+    gateway: GatewaySettings
+    amqp: AmqpSettings
+    poller: PollerSettings
+
+
+def outbox_capacity(settings: PollerSettings) -> int:
+    """Messages needed to hold ``buffer_seconds`` of every kind at the configured cadences."""
+    return math.ceil(messages_per_hour(settings) * settings.buffer_seconds / 3600.0)
+
+
+class Poller:
+    """The running poller; ``start``/``stop`` make it usable in-process (tests, the stack)."""
+
+    def __init__(self, config: PollerConfig) -> None:
+        config.gateway.require_login()
+        self.config = config
+        self.stop_event = threading.Event()
+        self.client = GatewayClient(config.gateway)
+        self.outbox = Outbox(outbox_capacity(config.poller))
+        self.health = Health(intervals_for(config.poller), time.time())
+        self.reader = GatewayReader(
+            self.client, config.poller, self.outbox, self.health, self.stop_event
+        )
+        self.publisher = Publisher(
+            config.amqp,
+            self.outbox,
+            self.health,
+            self.stop_event,
+            backoff_max=min(30.0, config.poller.backoff_max),
+        )
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> Poller:
+        """Start the reader and publisher threads."""
+        _LOGGER.info(
+            "poller starting: gateway %s, broker %s, outbox holds %d messages",
+            self.config.gateway.base_url,
+            self.config.amqp.safe_url,
+            self.outbox.capacity,
+        )
+        self._reader_thread = threading.Thread(target=self.reader.run, name="gateway-reader")
+        self._publisher_thread = threading.Thread(target=self.publisher.run, name="publisher")
+        self._threads = [self._reader_thread, self._publisher_thread]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop reading, deliver what is left, close everything."""
+        self.stop_event.set()
+        self.outbox.wake()
+        if self._threads:
+            self._reader_thread.join(timeout)
+            self.reader.publish_final_status()
+            self._publisher_thread.join(timeout)
+        self.client.close()
+
+    def alive(self) -> bool:
+        """True while both threads run."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+
+def run_poller(config: PollerConfig) -> int:
+    """Run until SIGTERM/SIGINT; exit status 0 after a clean shutdown."""
+    poller = Poller(config)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        _LOGGER.info("received %s: shutting down", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    poller.start()
+    while not stopping.wait(1.0):
+        if not poller.alive():
+            _LOGGER.error("a poller thread died unexpectedly; exiting so a supervisor restarts us")
+            poller.stop()
+            return 1
+    poller.stop()
+    _LOGGER.info("poller stopped")
+    return 0

@@ -1,0 +1,220 @@
+"""The broker side of the poller: publish the outbox in order, with confirms; answer resyncs.
+
+One thread owns the pika connection (pika is not thread-safe). A message leaves the outbox
+only when the broker has confirmed it, so a broker outage loses nothing that fits in the
+outbox: the reader keeps filling it, this thread reconnects with a capped, jittered
+back-off and then drains the backlog oldest first.
+
+A message whose confirm was lost with the connection is sent again after reconnecting
+(at-least-once); it keeps its ``message_id``, so a consumer can drop the duplicate.
+
+Late joiners: a consumer publishes a ``powerwall.resync`` request with ``reply_to`` set to its
+own queue; the answer is the latest message of every kind, sent straight to that queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+
+from producers.poller.health import Health
+from producers.poller.outbox import Outbox
+from shared.messages import APP_ID, CONTENT_TYPE, OutgoingMessage
+from shared.settings import AmqpSettings
+from shared.topology import RESYNC, declare_exchange
+
+_LOGGER = logging.getLogger(__name__)
+
+_BATCH = 200
+_IDLE_WAIT = 0.1
+
+
+def properties_for(
+    message: OutgoingMessage, correlation_id: str | None = None
+) -> pika.BasicProperties:
+    """The AMQP properties every published message carries."""
+    return pika.BasicProperties(
+        content_type=CONTENT_TYPE,
+        delivery_mode=pika.DeliveryMode.Persistent,
+        message_id=message.message_id,
+        timestamp=message.timestamp,
+        app_id=APP_ID,
+        type=message.type,
+        headers=message.headers,
+        correlation_id=correlation_id,
+    )
+
+
+def connection_parameters(settings: AmqpSettings, name: str) -> pika.URLParameters:
+    """pika parameters for the broker, with our connection name and timeouts."""
+    parameters = pika.URLParameters(settings.url)
+    parameters.heartbeat = settings.heartbeat
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = 5
+    parameters.blocked_connection_timeout = 60
+    parameters.client_properties = {"connection_name": name, "product": "powerwall-bus"}
+    return parameters
+
+
+class Publisher:
+    """Drains the outbox into the exchange; reconnects by itself."""
+
+    def __init__(
+        self,
+        settings: AmqpSettings,
+        outbox: Outbox,
+        health: Health,
+        stop: threading.Event,
+        *,
+        backoff_max: float = 30.0,
+        flush_timeout: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._outbox = outbox
+        self._health = health
+        self._stop = stop
+        self._backoff_max = backoff_max
+        self._flush_timeout = flush_timeout
+        self._clock = clock
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+        self._failures = 0
+        self.published = 0
+        self.resyncs = 0
+
+    def run(self) -> None:
+        """Publish until stopped, then flush what is left (bounded by ``flush_timeout``)."""
+        deadline: float | None = None
+        while True:
+            if self._stop.is_set():
+                deadline = deadline or time.monotonic() + self._flush_timeout
+                if not len(self._outbox) or time.monotonic() > deadline:
+                    break
+            try:
+                if self._channel is None:
+                    self._connect()
+                self._pump(deadline)
+            except (pika.exceptions.AMQPError, OSError) as exc:
+                self._lost(exc)
+                if self._stop.is_set():
+                    break
+                delay = min(self._backoff_max, 2.0 ** min(self._failures - 1, 8))
+                self._stop.wait(delay * random.uniform(0.5, 1.0))
+        left = len(self._outbox)
+        if left:
+            _LOGGER.warning("stopping with %d messages not yet confirmed by the broker", left)
+        self._close()
+        _LOGGER.info("publisher stopped after %d messages", self.published)
+
+    # ------------------------------------------------------------------ connection
+
+    def _connect(self) -> None:
+        self._connection = pika.BlockingConnection(
+            connection_parameters(self._settings, "pwbus-poller")
+        )
+        channel = self._connection.channel()
+        declare_exchange(channel, self._settings.exchange)
+        channel.confirm_delivery()
+        resync = channel.queue_declare(queue="", exclusive=True, auto_delete=True)
+        queue = resync.method.queue
+        channel.queue_bind(queue=queue, exchange=self._settings.exchange, routing_key=RESYNC)
+        channel.basic_consume(queue=queue, on_message_callback=self._on_resync, auto_ack=True)
+        self._channel = channel
+        if self._failures:
+            _LOGGER.info(
+                "broker %s is back: publishing %d held messages",
+                self._settings.safe_url,
+                len(self._outbox),
+            )
+        else:
+            _LOGGER.info(
+                "connected to broker %s, exchange %r",
+                self._settings.safe_url,
+                self._settings.exchange,
+            )
+        self._failures = 0
+        self._health.broker(True)
+
+    def _lost(self, exc: BaseException) -> None:
+        self._failures += 1
+        self._health.broker(False)
+        reason = _describe(exc)
+        if self._failures == 1:
+            _LOGGER.warning(
+                "broker %s unavailable (%s): holding readings and retrying",
+                self._settings.safe_url,
+                reason,
+            )
+        else:
+            _LOGGER.debug("broker still unavailable (%s), attempt %d", reason, self._failures)
+        self._close()
+
+    def _close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            with contextlib.suppress(pika.exceptions.AMQPError, OSError):
+                connection.close()
+
+    # ------------------------------------------------------------------ publishing
+
+    def _pump(self, deadline: float | None) -> None:
+        assert self._connection is not None and self._channel is not None
+        while True:
+            if self._stop.is_set():
+                deadline = deadline or time.monotonic() + self._flush_timeout
+                if not len(self._outbox) or time.monotonic() > deadline:
+                    return
+            entries = self._outbox.peek(_BATCH, timeout=0 if self._stop.is_set() else _IDLE_WAIT)
+            for entry in entries:
+                message = entry.expand()
+                self._channel.basic_publish(
+                    exchange=self._settings.exchange,
+                    routing_key=message.routing_key,
+                    body=message.body,
+                    properties=properties_for(message),
+                )
+                self._outbox.remove(entry)
+                self.published += 1
+                self._health.published(self._clock() - entry.taken_at)
+            self._connection.process_data_events(time_limit=0)
+
+    def _on_resync(
+        self,
+        channel: BlockingChannel,
+        method: object,
+        properties: pika.BasicProperties,
+        body: bytes,
+    ) -> None:
+        reply_to = properties.reply_to
+        if not reply_to:
+            _LOGGER.debug("ignoring a resync request without reply_to")
+            return
+        latest = self._outbox.latest()
+        for message in latest:
+            channel.basic_publish(
+                exchange="",
+                routing_key=reply_to,
+                body=message.body,
+                properties=properties_for(message, properties.correlation_id),
+            )
+        self.resyncs += 1
+        _LOGGER.debug("answered a resync to %s with %d messages", reply_to, len(latest))
+
+
+def _describe(exc: BaseException) -> str:
+    """A short reason for a broker failure, never with credentials."""
+    if isinstance(exc, pika.exceptions.ProbableAuthenticationError):
+        return "login refused: check the AMQP user and password"
+    if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
+        return "access refused: check the AMQP virtual host and permissions"
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:200]

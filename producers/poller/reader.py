@@ -1,0 +1,274 @@
+"""The gateway side of the poller: read on schedule, turn readings into messages.
+
+One thread, one request at a time. Errors follow the client's types:
+
+* 429 (``RateLimited``): every endpoint waits for the end of the cool-down; not one request
+  is sent meanwhile (the client refuses too, as a second guard).
+* 404 (``EndpointNotFound``): the endpoint leaves the schedule until the firmware changes
+  (seen on the next /api/status read).
+* unreachable / timeout: back off with jitter, doubling up to ``backoff_max``.
+* login refused: wait a cool-down; the client will not retry a refused login sooner anyway.
+* 502 with no body: the site controller is stopped; keep the schedule, say so in the status.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from producers.poller.health import Health
+from producers.poller.outbox import Outbox
+from producers.poller.schedule import Schedule
+from shared.errors import (
+    EndpointNotFound,
+    GatewayAuthError,
+    GatewayError,
+    GatewayHTTPError,
+    GatewayUnreachable,
+    RateLimited,
+    SessionRejected,
+    SiteControllerStopped,
+)
+from shared.gateway.client import STATUS_PATH, VITALS_PATH, GatewayClient
+from shared.messages import Reading, meter_stream_message, poller_status_message, reading_message
+from shared.settings import PollerSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+METERS_PATH = "/api/meters/aggregates"
+SOE_PATH = "/api/system_status/soe"
+
+
+def intervals_for(settings: PollerSettings) -> dict[str, float]:
+    """Endpoint -> interval, in the order ties are broken (SoE just before the meters)."""
+    intervals = {
+        SOE_PATH: settings.soe_interval,
+        METERS_PATH: settings.meters_interval,
+        "/api/system_status/grid_status": settings.grid_status_interval,
+        "/api/system_status": settings.system_status_interval,
+        "/api/operation": settings.operation_interval,
+        VITALS_PATH: settings.vitals_interval,
+        "/api/solar_powerwall": settings.solar_powerwall_interval,
+    }
+    for path in settings.slow_endpoints:
+        intervals.setdefault(path, settings.slow_interval)
+    return intervals
+
+
+def messages_per_hour(settings: PollerSettings) -> float:
+    """How many messages the default schedule produces in an hour (sizes the outbox)."""
+    per_hour = sum(3600.0 / interval for interval in intervals_for(settings).values())
+    if settings.meter_stream:
+        per_hour += 3600.0 / settings.meters_interval
+    return per_hour + 3600.0 / settings.status_interval * 2  # status: periodic and on change
+
+
+class GatewayReader:
+    """Runs the schedule against the gateway and fills the outbox."""
+
+    def __init__(
+        self,
+        client: GatewayClient,
+        settings: PollerSettings,
+        outbox: Outbox,
+        health: Health,
+        stop: threading.Event,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._client = client
+        self._settings = settings
+        self._outbox = outbox
+        self._health = health
+        self._stop = stop
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self.schedule = Schedule(intervals_for(settings), clock())
+        self._unreachable_streak = 0
+        self._latest_soe: float | None = None
+        self._last_status = 0.0
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> None:
+        """Read until the stop event is set."""
+        _LOGGER.info(
+            "polling %s every %.0f s, %d endpoints in all",
+            METERS_PATH,
+            self._settings.meters_interval,
+            len(self.schedule.endpoints),
+        )
+        while not self._stop.is_set():
+            self._publish_status_if_due()
+            upcoming = self.schedule.next()
+            if upcoming is None:
+                self._stop.wait(1.0)
+                continue
+            endpoint, due = upcoming
+            wait = due - self._clock()
+            # Wake at least every second for the status heartbeat.
+            if wait > 0 and (self._stop.wait(min(wait, 1.0)) or wait > 1.0):
+                continue
+            self._read(endpoint)
+        _LOGGER.info("gateway reader stopped")
+
+    def _read(self, endpoint: str) -> None:
+        started = self._clock()
+        try:
+            reading = self._fetch(endpoint)
+        except RateLimited as exc:
+            self._health.failure(
+                endpoint,
+                started,
+                "RateLimited",
+                str(exc),
+                "cooldown",
+                gateway_state="cooldown",
+                requested=False,
+            )
+            self._health.cooldown(exc.cooldown_until)
+            self.schedule.postpone_all(exc.cooldown_until)
+            _LOGGER.warning(
+                "rate limited: no gateway requests until %s",
+                time.strftime("%H:%M:%S", time.localtime(exc.cooldown_until)),
+            )
+            return
+        except EndpointNotFound as exc:
+            self._health.failure(endpoint, started, "EndpointNotFound", str(exc), "missing")
+            self.schedule.remove(endpoint)
+            return
+        except GatewayUnreachable as exc:
+            self._unreachable_streak += 1
+            delay = min(self._settings.backoff_max, 2.0 ** min(self._unreachable_streak, 10))
+            delay *= self._rng.uniform(0.5, 1.0)  # jitter: restarts do not synchronise
+            self._health.failure(
+                endpoint,
+                started,
+                type(exc).__name__,
+                str(exc),
+                "failing",
+                gateway_state="unreachable",
+            )
+            self.schedule.done(endpoint, self._clock())
+            self.schedule.postpone_all(self._clock() + delay)
+            log = _LOGGER.warning if self._unreachable_streak <= 3 else _LOGGER.debug
+            log("%s; next attempt in %.1f s", exc, delay)
+            return
+        except SiteControllerStopped as exc:
+            self._health.failure(
+                endpoint,
+                started,
+                "SiteControllerStopped",
+                str(exc),
+                "stopped",
+                gateway_state="site_controller_stopped",
+            )
+            self.schedule.done(endpoint, self._clock())
+            return
+        except SessionRejected as exc:
+            self._health.failure(endpoint, started, "SessionRejected", str(exc), "failing")
+            self.schedule.done(endpoint, self._clock())
+            _LOGGER.error("%s", exc)
+            return
+        except GatewayAuthError as exc:
+            self._health.failure(
+                endpoint,
+                started,
+                type(exc).__name__,
+                str(exc),
+                "failing",
+                gateway_state="login_refused",
+            )
+            _LOGGER.error("%s", exc)
+            self.schedule.postpone_all(self._clock() + self._client_cooldown())
+            return
+        except GatewayHTTPError as exc:
+            self._health.failure(endpoint, started, f"HTTP{exc.status}", str(exc), "failing")
+            self.schedule.done(endpoint, self._clock())
+            if exc.status == 503:  # the gateway asks for a pause on this endpoint
+                self.schedule.postpone(endpoint, self._clock() + 300)
+            return
+        except GatewayError as exc:  # UnexpectedResponse and anything new
+            self._health.failure(endpoint, started, type(exc).__name__, str(exc), "failing")
+            self.schedule.done(endpoint, self._clock())
+            _LOGGER.warning("%s", exc)
+            return
+        self._unreachable_streak = 0
+        self._health.success(endpoint, reading.time)
+        self.schedule.done(endpoint, self._clock())
+        self._emit(reading)
+
+    def _client_cooldown(self) -> float:
+        return max(self._client.cooldown_remaining, 60.0)
+
+    # ------------------------------------------------------------------ readings
+
+    def _fetch(self, endpoint: str) -> Reading:
+        decoded: Any = None
+        if endpoint == STATUS_PATH:
+            previous = self._client.firmware
+            payload: Any = self._client.get_status()
+            if previous is not None and self._client.firmware != previous:
+                restored = self.schedule.restore_all(self._clock())
+                if restored:
+                    _LOGGER.info("firmware changed: reading %s again", ", ".join(restored))
+            self._health.identity(self._client.din, self._client.firmware)
+        elif endpoint == VITALS_PATH:
+            payload, decoded = self._client.read_vitals()
+        else:
+            payload = self._client.get_json(endpoint)
+        return Reading(endpoint, self._clock(), self._gateway_id(), payload, decoded)
+
+    def _gateway_id(self) -> str:
+        if self._client.din is None:
+            try:
+                self._client.get_status()
+                self._health.identity(self._client.din, self._client.firmware)
+            except GatewayError:
+                return "unknown"
+        return self._client.din or "unknown"
+
+    def _emit(self, reading: Reading) -> None:
+        self._outbox.put(reading_message(reading), reading.time)
+        if reading.endpoint == SOE_PATH and isinstance(reading.payload, dict):
+            percentage = reading.payload.get("percentage")
+            if isinstance(percentage, int | float):
+                self._latest_soe = float(percentage)
+        if (
+            reading.endpoint == METERS_PATH
+            and self._settings.meter_stream
+            and self._latest_soe is not None
+            and isinstance(reading.payload, dict)
+        ):
+            message = meter_stream_message(
+                reading.time, self._latest_soe, reading.payload, reading.gateway
+            )
+            self._outbox.put(message, reading.time)
+
+    # ------------------------------------------------------------------ status
+
+    def _publish_status_if_due(self, force: bool = False) -> None:
+        now = self._clock()
+        changed = self._health.changed()
+        due = now - self._last_status >= self._settings.status_interval
+        if not (force or due or changed):
+            return
+        self._last_status = now
+        buffer = {
+            "queued": len(self._outbox),
+            "capacity": self._outbox.capacity,
+            "dropped": self._outbox.dropped,
+        }
+        payload = self._health.payload(now, self._client.logins, buffer)
+        message = poller_status_message(now, self._client.din or "unknown", payload)
+        self._outbox.put(message, now)
+
+    def publish_final_status(self) -> None:
+        """One last status at shutdown."""
+        self._health.gateway_state = "stopped"
+        self._publish_status_if_due(force=True)

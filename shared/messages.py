@@ -1,0 +1,237 @@
+"""The versioned message contract: what the poller publishes and how consumers read it.
+
+Two families share the exchange:
+
+* **Tesla-API compatible** (routing key ``MeterStream``): exactly
+  ``{"timestamp": <epoch s, float>, "state_of_energy": <raw %>, "readings": <aggregates>}``,
+  so the Tesla-API example consumers run unchanged against our poller.
+* **Ours** (``powerwall.*``), one envelope for every kind::
+
+      {"version": 1, "kind": "meters", "time": "2026-11-21T13:54:04.123Z",
+       "gateway": "1232100-00-E--TG1234567890AB", "endpoint": "/api/meters/aggregates",
+       "payload": {...the gateway JSON as received...}}
+
+  ``kind`` is the routing key without ``powerwall.``. Vitals carry the raw protobuf as
+  base64 in ``payload`` (``"payload_encoding": "base64"``) and pyPowerwall's decoded dict in
+  ``decoded``. The poller status carries ``endpoint: null``.
+
+Every message has content type ``application/json``, persistent delivery, a ``message_id``
+derived from gateway + endpoint + reading time (a redelivery or resync answer carries the
+same id, so duplicates are recognisable), a timestamp, ``app_id`` and ``type`` (= kind).
+
+Consumers parse with :func:`parse_envelope` / :func:`parse_meter_stream` and never look
+into raw gateway JSON beyond the payload of the kind they subscribed to.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from shared.errors import MalformedMessage
+from shared.topology import METER_STREAM, POLLER_STATUS, routing_key_for
+
+SCHEMA_VERSION = 1
+APP_ID = "pwbus-poller"
+CONTENT_TYPE = "application/json"
+
+_SEPARATORS = (",", ":")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One gateway reading, as the poller took it."""
+
+    endpoint: str
+    time: float  # epoch seconds (UTC) when the answer arrived
+    gateway: str  # DIN
+    payload: Any  # parsed JSON, or bytes for a protobuf body
+    decoded: Any = None
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A serialised message with the AMQP properties the publisher must set."""
+
+    routing_key: str
+    body: bytes
+    message_id: str
+    timestamp: int
+    type: str
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        """AMQP headers: the schema version, for consumers that route on it."""
+        return {"schema_version": SCHEMA_VERSION}
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A parsed message of our contract."""
+
+    version: int
+    kind: str
+    time: dt.datetime
+    gateway: str
+    endpoint: str | None
+    payload: Any
+    decoded: Any = None
+
+    @property
+    def epoch(self) -> float:
+        """The reading time as epoch seconds."""
+        return self.time.timestamp()
+
+
+@dataclass(frozen=True)
+class MeterStream:
+    """A parsed Tesla-API ``MeterStream`` message."""
+
+    timestamp: float
+    state_of_energy: float
+    readings: dict[str, Any]
+
+
+def kind_of(routing_key: str) -> str:
+    """``powerwall.api.status`` -> ``api.status``."""
+    return routing_key.removeprefix("powerwall.")
+
+
+def iso_time(epoch: float) -> str:
+    """UTC, millisecond precision, ``Z`` suffix."""
+    moment = dt.datetime.fromtimestamp(epoch, dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _message_id(gateway: str, what: str, epoch: float) -> str:
+    return f"{gateway}|{what}|{round(epoch * 1000)}"
+
+
+def reading_message(reading: Reading) -> OutgoingMessage:
+    """The envelope message for one reading."""
+    routing_key = routing_key_for(reading.endpoint)
+    kind = kind_of(routing_key)
+    document: dict[str, Any] = {
+        "version": SCHEMA_VERSION,
+        "kind": kind,
+        "time": iso_time(reading.time),
+        "gateway": reading.gateway,
+        "endpoint": reading.endpoint,
+    }
+    if isinstance(reading.payload, bytes | bytearray):
+        document["payload"] = base64.b64encode(reading.payload).decode("ascii")
+        document["payload_encoding"] = "base64"
+    else:
+        document["payload"] = reading.payload
+    if reading.decoded is not None:
+        document["decoded"] = reading.decoded
+    return OutgoingMessage(
+        routing_key=routing_key,
+        body=json.dumps(document, separators=_SEPARATORS).encode(),
+        message_id=_message_id(reading.gateway, reading.endpoint, reading.time),
+        timestamp=int(reading.time),
+        type=kind,
+    )
+
+
+def meter_stream_message(
+    epoch: float, state_of_energy: float, aggregates: dict[str, Any], gateway: str
+) -> OutgoingMessage:
+    """The Tesla-API compatible message: exactly timestamp, state_of_energy, readings."""
+    body = {"timestamp": epoch, "state_of_energy": state_of_energy, "readings": aggregates}
+    return OutgoingMessage(
+        routing_key=METER_STREAM,
+        body=json.dumps(body, separators=_SEPARATORS).encode(),
+        message_id=_message_id(gateway, METER_STREAM, epoch),
+        timestamp=int(epoch),
+        type=METER_STREAM,
+    )
+
+
+def poller_status_message(epoch: float, gateway: str, status: dict[str, Any]) -> OutgoingMessage:
+    """The poller's health report (kind ``poller.status``)."""
+    kind = kind_of(POLLER_STATUS)
+    document = {
+        "version": SCHEMA_VERSION,
+        "kind": kind,
+        "time": iso_time(epoch),
+        "gateway": gateway,
+        "endpoint": None,
+        "payload": status,
+    }
+    return OutgoingMessage(
+        routing_key=POLLER_STATUS,
+        body=json.dumps(document, separators=_SEPARATORS).encode(),
+        message_id=_message_id(gateway, kind, epoch),
+        timestamp=int(epoch),
+        type=kind,
+    )
+
+
+def _load_object(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedMessage(f"body is not JSON ({type(exc).__name__})") from None
+    if not isinstance(document, dict):
+        raise MalformedMessage("body is not a JSON object")
+    return document
+
+
+def parse_envelope(body: bytes) -> Envelope:
+    """Parse and check one message of our contract; raises MalformedMessage."""
+    document = _load_object(body)
+    version = document.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise MalformedMessage("version is missing or not an integer")
+    if version > SCHEMA_VERSION:
+        raise MalformedMessage(f"version {version} is newer than this program understands")
+    for name in ("kind", "time", "gateway"):
+        if not isinstance(document.get(name), str):
+            raise MalformedMessage(f"{name} is missing or not a string")
+    endpoint = document.get("endpoint")
+    if endpoint is not None and not isinstance(endpoint, str):
+        raise MalformedMessage("endpoint is not a string")
+    if "payload" not in document:
+        raise MalformedMessage("payload is missing")
+    try:
+        moment = dt.datetime.fromisoformat(document["time"].replace("Z", "+00:00"))
+    except ValueError:
+        raise MalformedMessage("time is not an ISO 8601 timestamp") from None
+    if moment.tzinfo is None:
+        raise MalformedMessage("time has no time zone")
+    payload = document["payload"]
+    if document.get("payload_encoding") == "base64":
+        if not isinstance(payload, str):
+            raise MalformedMessage("a base64 payload must be a string")
+        try:
+            payload = base64.b64decode(payload, validate=True)
+        except ValueError:
+            raise MalformedMessage("payload is not valid base64") from None
+    return Envelope(
+        version=version,
+        kind=document["kind"],
+        time=moment,
+        gateway=document["gateway"],
+        endpoint=endpoint,
+        payload=payload,
+        decoded=document.get("decoded"),
+    )
+
+
+def parse_meter_stream(body: bytes) -> MeterStream:
+    """Parse a Tesla-API ``MeterStream`` body; raises MalformedMessage."""
+    document = _load_object(body)
+    timestamp = document.get("timestamp")
+    soe = document.get("state_of_energy")
+    readings = document.get("readings")
+    if not isinstance(timestamp, int | float) or isinstance(timestamp, bool):
+        raise MalformedMessage("timestamp is missing or not a number")
+    if not isinstance(soe, int | float) or isinstance(soe, bool):
+        raise MalformedMessage("state_of_energy is missing or not a number")
+    if not isinstance(readings, dict):
+        raise MalformedMessage("readings is missing or not an object")
+    return MeterStream(float(timestamp), float(soe), readings)
