@@ -62,7 +62,10 @@ class Health:
         health.requests += 1
         health.last_success = now
         health.consecutive_errors = 0
-        self._set(health, "state", "ok")
+        if health.state == "pending":
+            health.state = "ok"  # the first success is not news; a recovery is
+        else:
+            self._set(health, "state", "ok")
         self._set(self, "gateway_state", "ok")
         self._set(self, "cooldown_until", None)
 

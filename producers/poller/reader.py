@@ -46,6 +46,8 @@ SOE_PATH = "/api/system_status/soe"
 def intervals_for(settings: PollerSettings) -> dict[str, float]:
     """Endpoint -> interval, in the order ties are broken (SoE just before the meters)."""
     intervals = {
+        # /api/status first: it tells the DIN and firmware every other message needs.
+        STATUS_PATH: settings.slow_interval,
         SOE_PATH: settings.soe_interval,
         METERS_PATH: settings.meters_interval,
         "/api/system_status/grid_status": settings.grid_status_interval,
@@ -254,9 +256,11 @@ class GatewayReader:
 
     def _publish_status_if_due(self, force: bool = False) -> None:
         now = self._clock()
-        changed = self._health.changed()
-        due = now - self._last_status >= self._settings.status_interval
-        if not (force or due or changed):
+        since_last = now - self._last_status
+        # A change is reported at once, but at most once a second (a flapping link would
+        # otherwise flood the bus with status messages).
+        changed = since_last >= 1.0 and self._health.changed()
+        if not (force or changed or since_last >= self._settings.status_interval):
             return
         self._last_status = now
         buffer = {
