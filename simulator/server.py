@@ -373,6 +373,7 @@ class SimulatorRunner:
         self._ssl = ssl_context
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
+        self._ticker: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -398,9 +399,20 @@ class SimulatorRunner:
         sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
         if sockets:
             self.port = sockets[0].getsockname()[1]
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        """Advance the model every second, so a fast, idle simulation never has to catch up
+        hours of simulated time inside one request."""
+        while True:
+            await asyncio.sleep(1.0)
+            self.server.gateway.snapshot()
 
     async def stop_async(self) -> None:
         """Stop listening and close connections."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
