@@ -212,32 +212,22 @@ class GatewayServer:
         # URL-safe without padding: cookie values that need no quoting, like the gateway's.
         token = secrets.token_urlsafe(64)
         self._sessions[token] = now + self._session_ttl
-        user_record = base64.urlsafe_b64encode(
-            json.dumps(
-                {
-                    "email": form.get("email", ""),
-                    "firstname": "Tesla",
-                    "lastname": "Energy",
-                    "roles": ["Home_Owner"],
-                    "token": token,
-                    "provider": "Basic",
-                }
-            ).encode()
-        ).decode().rstrip("=")
-        body = {
+        profile = {
             "email": form.get("email", ""),
             "firstname": "Tesla",
             "lastname": "Energy",
             "roles": ["Home_Owner"],
             "token": token,
             "provider": "Basic",
-            "loginTime": time.strftime("%Y-%m-%dT%H:%M:%S.000000000-00:00", time.gmtime()),
         }
+        record = base64.urlsafe_b64encode(json.dumps(profile).encode()).decode().rstrip("=")
+        login_time = time.strftime("%Y-%m-%dT%H:%M:%S.000000000-00:00", time.gmtime())
+        body = {**profile, "loginTime": login_time}
         response = web.Response(
             text=json.dumps(body), content_type="application/json", headers=_COMMON_HEADERS
         )
         response.set_cookie("AuthCookie", token, path="/", secure=True, httponly=True)
-        response.set_cookie("UserRecord", user_record, path="/", secure=True)
+        response.set_cookie("UserRecord", record, path="/", secure=True)
         return response
 
     async def _logout(self, request: web.Request) -> web.Response:
