@@ -10,10 +10,10 @@ import mysql.connector
 import pika
 import pytest
 import requests
-from simulator.endpoints import SimulatedGateway
 
 from shared.settings import AmqpSettings, GatewaySettings, MysqlSettings
 from simulator.certs import server_context
+from simulator.endpoints import SimulatedGateway
 from simulator.faults import FaultSet
 from simulator.server import GatewayServer, SimulatorRunner
 from simulator.site import SiteOptions
