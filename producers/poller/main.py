@@ -44,7 +44,8 @@ class Poller:
     def __init__(self, config: PollerConfig) -> None:
         config.gateway.require_login()
         self.config = config
-        self.stop_event = threading.Event()
+        self.stop_event = threading.Event()  # stops reading
+        self._publisher_stop = threading.Event()  # set once the final status is queued
         self.client = GatewayClient(config.gateway)
         self.outbox = Outbox(outbox_capacity(config.poller))
         self.health = Health(intervals_for(config.poller), time.time())
@@ -55,7 +56,7 @@ class Poller:
             config.amqp,
             self.outbox,
             self.health,
-            self.stop_event,
+            self._publisher_stop,
             backoff_max=min(30.0, config.poller.backoff_max),
         )
         self._threads: list[threading.Thread] = []
@@ -78,10 +79,12 @@ class Poller:
     def stop(self, timeout: float = 15.0) -> None:
         """Stop reading, deliver what is left, close everything."""
         self.stop_event.set()
-        self.outbox.wake()
         if self._threads:
             self._reader_thread.join(timeout)
             self.reader.publish_final_status()
+        self._publisher_stop.set()
+        self.outbox.wake()
+        if self._threads:
             self._publisher_thread.join(timeout)
         self.client.close()
 

@@ -93,7 +93,8 @@ class GatewayReader:
         self.schedule = Schedule(intervals_for(settings), clock())
         self._unreachable_streak = 0
         self._latest_soe: float | None = None
-        self._last_status = 0.0
+        # The first status goes out after a second, once /api/status told us who we read.
+        self._last_status = clock()
 
     # ------------------------------------------------------------------ loop
 

@@ -1,0 +1,348 @@
+"""The poller end to end: simulator over HTTPS, real RabbitMQ, plain pika consumers."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pika
+import pytest
+
+from producers.poller.main import Poller, PollerConfig
+from producers.poller.reader import intervals_for
+from shared.messages import parse_envelope, parse_meter_stream
+from shared.settings import AmqpSettings, GatewaySettings, PollerSettings
+from shared.topology import METER_STREAM, POLLER_STATUS, RESYNC
+from simulator.certs import server_context
+from simulator.endpoints import SimulatedGateway
+from simulator.faults import FaultSet
+from simulator.server import GatewayServer, SimulatorRunner
+from simulator.site import SiteOptions
+from tests.support.collector import Collector
+from tests.support.tcp_proxy import TcpProxy
+
+PASSWORD = "poller-Test-1"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def own_sim() -> Iterator[SimulatorRunner]:
+    """A simulator of its own, so counts and faults belong to this test alone."""
+    server = GatewayServer(SimulatedGateway(SiteOptions(seed=11, powerwalls=2)), password=PASSWORD)
+    with SimulatorRunner(server, ssl_context=server_context()) as runner:
+        yield runner
+
+
+def _config(
+    sim: SimulatorRunner,
+    amqp: AmqpSettings,
+    state: Path,
+    *,
+    cooldown: float = 300.0,
+    **poller: object,
+) -> PollerConfig:
+    return PollerConfig(
+        gateway=GatewaySettings(
+            host=sim.address, password=PASSWORD, state_dir=state, rate_limit_cooldown=cooldown
+        ),
+        amqp=amqp,
+        poller=PollerSettings(**poller),  # type: ignore[arg-type]
+    )
+
+
+def _counts(sim: SimulatorRunner) -> dict[str, int]:
+    return dict(sim.server.counters.by_path)
+
+
+def test_meter_stream_is_tesla_api_compatible(own_sim, bus, tmp_path) -> None:
+    collector = Collector(bus.settings.url, bus.settings.exchange, [METER_STREAM])
+    poller = Poller(_config(own_sim, bus.settings, tmp_path, meters_interval=1.0)).start()
+    try:
+        assert collector.wait_for(lambda m: len(m) >= 6, timeout=15)
+    finally:
+        poller.stop()
+        collector.close()
+    received = collector.messages()
+    bodies = [json.loads(m.body) for m in received]
+    assert all(set(body) == {"timestamp", "state_of_energy", "readings"} for body in bodies)
+    assert all(isinstance(b["timestamp"], float) for b in bodies)
+    assert all(0 <= b["state_of_energy"] <= 100 for b in bodies)
+    assert all({"site", "battery", "load", "solar"} <= set(b["readings"]) for b in bodies)
+    parsed = [parse_meter_stream(m.body) for m in received]
+    gaps = [b.timestamp - a.timestamp for a, b in zip(parsed, parsed[1:], strict=False)]
+    assert all(0.8 <= gap <= 1.3 for gap in gaps), gaps  # the configured 1 s, without drift
+    props = received[0].properties
+    assert props.content_type == "application/json" and props.delivery_mode == 2
+    assert props.app_id == "pwbus-poller" and props.type == METER_STREAM
+    assert props.message_id and props.timestamp
+
+
+def test_every_kind_is_published_with_its_properties(own_sim, bus, tmp_path) -> None:
+    collector = Collector(bus.settings.url, bus.settings.exchange, ["powerwall.#"])
+    poller = Poller(_config(own_sim, bus.settings, tmp_path)).start()
+    try:
+        wanted = {
+            "powerwall.meters",
+            "powerwall.soe",
+            "powerwall.grid_status",
+            "powerwall.vitals",
+            "powerwall.api.status",
+            "powerwall.api.system_status",
+            "powerwall.api.site_info.site_name",
+            POLLER_STATUS,
+        }
+        assert collector.wait_for(lambda m: wanted <= {x.routing_key for x in m}, timeout=15)
+    finally:
+        poller.stop()
+        collector.close()
+    gateway_din = own_sim.server.gateway.din
+    for message in collector.messages():
+        envelope = parse_envelope(message.body)
+        assert envelope.version == 1
+        assert envelope.gateway == gateway_din
+        assert message.properties.type == envelope.kind
+        assert message.properties.message_id.startswith(gateway_din + "|")
+        assert message.properties.delivery_mode == 2
+    vitals = parse_envelope(collector.messages("powerwall.vitals")[0].body)
+    assert isinstance(vitals.payload, bytes) and any(
+        k.startswith("TEPOD--") for k in vitals.decoded
+    )
+
+
+def test_vitals_never_requested_on_new_firmware(own_sim, bus, tmp_path) -> None:
+    own_sim.server.gateway.set_firmware("24.36.2 7a9a5bd6")
+    poller = Poller(_config(own_sim, bus.settings, tmp_path)).start()
+    try:
+        time.sleep(3)
+    finally:
+        poller.stop()
+    counts = _counts(own_sim)
+    assert counts.get("/api/meters/aggregates", 0) >= 1
+    assert "/api/devices/vitals" not in counts
+    assert counts["/api/login/Basic"] == 1
+
+
+@pytest.mark.slow
+def test_broker_outage_loses_nothing(own_sim, bus, tmp_path) -> None:
+    broker = AmqpSettings(url=bus.settings.url)
+    proxy = TcpProxy(broker.host, broker.port)
+    via_proxy = AmqpSettings(
+        url=bus.settings.url, host="127.0.0.1", port=proxy.port, exchange=bus.settings.exchange
+    )
+    collector = Collector(bus.settings.url, bus.settings.exchange, ["powerwall.meters"])
+    poller = Poller(_config(own_sim, via_proxy, tmp_path, meters_interval=1.0)).start()
+    try:
+        assert collector.wait_for(lambda m: len(m) >= 2, timeout=15)
+        proxy.cut()
+        time.sleep(30)
+        during = len(collector.messages())
+        proxy.restore()
+        made = lambda: _counts(own_sim)["/api/meters/aggregates"]  # noqa: E731
+        assert collector.wait_for(lambda m: len(m) >= made() - 1, timeout=45)
+    finally:
+        poller.stop()
+        proxy.close()
+    time.sleep(0.5)
+    collector.close()
+    received = [parse_envelope(m.body) for m in collector.messages()]
+    ids = [m.properties.message_id for m in collector.messages()]
+    assert len(ids) == len(set(ids)), "duplicate message_id"
+    times = [e.epoch for e in received]
+    assert times == sorted(times), "out of order"
+    assert len(received) == _counts(own_sim)["/api/meters/aggregates"]
+    assert len(received) - during >= 25  # the outage's readings arrived afterwards
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) < 2.1
+
+
+def test_broker_down_at_start_then_up(own_sim, bus, tmp_path) -> None:
+    broker = AmqpSettings(url=bus.settings.url)
+    proxy = TcpProxy(broker.host, broker.port)
+    proxy.cut()
+    via_proxy = AmqpSettings(
+        url=bus.settings.url, host="127.0.0.1", port=proxy.port, exchange=bus.settings.exchange
+    )
+    collector = Collector(bus.settings.url, bus.settings.exchange, ["powerwall.soe"])
+    poller = Poller(_config(own_sim, via_proxy, tmp_path)).start()
+    try:
+        time.sleep(4)
+        read = _counts(own_sim)["/api/system_status/soe"]
+        assert read >= 2 and not collector.messages()  # reading goes on, nothing lost yet
+        proxy.restore()
+        assert collector.wait_for(lambda m: len(m) >= read, timeout=20)
+    finally:
+        poller.stop()
+        proxy.close()
+        collector.close()
+
+
+def _window_counts(poller_settings: PollerSettings, sim: SimulatorRunner) -> dict[str, int]:
+    counts = _counts(sim)
+    counts.pop("/api/login/Basic", None)
+    return counts
+
+
+@pytest.mark.slow
+def test_gateway_load_does_not_depend_on_consumers(bus, tmp_path) -> None:
+    window = 59.5
+    settings = PollerSettings()
+    sims = [
+        SimulatorRunner(
+            GatewayServer(SimulatedGateway(SiteOptions(seed=n)), password=PASSWORD),
+            ssl_context=server_context(),
+        ).start()
+        for n in (21, 22)
+    ]
+    consumers = Collector(bus.settings.url, bus.settings.exchange, ["#"], queues=50)
+    pollers = []
+    try:
+        for index, sim in enumerate(sims):
+            pollers.append(Poller(_config(sim, bus.settings, tmp_path / str(index))))
+        for sim, poller in zip(sims, pollers, strict=True):
+            sim.server.reset_counts()
+            poller.start()
+        time.sleep(window)
+        for poller in pollers:
+            poller.stop()
+    finally:
+        consumers.close()
+        for sim in sims:
+            sim.stop()
+    assert len(consumers.messages()) > 50 * 100  # the 50 consumers really were fed
+    expected = {
+        path: math.ceil(window / interval) for path, interval in intervals_for(settings).items()
+    }
+    for sim in sims:
+        counts = _window_counts(settings, sim)
+        for path, want in expected.items():
+            assert abs(counts.get(path, 0) - want) <= 1, (path, counts.get(path), want)
+        assert set(counts) <= set(expected)
+
+
+def test_rate_limit_cooldown_sends_nothing_and_says_so(own_sim, bus, tmp_path) -> None:
+    statuses = Collector(bus.settings.url, bus.settings.exchange, [POLLER_STATUS])
+    own_sim.server.set_faults(FaultSet.parse(["rate-limit-requests=6", "rate-limit-seconds=600"]))
+    poller = Poller(_config(own_sim, bus.settings, tmp_path, cooldown=6.0)).start()
+
+    def cooling(messages) -> bool:
+        return any(parse_envelope(m.body).payload["gateway_state"] == "cooldown" for m in messages)
+
+    try:
+        assert statuses.wait_for(cooling, timeout=15)
+        at_cooldown = sum(_counts(own_sim).values())
+        status = next(
+            parse_envelope(m.body).payload
+            for m in statuses.messages()
+            if parse_envelope(m.body).payload["gateway_state"] == "cooldown"
+        )
+        assert status["cooldown_until"] is not None
+        assert any(e["state"] == "cooldown" for e in status["endpoints"].values())
+        own_sim.server.set_faults(FaultSet())  # the gateway would answer now; we must wait
+        time.sleep(4.5)
+        assert sum(_counts(own_sim).values()) == at_cooldown
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sum(_counts(own_sim).values()) == at_cooldown:
+            time.sleep(0.1)
+        assert sum(_counts(own_sim).values()) > at_cooldown  # resumes after the cool-down
+    finally:
+        poller.stop()
+        statuses.close()
+
+
+def test_late_joiner_gets_latest_of_every_kind_within_a_second(own_sim, bus, tmp_path) -> None:
+    observer = Collector(bus.settings.url, bus.settings.exchange, ["#"])
+    poller = Poller(_config(own_sim, bus.settings, tmp_path)).start()
+    try:
+        assert observer.wait_for(
+            lambda m: "powerwall.api.auth.toggle.supported" in {x.routing_key for x in m}, 15
+        )
+        time.sleep(0.5)
+        published = {m.routing_key for m in observer.messages()}
+        slow_before = _counts(own_sim)["/api/site_info"]
+        late = Collector(bus.settings.url, bus.settings.exchange, [])
+        connection = pika.BlockingConnection(pika.URLParameters(bus.settings.url))
+        asked = time.monotonic()
+        connection.channel().basic_publish(
+            exchange=bus.settings.exchange,
+            routing_key=RESYNC,
+            body=b"{}",
+            properties=pika.BasicProperties(reply_to=late.queue, correlation_id="late-1"),
+        )
+        connection.close()
+        assert late.wait_for(lambda m: published <= {_key(x) for x in m}, timeout=1.0), (
+            published - {_key(x) for x in late.messages()}
+        )
+        answered = max(m.at for m in late.messages()) - asked
+        assert answered < 1.0
+        assert all(m.properties.correlation_id == "late-1" for m in late.messages())
+        assert _counts(own_sim)["/api/site_info"] == slow_before  # not asked again
+        late.close()
+    finally:
+        poller.stop()
+        observer.close()
+
+
+def _key(received) -> str:
+    """The routing key a resync answer stands for (it arrives via the default exchange)."""
+    kind = received.properties.type
+    return kind if kind == METER_STREAM else f"powerwall.{kind}"
+
+
+def test_pwbus_poller_process_stops_cleanly_on_sigterm(own_sim, bus, tmp_path) -> None:
+    statuses = Collector(bus.settings.url, bus.settings.exchange, [POLLER_STATUS, METER_STREAM])
+    env = {
+        **os.environ,
+        "PW_HOST": own_sim.address,
+        "PW_PASSWORD": PASSWORD,
+        "AMQP_URL": bus.settings.url,
+        "AMQP_EXCHANGE": bus.settings.exchange,
+        "PWBUS_STATE_DIR": str(tmp_path),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "poller"],
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert statuses.wait_for(lambda m: any(x.routing_key == METER_STREAM for x in m), 20)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        log = process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert statuses.wait_for(
+        lambda m: any(
+            x.routing_key == POLLER_STATUS
+            and parse_envelope(x.body).payload["gateway_state"] == "stopped"
+            for x in m
+        ),
+        5,
+    )
+    statuses.close()
+    assert "poller stopped" in log
+    assert PASSWORD not in log
+
+
+def test_pwbus_poller_without_gateway_is_one_line_error(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PW_", "PWBUS_GATEWAY"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "poller"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "pwbus poller: configuration: gateway.host: is required (set PW_HOST or gateway.host)"
+    )
