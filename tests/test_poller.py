@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -76,7 +77,7 @@ def test_meter_stream_is_tesla_api_compatible(own_sim, bus, tmp_path) -> None:
     assert all(0 <= b["state_of_energy"] <= 100 for b in bodies)
     assert all({"site", "battery", "load", "solar"} <= set(b["readings"]) for b in bodies)
     parsed = [parse_meter_stream(m.body) for m in received]
-    gaps = [b.timestamp - a.timestamp for a, b in zip(parsed, parsed[1:], strict=False)]
+    gaps = [b.timestamp - a.timestamp for a, b in itertools.pairwise(parsed)]
     assert all(0.8 <= gap <= 1.3 for gap in gaps), gaps  # the configured 1 s, without drift
     props = received[0].properties
     assert props.content_type == "application/json" and props.delivery_mode == 2
@@ -158,7 +159,7 @@ def test_broker_outage_loses_nothing(own_sim, bus, tmp_path) -> None:
     assert times == sorted(times), "out of order"
     assert len(received) == _counts(own_sim)["/api/meters/aggregates"]
     assert len(received) - during >= 25  # the outage's readings arrived afterwards
-    assert max(b - a for a, b in zip(times, times[1:], strict=False)) < 2.1
+    assert max(b - a for a, b in itertools.pairwise(times)) < 2.1
 
 
 def test_broker_down_at_start_then_up(own_sim, bus, tmp_path) -> None:
@@ -182,7 +183,7 @@ def test_broker_down_at_start_then_up(own_sim, bus, tmp_path) -> None:
         collector.close()
 
 
-def _window_counts(poller_settings: PollerSettings, sim: SimulatorRunner) -> dict[str, int]:
+def _window_counts(sim: SimulatorRunner) -> dict[str, int]:
     counts = _counts(sim)
     counts.pop("/api/login/Basic", None)
     return counts
@@ -219,7 +220,7 @@ def test_gateway_load_does_not_depend_on_consumers(bus, tmp_path) -> None:
         path: math.ceil(window / interval) for path, interval in intervals_for(settings).items()
     }
     for sim in sims:
-        counts = _window_counts(settings, sim)
+        counts = _window_counts(sim)
         for path, want in expected.items():
             assert abs(counts.get(path, 0) - want) <= 1, (path, counts.get(path), want)
         assert set(counts) <= set(expected)
