@@ -102,12 +102,14 @@ def kind_of(routing_key: str) -> str:
 
 def iso_time(epoch: float) -> str:
     """UTC, millisecond precision, ``Z`` suffix."""
-    moment = dt.datetime.fromtimestamp(epoch, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    millis = int(epoch * 1000)
+    moment = dt.datetime.fromtimestamp(millis // 1000, dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis % 1000:03d}Z"
 
 
 def _message_id(gateway: str, what: str, epoch: float) -> str:
-    return f"{gateway}|{what}|{round(epoch * 1000)}"
+    # Whole milliseconds, truncated like iso_time, so the id and the time always agree.
+    return f"{gateway}|{what}|{int(epoch * 1000)}"
 
 
 def reading_message(reading: Reading) -> OutgoingMessage:
@@ -189,6 +191,8 @@ def parse_envelope(body: bytes) -> Envelope:
         raise MalformedMessage("version is missing or not an integer")
     if version > SCHEMA_VERSION:
         raise MalformedMessage(f"version {version} is newer than this program understands")
+    if version < 1:
+        raise MalformedMessage(f"version {version} is not a valid version")
     for name in ("kind", "time", "gateway"):
         if not isinstance(document.get(name), str):
             raise MalformedMessage(f"{name} is missing or not a string")
@@ -204,7 +208,10 @@ def parse_envelope(body: bytes) -> Envelope:
     if moment.tzinfo is None:
         raise MalformedMessage("time has no time zone")
     payload = document["payload"]
-    if document.get("payload_encoding") == "base64":
+    encoding = document.get("payload_encoding")
+    if encoding not in (None, "base64"):
+        raise MalformedMessage(f"payload_encoding {encoding!r} is not supported")
+    if encoding == "base64":
         if not isinstance(payload, str):
             raise MalformedMessage("a base64 payload must be a string")
         try:

@@ -13,9 +13,10 @@ Routing keys:
 * ``powerwall.api.<path>``: every other endpoint, the path after ``/api/`` with ``/`` as
   ``.`` (``/api/site_info/site_name`` -> ``powerwall.api.site_info.site_name``).
 * ``powerwall.poller.status``: the poller's health.
-* ``powerwall.resync``: a consumer's request for the latest message of every kind. The
+* ``control.resync``: a consumer's request for the latest message of every kind. The
   poller answers from memory, straight to the queue named in the request's ``reply_to``,
-  without calling the gateway.
+  without calling the gateway. It lies outside ``powerwall.#`` on purpose, so a consumer
+  bound to ``powerwall.#`` receives only messages of the contract.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Protocol
 
 DEFAULT_EXCHANGE = "Tesla"
 METER_STREAM = "MeterStream"
-RESYNC = "powerwall.resync"
+RESYNC = "control.resync"
 POLLER_STATUS = "powerwall.poller.status"
 ALL_POWERWALL = "powerwall.#"
 
@@ -45,9 +46,10 @@ class _Channel(Protocol):
 
 def routing_key_for(endpoint: str) -> str:
     """The routing key of readings from ``endpoint`` (a gateway path)."""
-    if endpoint in DEDICATED_KEYS:
-        return DEDICATED_KEYS[endpoint]
-    tail = endpoint.removeprefix("/api/").strip("/")
+    path = endpoint.split("?", 1)[0].rstrip("/") or "/"
+    if path in DEDICATED_KEYS:
+        return DEDICATED_KEYS[path]
+    tail = path.removeprefix("/api/").strip("/")
     words = [w for w in tail.replace(".", "_").split("/") if w]
     return "powerwall.api." + ".".join(words)
 

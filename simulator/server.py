@@ -420,6 +420,7 @@ class SimulatorRunner:
 
     def _thread_main(self) -> None:
         loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
         self._loop = loop
         try:
             loop.run_until_complete(self.start_async())
@@ -430,6 +431,11 @@ class SimulatorRunner:
         self._ready.set()
         loop.run_forever()
         loop.run_until_complete(self.stop_async())
+        # Requests held by a fault (timeout, latency) are still sleeping: end them quietly.
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.close()
 
     def stop(self) -> None:

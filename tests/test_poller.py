@@ -19,6 +19,7 @@ import pytest
 from producers.poller.main import Poller, PollerConfig
 from producers.poller.reader import intervals_for
 from shared.messages import parse_envelope, parse_meter_stream
+from shared.schemas import validate_message
 from shared.settings import AmqpSettings, GatewaySettings, PollerSettings
 from shared.topology import METER_STREAM, POLLER_STATUS, RESYNC
 from simulator.certs import server_context
@@ -71,6 +72,7 @@ def test_meter_stream_is_tesla_api_compatible(own_sim, bus, tmp_path) -> None:
         poller.stop()
         collector.close()
     received = collector.messages()
+    assert all(validate_message(METER_STREAM, m.body) == [] for m in received)
     bodies = [json.loads(m.body) for m in received]
     assert all(set(body) == {"timestamp", "state_of_energy", "readings"} for body in bodies)
     assert all(isinstance(b["timestamp"], float) for b in bodies)
@@ -105,6 +107,7 @@ def test_every_kind_is_published_with_its_properties(own_sim, bus, tmp_path) -> 
         collector.close()
     gateway_din = own_sim.server.gateway.din
     for message in collector.messages():
+        assert validate_message(message.routing_key, message.body) == [], message.routing_key
         envelope = parse_envelope(message.body)
         assert envelope.version == 1
         assert envelope.gateway == gateway_din

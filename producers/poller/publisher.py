@@ -8,7 +8,7 @@ back-off and then drains the backlog oldest first.
 A message whose confirm was lost with the connection is sent again after reconnecting
 (at-least-once); it keeps its ``message_id``, so a consumer can drop the duplicate.
 
-Late joiners: a consumer publishes a ``powerwall.resync`` request with ``reply_to`` set to its
+Late joiners: a consumer publishes a ``control.resync`` request with ``reply_to`` set to its
 own queue; the answer is the latest message of every kind, sent straight to that queue.
 """
 

@@ -372,7 +372,7 @@ class GatewayClient:
 
     def _parse_json(self, path: str, response: requests.Response) -> Any:
         try:
-            return json.loads(response.content)
+            return json.loads(response.content, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError):
             raise UnexpectedResponse(
                 f"{path}: the body is not JSON ({len(response.content)} bytes, "
@@ -388,6 +388,11 @@ class GatewayClient:
         self.firmware = firmware
         din = status.get("din")
         self.din = din if isinstance(din, str) else self.din
+
+
+def _reject_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON; a body with them is garbage we must not pass on."""
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def _set_cookies(response: requests.Response) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""The project's schemas as package data (message JSON Schemas, SQL)."""

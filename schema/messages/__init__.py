@@ -1,0 +1,1 @@
+"""JSON Schemas of the message contract; loaded by :mod:`shared.schemas`."""
