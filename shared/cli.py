@@ -73,6 +73,19 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds between meter reads (2; 1 allowed)",
     )
     poller.add_argument("--exchange", dest="amqp.exchange", help="topic exchange (Tesla)")
+    stack = commands.add_parser(
+        "stack", help="run the simulator, the poller and the consumers as supervised processes"
+    )
+    stack.add_argument(
+        "--simulate",
+        action="store_true",
+        help="also run a simulated gateway on a free port and point the poller at it",
+    )
+    stack.add_argument(
+        "--components",
+        metavar="NAME,...",
+        help="components to run, comma separated (default: all but simulate)",
+    )
     config = commands.add_parser("config", help="print the effective settings (secrets masked)")
     config.add_argument(
         "--example",
@@ -137,6 +150,18 @@ def _dispatch(command: str, args: argparse.Namespace, sources: Sources, log: Log
         )
         config.gateway.require_login()
         return run_poller(config)
+    if command == "stack":
+        from shared.stack import plan_stack, run_stack
+
+        plan = plan_stack(
+            args.components,
+            simulate=args.simulate,
+            sources=sources,
+            log=log,
+            config_file=args.config,
+        )
+        configure_logging(log.level, json_lines=log.json, secrets=plan.secrets)
+        return run_stack(plan)
     if command == "simctl":
         configure_logging(log.level, json_lines=log.json)
         from simulator.cli import run_simctl

@@ -106,3 +106,91 @@ def test_env_example_names_are_known() -> None:
         match = re.match(r"^([A-Z][A-Z0-9_]+)=", line)
         if match:
             assert match.group(1) in KNOWN_ENV, match.group(1)
+
+
+# --------------------------------------------------------------------------- the poller
+
+_INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ``${NAME}`` / ``${NAME:-default}`` (default when unset or empty)."""
+    return _INTERPOLATION.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+
+
+def _service_env(service: str, dotenv: dict[str, str] | None = None) -> dict[str, str]:
+    """A service's environment as the container sees it, given the .env file's values."""
+    raw = _compose()["services"][service]["environment"]
+    return {key: _interpolate(str(value), dotenv or {}) for key, value in raw.items()}
+
+
+def test_compose_poller_service() -> None:
+    compose = _compose()
+    poller = compose["services"]["poller"]
+    assert poller["command"] == ["poller"]
+    assert poller["build"] == "." and poller["image"] == compose["services"]["simulator"]["image"]
+    assert poller["restart"] == "unless-stopped"
+    assert poller["depends_on"]["rabbitmq"] == {"condition": "service_healthy"}
+    assert poller["depends_on"]["simulator"] == {
+        "condition": "service_healthy",
+        "required": False,
+    }
+    assert "poller-state:/var/lib/pwbus" in poller["volumes"]
+    assert "poller-state" in compose["volumes"]
+    assert poller["environment"]["PWBUS_STATE_DIR"] == "/var/lib/pwbus"
+    assert {"PW_HOST", "PW_PASSWORD", "AMQP_URL"} <= set(poller["environment"])
+    assert "ports" not in poller  # it listens on nothing
+
+
+def test_compose_poller_settings_reach_simulator_and_broker() -> None:
+    from shared.settings import SimulatorSettings
+
+    env = _service_env("poller")
+    sources = Sources.gather(env=env)
+    gateway = load(GatewaySettings, "gateway", sources)
+    amqp = load(AmqpSettings, "amqp", sources)
+    simulator = load(SimulatorSettings, "simulator", Sources.gather(env=_service_env("simulator")))
+    rabbitmq = _service_env("rabbitmq")
+    assert (gateway.host, gateway.port) == ("simulator", 8443)
+    assert "8443" in _compose()["services"]["simulator"]["command"]
+    assert gateway.password == simulator.password
+    assert (amqp.host, amqp.port, amqp.vhost) == ("rabbitmq", 5672, "/")
+    assert amqp.username == rabbitmq["RABBITMQ_DEFAULT_USER"]
+    assert amqp.password == rabbitmq["RABBITMQ_DEFAULT_PASS"]
+    assert gateway.state_dir == Path("/var/lib/pwbus")
+
+    # A .env for the real gateway and other broker credentials reaches both services alike.
+    dotenv = {"PW_HOST": "192.168.1.20", "PW_PASSWORD": "ABCDE", "AMQP_PASSWORD": "p@ss/w"}
+    sources = Sources.gather(env=_service_env("poller", dotenv))
+    gateway = load(GatewaySettings, "gateway", sources)
+    amqp = load(AmqpSettings, "amqp", sources)
+    assert (gateway.host, gateway.port, gateway.password) == ("192.168.1.20", 443, "ABCDE")
+    assert amqp.password == _service_env("rabbitmq", dotenv)["RABBITMQ_DEFAULT_PASS"] == "p@ss/w"
+
+
+def test_compose_poller_healthcheck_means_logged_in(tmp_path: Path) -> None:
+    import subprocess
+
+    from shared.gateway.session_store import SavedSession, SessionStore
+
+    poller = _compose()["services"]["poller"]
+    kind, command = poller["healthcheck"]["test"]
+    assert kind == "CMD-SHELL"
+    gateway = load(GatewaySettings, "gateway", Sources.gather(env=_service_env("poller")))
+    assert str(gateway.session_file) in command  # where the poller really saves it
+
+    session_file = tmp_path / "gateway-session.json"
+    local = command.replace(str(gateway.session_file), str(session_file))
+
+    def healthy() -> bool:
+        return subprocess.run(["sh", "-c", local], check=False, timeout=10).returncode == 0
+
+    assert not healthy()  # no file yet
+    store = SessionStore(session_file)
+    origin = "https://simulator:8443"
+    store.save(origin, SavedSession(cooldown_until=1e10, fingerprint="ab" * 32))
+    assert not healthy()  # a file, but no login
+    store.save(origin, SavedSession(cookies={"AuthCookie": "x", "UserRecord": "y"}))
+    assert healthy()
+    store.save(origin, SavedSession(token="t0ken"))
+    assert healthy()
