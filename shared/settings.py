@@ -225,10 +225,10 @@ class AmqpSettings:
             object.__setattr__(self, name, value)
         scheme = parts.scheme
         netloc = (
-            f"{quote(resolved['username'], safe='')}:{quote(resolved['password'], safe='')}"
-            f"@{resolved['host']}:{resolved['port']}"
+            f"{quote(self.username, safe='')}:{quote(self.password, safe='')}"
+            f"@{self.host}:{self.port}"
         )
-        object.__setattr__(self, "url", f"{scheme}://{netloc}/{quote(resolved['vhost'], safe='')}")
+        object.__setattr__(self, "url", f"{scheme}://{netloc}/{quote(self.vhost, safe='')}")
 
     @property
     def safe_url(self) -> str:
