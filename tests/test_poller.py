@@ -194,6 +194,7 @@ def _window_counts(sim: SimulatorRunner) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_gateway_load_does_not_depend_on_consumers(bus, tmp_path) -> None:
+    """Two pollers side by side for a minute: one with no consumer, one with 50."""
     window = 59.5
     settings = PollerSettings()
     sims = [
@@ -203,11 +204,14 @@ def test_gateway_load_does_not_depend_on_consumers(bus, tmp_path) -> None:
         ).start()
         for n in (21, 22)
     ]
-    consumers = Collector(bus.settings.url, bus.settings.exchange, ["#"], queues=50)
-    pollers = []
+    quiet = AmqpSettings(url=bus.settings.url, exchange=bus.settings.exchange + ".quiet")
+    busy = bus.settings
+    consumers = Collector(busy.url, busy.exchange, ["#"], queues=50)
+    pollers = [
+        Poller(_config(sims[0], quiet, tmp_path / "quiet")),
+        Poller(_config(sims[1], busy, tmp_path / "busy")),
+    ]
     try:
-        for index, sim in enumerate(sims):
-            pollers.append(Poller(_config(sim, bus.settings, tmp_path / str(index))))
         for sim, poller in zip(sims, pollers, strict=True):
             sim.server.reset_counts()
             poller.start()
@@ -218,15 +222,20 @@ def test_gateway_load_does_not_depend_on_consumers(bus, tmp_path) -> None:
         consumers.close()
         for sim in sims:
             sim.stop()
+        connection = bus.connect()
+        connection.channel().exchange_delete(quiet.exchange)
+        connection.close()
     assert len(consumers.messages()) > 50 * 100  # the 50 consumers really were fed
     expected = {
         path: math.ceil(window / interval) for path, interval in intervals_for(settings).items()
     }
-    for sim in sims:
-        counts = _window_counts(sim)
+    quiet_counts, busy_counts = (_window_counts(sim) for sim in sims)
+    for counts in (quiet_counts, busy_counts):
         for path, want in expected.items():
             assert abs(counts.get(path, 0) - want) <= 1, (path, counts.get(path), want)
         assert set(counts) <= set(expected)
+    for path in expected:
+        assert abs(quiet_counts.get(path, 0) - busy_counts.get(path, 0)) <= 1, path
 
 
 def test_rate_limit_cooldown_sends_nothing_and_says_so(own_sim, bus, tmp_path) -> None:
