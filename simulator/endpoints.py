@@ -320,6 +320,10 @@ class SimulatedGateway:
             "/api/solars/brands": fixed(list(_SOLAR_BRANDS)),
             "/api/installer": static(self._installer),
             "/api/networks": fixed(_networks()),
+            # Both are gone (404) on some recent firmware; the pyPowerwall proxy still passes
+            # them through, so the simulator serves the shapes recorded on 21.x.
+            "/api/system/networks": fixed(_saved_networks()),
+            "/api/site_info/grid_codes": fixed(_grid_codes()),
             "/api/networks/client_protocols": fixed(
                 {
                     "dnp3": False,
@@ -1449,6 +1453,54 @@ def _ct_reading(ct: int, volts: float, watts: float, vars_: float) -> dict[str, 
         "q_VAR": _n(vars_),
         "eExp_Ws": 0,
         "eImp_Ws": 0,
+    }
+
+
+def _saved_networks() -> list[dict[str, object]]:
+    """The saved-network list of /api/system/networks."""
+    return [
+        {
+            "network_name": "default_gsm",
+            "interface": "GsmType",
+            "security_type": "NONE",
+            "dhcp": None,
+        },
+        {
+            "network_name": "default_eth",
+            "interface": "EthType",
+            "security_type": "NONE",
+            "dhcp": True,
+        },
+        {
+            "network_name": "HomeWiFi",
+            "interface": "WifiType",
+            "security_type": "WPA2_Personal",
+            "dhcp": True,
+            "enabled": True,
+        },
+    ]
+
+
+def _grid_codes() -> dict[str, object]:
+    """A few entries of the setup wizard's grid-code tree: country, state, standard, codes."""
+
+    def code(name: str, volts: int, hertz: int, phase: str) -> dict[str, object]:
+        return {
+            "grid_code": name,
+            "grid_voltage_setting": volts,
+            "grid_freq_setting": hertz,
+            "grid_phase_setting": phase,
+        }
+
+    return {
+        "United States": {
+            "California": {
+                "UL1741SA": [code("60Hz_240V_s_UL1741SA:2019_California", 240, 60, "Split")],
+            },
+            "*": {"IEEE1547": [code("60Hz_240V_s_IEEE1547:2003", 240, 60, "Split")]},
+        },
+        "United Kingdom": {"*": {"G99": [code("50Hz_230V_1_G99:2018_UK", 230, 50, "Single")]}},
+        "Australia": {"*": {"AS4777.2": [code("50Hz_230V_1_AS4777.2:2020_AU", 230, 50, "Single")]}},
     }
 
 

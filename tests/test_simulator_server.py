@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -326,3 +327,64 @@ def test_simctl_reads_counts(sim) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["total"] == 0
+
+
+def test_curl_login_then_aggregates_balance_over_time(sim, tmp_path: Path) -> None:
+    """The issue's check, with curl -k itself: login, then aggregates that move and balance."""
+    curl = shutil.which("curl")
+    assert curl, "curl is needed for this test (apt-get install curl)"
+    jar = tmp_path / "cookies"
+    login = subprocess.run(
+        [
+            curl,
+            "-sk",
+            "-c",
+            str(jar),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            json.dumps({"username": "customer", "password": SIM_PASSWORD, "email": "me@home"}),
+            f"{sim.url}/api/login/Basic",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
+    assert json.loads(login.stdout)["token"]
+    samples = []
+    for _ in range(3):
+        out = subprocess.run(
+            [curl, "-sk", "-b", str(jar), f"{sim.url}{AGGREGATES}"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+        samples.append(json.loads(out))
+        time.sleep(1.1)
+    meter_fields = {
+        "last_communication_time",
+        "instant_power",
+        "instant_reactive_power",
+        "instant_apparent_power",
+        "frequency",
+        "energy_exported",
+        "energy_imported",
+        "instant_average_voltage",
+        "instant_average_current",
+        "i_a_current",
+        "i_b_current",
+        "i_c_current",
+        "timeout",
+        "instant_total_current",
+    }
+    for sample in samples:
+        assert {"site", "battery", "load", "solar"} <= set(sample)
+        for meter in ("site", "battery", "load", "solar"):
+            assert meter_fields <= set(sample[meter]), meter
+        load = sample["load"]["instant_power"]
+        total = sum(sample[m]["instant_power"] for m in ("site", "solar", "battery"))
+        assert abs(load - total) <= max(1.0, 0.01 * abs(load))
+    assert samples[0]["load"]["energy_imported"] < samples[-1]["load"]["energy_imported"]
+    assert len({s["load"]["last_communication_time"] for s in samples}) == 3
