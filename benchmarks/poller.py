@@ -33,7 +33,7 @@ import pika
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from simulator.certs import server_context  # noqa: E402
+from shared.certs import server_context  # noqa: E402
 from simulator.endpoints import SimulatedGateway  # noqa: E402
 from simulator.server import GatewayServer, SimulatorRunner  # noqa: E402
 from simulator.site import SiteOptions  # noqa: E402

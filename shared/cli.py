@@ -26,6 +26,7 @@ from shared.settings import (
     LogSettings,
     MysqlSettings,
     PollerSettings,
+    ProxySettings,
     SimulatorSettings,
     Sources,
     describe,
@@ -86,6 +87,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME,...",
         help="components to run, comma separated (default: all but simulate)",
     )
+    proxy = commands.add_parser(
+        "proxy", help="serve the pyPowerwall proxy's endpoints from the bus (port 8675)"
+    )
+    proxy.add_argument("--port", dest="proxy.port", help="HTTP port (8675)")
+    proxy.add_argument("--exchange", dest="amqp.exchange", help="topic exchange (Tesla)")
     config = commands.add_parser("config", help="print the effective settings (secrets masked)")
     config.add_argument(
         "--example",
@@ -108,6 +114,7 @@ _SECTION_CLASSES: dict[str, type] = {
     "log": LogSettings,
     "simulator": SimulatorSettings,
     "poller": PollerSettings,
+    "proxy": ProxySettings,
 }
 
 
@@ -162,6 +169,14 @@ def _dispatch(command: str, args: argparse.Namespace, sources: Sources, log: Log
         )
         configure_logging(log.level, json_lines=log.json, secrets=plan.secrets)
         return run_stack(plan)
+    if command == "proxy":
+        from consumers.proxy.main import ProxyConfig, run_proxy
+
+        proxy_config = ProxyConfig(
+            proxy=load(ProxySettings, "proxy", sources), amqp=load(AmqpSettings, "amqp", sources)
+        )
+        configure_logging(log.level, json_lines=log.json, secrets=secret_values(proxy_config.amqp))
+        return run_proxy(proxy_config)
     if command == "simctl":
         configure_logging(log.level, json_lines=log.json)
         from simulator.cli import run_simctl

@@ -476,6 +476,67 @@ class PollerSettings:
     )
 
 
+@dataclass(frozen=True)
+class ProxySettings:
+    """The HTTP proxy (``pwbus proxy``): pyPowerwall's endpoints, served from the bus."""
+
+    port: int = setting(8675, env=("PWBUS_PROXY_PORT", "PW_PORT"), help="HTTP port", check=_port)
+    bind_address: str = setting(
+        "",
+        env=("PWBUS_PROXY_BIND", "PW_BIND_ADDRESS"),
+        help="address to listen on (empty: every address)",
+    )
+    https: str = setting(
+        "no",
+        env=("PWBUS_PROXY_HTTPS", "PW_HTTPS"),
+        help="yes: serve TLS (cert_file/key_file, or a certificate made at start); "
+        "http: plain HTTP behind a TLS-terminating proxy",
+        check=_one_of("no", "yes", "http"),
+    )
+    cert_file: Path | None = setting(
+        None, env=("PWBUS_PROXY_CERT",), help="PEM certificate for https=yes"
+    )
+    key_file: Path | None = setting(None, env=("PWBUS_PROXY_KEY",), help="PEM key of cert_file")
+    style: str = setting(
+        "clear",
+        env=("PWBUS_PROXY_STYLE", "PW_STYLE"),
+        help="power-flow page style: clear, black, white, grafana or grafana-dark",
+        check=_one_of("clear", "black", "white", "grafana", "grafana-dark", "dakboard", "solar"),
+    )
+    neg_solar: bool = setting(
+        True,
+        env=("PW_NEG_SOLAR",),
+        help="no: clamp negative solar to 0 and add it to the home load",
+    )
+    site_zero_threshold: float = setting(
+        0.0,
+        env=("PW_SITE_ZERO_THRESHOLD",),
+        check=_non_negative,
+        help="site (grid) power within +/- this many watts is shown as 0",
+    )
+    base_url: str = setting(
+        "/", env=("PROXY_BASE_URL",), help="path prefix when served behind a reverse proxy"
+    )
+    browser_cache: int = setting(
+        0,
+        env=("PW_BROWSER_CACHE",),
+        check=_non_negative,
+        help="max-age in seconds for the page's static files (0: no caching)",
+    )
+    health_max_age: float = setting(
+        30.0,
+        env=("PWBUS_PROXY_HEALTH_MAX_AGE",),
+        check=_positive,
+        help="/health answers 503 when the meters data is older than this, s",
+    )
+
+    def __post_init__(self) -> None:
+        base = "/" + self.base_url.strip("/")
+        object.__setattr__(self, "base_url", base if base != "/" else "/")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ConfigError("proxy.cert_file", "cert_file and key_file go together")
+
+
 SECTIONS: dict[str, type] = {
     "gateway": GatewaySettings,
     "amqp": AmqpSettings,
@@ -483,6 +544,7 @@ SECTIONS: dict[str, type] = {
     "log": LogSettings,
     "simulator": SimulatorSettings,
     "poller": PollerSettings,
+    "proxy": ProxySettings,
 }
 
 

@@ -79,6 +79,7 @@ class Component:
 COMPONENTS: tuple[Component, ...] = (
     Component(SIMULATOR, ("simulate", "--host", "127.0.0.1")),
     Component("poller", ("poller",), needs_gateway=True),
+    Component("proxy", ("proxy",)),
 )
 KNOWN = {component.name: component for component in COMPONENTS}
 
@@ -169,7 +170,7 @@ def plan_stack(
     gateway_env: dict[str, str] = {}
     port = 0
     if simulate:
-        from simulator.certs import make_self_signed
+        from shared.certs import make_self_signed
 
         gateway = load(GatewaySettings, "gateway", sources)
         password = gateway.password or secrets.token_urlsafe(12)

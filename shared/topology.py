@@ -54,6 +54,11 @@ def routing_key_for(endpoint: str) -> str:
     return "powerwall.api." + ".".join(words)
 
 
+def kind_of_endpoint(endpoint: str) -> str:
+    """The message kind of readings from ``endpoint`` (routing key without ``powerwall.``)."""
+    return routing_key_for(endpoint).removeprefix("powerwall.")
+
+
 def declare_exchange(channel: _Channel, exchange: str = DEFAULT_EXCHANGE) -> None:
     """Declare the exchange exactly as every process does (durable topic)."""
     channel.exchange_declare(exchange=exchange, exchange_type="topic", durable=True)

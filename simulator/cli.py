@@ -106,7 +106,7 @@ def build_server(settings: SimulatorSettings) -> GatewayServer:
 
 def run_simulator(settings: SimulatorSettings) -> int:
     """Serve until SIGTERM or Ctrl-C."""
-    from simulator.certs import server_context
+    from shared.certs import server_context
     from simulator.server import SimulatorRunner
 
     server = build_server(settings)

@@ -11,8 +11,8 @@ import pika
 import pytest
 import requests
 
+from shared.certs import server_context
 from shared.settings import AmqpSettings, GatewaySettings, MysqlSettings
-from simulator.certs import server_context
 from simulator.endpoints import SimulatedGateway
 from simulator.faults import FaultSet
 from simulator.server import GatewayServer, SimulatorRunner

@@ -80,8 +80,7 @@ def test_example_config_is_current_and_loads(tmp_path: Path) -> None:
         "run: pwbus config --example > configuration/pwbus.toml.example"
     )
     uncommented = "\n".join(
-        line[2:] if line.startswith("# ") and " = " in line else line
-        for line in shipped.splitlines()
+        line[2:] if re.match(r"^# [a-z_]+ = ", line) else line for line in shipped.splitlines()
     )
     config = tmp_path / "pwbus.toml"
     config.write_text(uncommented)
@@ -194,3 +193,13 @@ def test_compose_poller_healthcheck_means_logged_in(tmp_path: Path) -> None:
     assert healthy()
     store.save(origin, SavedSession(token="t0ken"))
     assert healthy()
+
+
+def test_compose_proxy_service() -> None:
+    proxy = _compose()["services"]["proxy"]
+    assert proxy["command"] == ["proxy"]
+    assert "8675:8675" in proxy["ports"]
+    assert proxy["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+    assert "/health" in " ".join(proxy["healthcheck"]["test"])
+    for key in proxy["environment"]:
+        assert key in KNOWN_ENV, key

@@ -18,11 +18,11 @@ import pytest
 
 from producers.poller.main import Poller, PollerConfig
 from producers.poller.reader import intervals_for
+from shared.certs import server_context
 from shared.messages import parse_envelope, parse_meter_stream
 from shared.schemas import validate_message
 from shared.settings import AmqpSettings, GatewaySettings, PollerSettings
 from shared.topology import METER_STREAM, POLLER_STATUS, RESYNC
-from simulator.certs import server_context
 from simulator.endpoints import SimulatedGateway
 from simulator.faults import FaultSet
 from simulator.server import GatewayServer, SimulatorRunner

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from shared.certs import server_context
 from shared.errors import ConfigError
-from simulator.certs import server_context
 from simulator.endpoints import SimulatedGateway
 from simulator.faults import FaultSet, parse_fault
 from simulator.replay import FixtureReplay, parse_http_capture

@@ -158,7 +158,7 @@ def test_stack_runs_restarts_and_stops_cleanly(
     connection, queue = meter_queue
     begun = time.time()
     stack = Stack(
-        ["--simulate"],
+        ["--simulate", "--components", "poller"],
         _env(AMQP_URL=amqp_base_url, AMQP_EXCHANGE=bus.settings.exchange),
     )
     try:
@@ -225,7 +225,7 @@ def _running(pid: int) -> bool:
 @pytest.mark.timeout(60)
 def test_children_do_not_outlive_a_killed_stack(bus: TestBus, amqp_base_url: str) -> None:
     stack = Stack(
-        ["--simulate"],
+        ["--simulate", "--components", "poller"],
         _env(AMQP_URL=amqp_base_url, AMQP_EXCHANGE=bus.settings.exchange),
     )
     try:
@@ -297,7 +297,7 @@ def test_unknown_component_is_a_one_line_error() -> None:
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("pwbus stack: configuration: stack.components: ")
     assert "'bogus'" in result.stderr
-    assert "known: simulate, poller" in result.stderr
+    assert "known: simulate, poller, proxy" in result.stderr
 
 
 @pytest.mark.timeout(60)

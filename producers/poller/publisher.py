@@ -27,6 +27,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from producers.poller.health import Health
 from producers.poller.outbox import Outbox
+from shared.bus import connection_parameters
 from shared.messages import APP_ID, CONTENT_TYPE, OutgoingMessage
 from shared.settings import AmqpSettings
 from shared.topology import RESYNC, declare_exchange
@@ -51,17 +52,6 @@ def properties_for(
         headers=message.headers,
         correlation_id=correlation_id,
     )
-
-
-def connection_parameters(settings: AmqpSettings, name: str) -> pika.URLParameters:
-    """pika parameters for the broker, with our connection name and timeouts."""
-    parameters = pika.URLParameters(settings.url)
-    parameters.heartbeat = settings.heartbeat
-    parameters.connection_attempts = 1
-    parameters.socket_timeout = 5
-    parameters.blocked_connection_timeout = 60
-    parameters.client_properties = {"connection_name": name, "product": "powerwall-bus"}
-    return parameters
 
 
 class Publisher:

@@ -1,0 +1,1 @@
+"""``pwbus proxy``: the pyPowerwall proxy's endpoints, served from the bus."""

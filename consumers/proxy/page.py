@@ -1,0 +1,326 @@
+"""The power-flow page: ``/``, its static files and the live update stream.
+
+``/`` is our own page (``web/index.html`` with the style applied here), ``/static/<name>``
+its assets and ``/events`` a Server-Sent Events stream of the numbers the page shows.
+
+The assets are a fixed table read once from the package's ``web`` folder: a request only
+ever selects an entry of that table by exact name, so no path from a request reaches the
+filesystem. Every URL in the page is relative, so it works unchanged behind
+``PROXY_BASE_URL`` (``/base`` without the trailing slash is redirected to ``/base/`` so
+that relative URLs resolve inside the prefix).
+
+The event numbers come from :func:`consumers.proxy.render.aggregates_view`, the same
+function ``/aggregates`` is rendered from, so the page and the API always agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import functools
+import hashlib
+import html
+import json
+import logging
+import math
+import time
+import weakref
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from consumers.proxy.render import RenderOptions, aggregates_view
+from consumers.proxy.state import GRID_STATUS, METERS, SOE, ProxyState
+from shared.settings import ProxySettings
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Concurrent ``/events`` streams per proxy; beyond this a client gets 503 (and polls).
+MAX_STREAMS = 100
+#: Shortest gap between two events to one client (at most 10 events/s).
+MIN_INTERVAL = 0.1
+#: A comment line is sent when nothing else was for this long (keeps proxies from timing out).
+KEEPALIVE = 15.0
+#: How often a waiting stream checks that its client is still there.
+_POLL = 1.0
+#: The kinds whose updates reach the page.
+LIVE_KINDS = frozenset({METERS, SOE, GRID_STATUS})
+
+_STATIC_PREFIX = "/static/"
+_TEMPLATE = "index.html"
+_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+_CORS = {"Access-Control-Allow-Origin": "*"}
+_PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    # Everything the page needs comes from here; no inline script, nothing external.
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One static file, in memory."""
+
+    body: bytes
+    content_type: str
+    etag: str
+
+
+@dataclass(frozen=True)
+class Assets:
+    """The page template and the static files, read once."""
+
+    template: str
+    files: dict[str, Asset]
+    version: str  # changes whenever an asset does: appended to asset URLs against stale caches
+
+
+@functools.cache
+def assets() -> Assets:
+    """Read ``web/`` once: the template and every asset with a known type."""
+    folder = resources.files("consumers.proxy") / "web"
+    template = ""
+    files: dict[str, Asset] = {}
+    for entry in folder.iterdir():
+        if not entry.is_file():
+            continue
+        if entry.name == _TEMPLATE:
+            template = entry.read_text(encoding="utf-8")
+            continue
+        suffix = entry.name[entry.name.rfind(".") :] if "." in entry.name else ""
+        content_type = _TYPES.get(suffix)
+        if content_type is None:
+            continue
+        body = entry.read_bytes()
+        etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+        files[entry.name] = Asset(body, content_type, etag)
+    if not template:
+        raise RuntimeError(f"the page template {_TEMPLATE} is missing from {folder}")
+    version = hashlib.sha256("".join(sorted(a.etag for a in files.values())).encode())
+    return Assets(template, files, version.hexdigest()[:12])
+
+
+# --------------------------------------------------------------------------- routing
+
+
+async def serve(
+    request: web.Request,
+    path: str,
+    state: ProxyState,
+    options: RenderOptions,
+    settings: ProxySettings,
+) -> web.StreamResponse | None:
+    """Answer ``path`` if it is one of the page's (``/``, ``/static/...``, ``/events``),
+    else None (the app then tries the data routes)."""
+    if path == "/":
+        return _index(request, settings)
+    if path.startswith(_STATIC_PREFIX):
+        return _static(request, path[len(_STATIC_PREFIX) :], settings)
+    if path == "/events":
+        return await _events(request, state, options, settings)
+    return None
+
+
+def _index(request: web.Request, settings: ProxySettings) -> web.StreamResponse:
+    if not request.path.endswith("/"):
+        # ``/base`` -> ``base/`` (relative, so it also works behind a path-stripping proxy).
+        tail = request.rel_url.raw_path.rsplit("/", 1)[-1]
+        raw_query = request.rel_url.raw_query_string
+        query = f"?{raw_query}" if raw_query else ""
+        return web.Response(status=302, headers={"Location": f"{tail}/{query}", **_CORS})
+    return web.Response(
+        text=page_html(settings),
+        content_type="text/html",
+        charset="utf-8",
+        headers={**_CORS, **_PAGE_HEADERS},
+    )
+
+
+def page_html(settings: ProxySettings) -> str:
+    """The page with the settings applied (style, staleness limit)."""
+    values = {
+        "{{STYLE}}": settings.style,
+        "{{STALE_AFTER}}": f"{settings.health_max_age:g}",
+        "{{VERSION}}": assets().version,
+    }
+    text = assets().template
+    for token, value in values.items():
+        text = text.replace(token, html.escape(value, quote=True))
+    return text
+
+
+def _static(request: web.Request, name: str, settings: ProxySettings) -> web.StreamResponse | None:
+    asset = assets().files.get(name)  # exact names only: "../x", "a/b", "%2e%2e" never match
+    if asset is None:
+        return None
+    cache = (
+        f"max-age={settings.browser_cache}" if settings.browser_cache > 0 else "no-cache, no-store"
+    )
+    headers = {
+        **_CORS,
+        "Cache-Control": cache,
+        "ETag": asset.etag,
+        "X-Content-Type-Options": "nosniff",
+    }
+    if asset.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=asset.body, headers={**headers, "Content-Type": asset.content_type})
+
+
+# --------------------------------------------------------------------------- the numbers
+
+
+def snapshot(state: ProxyState, options: RenderOptions) -> dict[str, Any]:
+    """What one event says: powers (W, exactly as ``/aggregates``), battery, grid, time."""
+    view = aggregates_view(state, options)
+    soe = _finite(state.soe)
+    grid = state.payload(GRID_STATUS)
+    grid_status = grid.get("grid_status") if isinstance(grid, dict) else None
+    meters = state.item(METERS)
+    age = state.age(METERS)
+    return {
+        "grid": _power(view, "site"),
+        "home": _power(view, "load"),
+        "solar": _power(view, "solar"),
+        "battery": _power(view, "battery"),
+        "soe": soe,
+        "level": None if soe is None else app_level(soe),
+        "grid_status": grid_status if isinstance(grid_status, str) else None,
+        "time": None
+        if meters is None
+        else dt.datetime.fromtimestamp(meters.reading_time, dt.UTC).isoformat(
+            timespec="milliseconds"
+        ),
+        "age": None if age is None else round(age, 3),
+    }
+
+
+def app_level(soe: float) -> float:
+    """The Tesla app's battery level: the gateway's 5 % reserve hidden, clamped to 0..100."""
+    return min(100.0, max(0.0, (soe - 5.0) / 0.95))
+
+
+def _power(view: dict[str, Any] | None, meter: str) -> float | int | None:
+    part = view.get(meter) if isinstance(view, dict) else None
+    value = part.get("instant_power") if isinstance(part, dict) else None
+    return _finite(value)
+
+
+def _finite(value: Any) -> float | int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return value
+
+
+# --------------------------------------------------------------------------- /events
+
+
+@dataclass(eq=False)
+class _Client:
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    closing: bool = False
+
+    def notify(self, kind: str) -> None:
+        if kind in LIVE_KINDS:
+            self.changed.set()
+
+
+_streams: weakref.WeakKeyDictionary[ProxyState, set[_Client]] = weakref.WeakKeyDictionary()
+
+
+def stream_count(state: ProxyState) -> int:
+    """How many ``/events`` clients are connected to this state."""
+    return len(_streams.get(state, ()))
+
+
+def close_streams(state: ProxyState) -> None:
+    """End every ``/events`` stream of this state (call before stopping the server, so the
+    shutdown does not wait for them)."""
+    for client in _streams.get(state, ()):
+        client.closing = True
+        client.changed.set()
+
+
+async def _events(
+    request: web.Request, state: ProxyState, options: RenderOptions, settings: ProxySettings
+) -> web.StreamResponse:
+    headers = {
+        **_CORS,
+        "Content-Type": "text/event-stream",
+        "Cache-Control": "no-cache, no-store",
+        "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
+    }
+    if request.method == "HEAD":
+        return web.Response(headers=headers)
+    clients = _streams.setdefault(state, set())
+    if len(clients) >= MAX_STREAMS:
+        _LOGGER.info("refused an event stream: %d are open (the page will poll)", len(clients))
+        return web.Response(
+            status=503,
+            text=json.dumps({"error": "too many event streams; poll /json instead"}),
+            content_type="application/json",
+            headers={**_CORS, "Retry-After": "30"},
+        )
+    client = _Client()
+    response = web.StreamResponse(headers=headers)
+    clients.add(client)
+    state.listeners.append(client.notify)
+    try:
+        await response.prepare(request)
+        await _pump(request, response, client, state, options)
+    except ConnectionError:
+        pass  # the client went away while we were writing
+    finally:
+        clients.discard(client)
+        with contextlib.suppress(ValueError):
+            state.listeners.remove(client.notify)
+    return response
+
+
+async def _pump(
+    request: web.Request,
+    response: web.StreamResponse,
+    client: _Client,
+    state: ProxyState,
+    options: RenderOptions,
+) -> None:
+    """Send the current numbers, then one event per change (coalesced), until the client goes."""
+    await response.write(b"retry: 3000\n" + _event(state, options))
+    last_write = last_event = time.monotonic()
+    while not client.closing:
+        if request.transport is None or request.transport.is_closing():
+            return  # the client went away
+        now = time.monotonic()
+        wait = min(_POLL, max(0.0, KEEPALIVE - (now - last_write)))
+        try:
+            await asyncio.wait_for(client.changed.wait(), wait)
+        except TimeoutError:
+            if time.monotonic() - last_write >= KEEPALIVE:
+                await response.write(b": keep-alive\n\n")
+                last_write = time.monotonic()
+            continue
+        if client.closing:
+            return
+        delay = MIN_INTERVAL - (time.monotonic() - last_event)
+        if delay > 0:
+            await asyncio.sleep(delay)  # later changes join this event
+        client.changed.clear()
+        await response.write(_event(state, options))
+        last_write = last_event = time.monotonic()
+
+
+def _event(state: ProxyState, options: RenderOptions) -> bytes:
+    data = json.dumps(snapshot(state, options), separators=(",", ":"), allow_nan=False)
+    return f"id: {state.version}\ndata: {data}\n\n".encode()

@@ -1,0 +1,145 @@
+"""What the proxy knows: the latest message of every kind, and its own request statistics.
+
+The proxy never talks to the gateway. The bus consumer feeds :meth:`ProxyState.update`
+with parsed envelopes; HTTP handlers read. Everything runs on the event loop, so no locks.
+``version`` increases on every update, which lets rendered bodies be cached until the data
+they were made from changes.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.messages import Envelope, MeterStream
+from shared.topology import kind_of_endpoint
+
+#: Kinds the proxy's computed routes are made from.
+METERS = "meters"
+SOE = "soe"
+GRID_STATUS = "grid_status"
+VITALS = "vitals"
+SYSTEM_STATUS = "api.system_status"
+OPERATION = "api.operation"
+STATUS = "api.status"
+SOLAR_POWERWALL = "api.solar_powerwall"
+SITE_NAME = "api.site_info.site_name"
+POLLER_STATUS = "poller.status"
+
+
+@dataclass(frozen=True)
+class Item:
+    """The latest message of one kind."""
+
+    payload: Any
+    decoded: Any
+    reading_time: float  # epoch seconds, when the poller read it
+    received: float  # monotonic seconds, when the proxy got it
+
+
+class ProxyState:
+    """The latest data, by message kind."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._items: dict[str, Item] = {}
+        self.version = 0
+        self.bus_connected = False
+        self.listeners: list[Callable[[str], None]] = []  # called with the kind on update
+
+    def update(self, envelope: Envelope) -> None:
+        """Store a message of our contract."""
+        self._store(envelope.kind, envelope.payload, envelope.decoded, envelope.epoch)
+
+    def update_meter_stream(self, message: MeterStream) -> None:
+        """Store a Tesla-API MeterStream message (from a Tesla-API publisher)."""
+        self._store(METERS, message.readings, None, message.timestamp)
+        self._store(SOE, {"percentage": message.state_of_energy}, None, message.timestamp)
+
+    def _store(self, kind: str, payload: Any, decoded: Any, reading_time: float) -> None:
+        current = self._items.get(kind)
+        if current is not None and reading_time < current.reading_time:
+            return  # a late resync answer must not replace fresher data
+        self._items[kind] = Item(payload, decoded, reading_time, self._clock())
+        self.version += 1
+        for listener in self.listeners:
+            listener(kind)
+
+    def item(self, kind: str) -> Item | None:
+        """The latest message of a kind, if any arrived."""
+        return self._items.get(kind)
+
+    def payload(self, kind: str) -> Any:
+        """The latest payload of a kind, or None."""
+        item = self._items.get(kind)
+        return None if item is None else item.payload
+
+    def api(self, path: str) -> Any:
+        """The latest payload read from a gateway path such as ``/api/site_info``."""
+        return self.payload(kind_of_endpoint(path))
+
+    def age(self, kind: str) -> float | None:
+        """Seconds since the latest message of a kind arrived, or None."""
+        item = self._items.get(kind)
+        return None if item is None else self._clock() - item.received
+
+    def kinds(self) -> list[str]:
+        """Every kind seen so far."""
+        return sorted(self._items)
+
+    # Convenience accessors for the computed routes -------------------------------
+
+    @property
+    def aggregates(self) -> dict[str, Any] | None:
+        """/api/meters/aggregates as the gateway sent it."""
+        value = self.payload(METERS)
+        return value if isinstance(value, dict) else None
+
+    @property
+    def soe(self) -> float | None:
+        """The raw state of energy, %."""
+        value = self.payload(SOE)
+        percentage = value.get("percentage") if isinstance(value, dict) else None
+        return float(percentage) if isinstance(percentage, int | float) else None
+
+    @property
+    def vitals(self) -> dict[str, dict[str, Any]] | None:
+        """pyPowerwall's decoded vitals dict (devices in protobuf order)."""
+        item = self._items.get(VITALS)
+        return item.decoded if item is not None and isinstance(item.decoded, dict) else None
+
+
+@dataclass
+class Stats:
+    """Request statistics, with the pyPowerwall proxy's meanings."""
+
+    start: float = field(default_factory=time.time)
+    clear: float = field(default_factory=time.time)
+    gets: int = 0
+    errors: int = 0
+    timeout: int = 0
+    uri: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    MAX_URIS = 100
+
+    def count(self, path: str, outcome: str = "ok") -> None:
+        """Count one GET: ``ok`` (gets + uri), ``timeout`` (no data) or ``error``."""
+        if outcome == "timeout":
+            self.timeout += 1
+            return
+        if outcome == "error":
+            self.errors += 1
+            return
+        self.gets += 1
+        key = path if path in self.uri or len(self.uri) < self.MAX_URIS else "other"
+        self.uri[key] += 1
+
+    def reset(self) -> None:
+        """/stats/clear: gets, errors and uri restart; timeout does not (as in pyPowerwall)."""
+        self.gets = 0
+        self.errors = 0
+        self.uri.clear()
+        self.clear = time.time()

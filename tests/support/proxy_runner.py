@@ -1,0 +1,147 @@
+"""The proxy's aiohttp application on 127.0.0.1:<free port>, on its own loop in a thread.
+
+Tests feed the state with real envelopes (built by the poller's own message code) on the
+server's loop, the way the bus feed does, and talk to the server over real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from consumers.proxy import page
+from consumers.proxy.app import build_app
+from consumers.proxy.state import ProxyState, Stats
+from shared.messages import Envelope, Reading, parse_envelope, reading_message
+from shared.settings import ProxySettings
+from simulator.endpoints import SimulatedGateway
+
+T = TypeVar("T")
+
+GATEWAY = "1232100-00-E--TG122021974971"
+AGGREGATES = "/api/meters/aggregates"
+SOE = "/api/system_status/soe"
+GRID_STATUS = "/api/system_status/grid_status"
+
+
+def envelope(endpoint: str, payload: Any, at: float | None = None) -> Envelope:
+    """The envelope the poller would publish for this reading, parsed as the proxy does."""
+    reading = Reading(endpoint, time.time() if at is None else at, GATEWAY, payload)
+    return parse_envelope(reading_message(reading).body)
+
+
+def simulated_envelopes(gateway: SimulatedGateway, at: float | None = None) -> list[Envelope]:
+    """Meters, state of energy and grid status read from the gateway simulator."""
+    result = []
+    for endpoint in (AGGREGATES, SOE, GRID_STATUS):
+        reply = gateway.get(endpoint)
+        assert reply.status == 200, (endpoint, reply.status)
+        result.append(envelope(endpoint, json.loads(reply.body), at))
+    return result
+
+
+class ProxyRunner:
+    """``build_app(state, stats, settings)`` served in a background thread."""
+
+    def __init__(self, settings: ProxySettings | None = None) -> None:
+        self.settings = settings or ProxySettings()
+        self.state = ProxyState()
+        self.state.bus_connected = True
+        self.stats = Stats()
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def root(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The page's URL (with PROXY_BASE_URL and a trailing slash)."""
+        base = self.settings.base_url.rstrip("/")
+        return f"{self.root}{base}/"
+
+    def start(self) -> ProxyRunner:
+        """Start listening; returns once the port is open."""
+        self._thread = threading.Thread(target=self._main, name="proxy-under-test", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(15):
+            raise RuntimeError("the proxy did not start within 15 s")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def _main(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._start())
+        except BaseException as exc:  # reported to the starting thread
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        loop.run_forever()
+        page.close_streams(self.state)
+        if self._runner is not None:
+            loop.run_until_complete(self._runner.cleanup())
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
+
+    async def _start(self) -> None:
+        app = build_app(self.state, self.stats, self.settings)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def call(self, function: Callable[..., T], *args: Any) -> T:
+        """Run ``function(*args)`` on the server's loop and return its result."""
+        assert self._loop is not None
+
+        async def run() -> T:
+            return function(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+
+    def feed(self, *envelopes: Envelope) -> None:
+        """Apply envelopes to the state on the server's loop, as the bus feed does."""
+
+        def apply() -> None:
+            for item in envelopes:
+                self.state.update(item)
+
+        self.call(apply)
+
+    def stop(self) -> None:
+        """Stop the server and its loop."""
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._thread = None
+
+    def __enter__(self) -> ProxyRunner:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()

@@ -1,0 +1,47 @@
+"""Run the real proxy (HTTP server + bus subscription) on its own loop in a thread (tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from consumers.proxy.main import ProxyConfig, ProxyServer
+
+
+class RunningProxy:
+    """``with RunningProxy(config) as proxy: proxy.url``"""
+
+    def __init__(self, config: ProxyConfig) -> None:
+        self.server = ProxyServer(config)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name="proxy-loop"
+        )
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.server.config.proxy.https == "yes" else "http"
+        return f"{scheme}://127.0.0.1:{self.server.port}"
+
+    def call(self, function: Callable[..., Any], *args: Any) -> None:
+        """Run a plain function on the proxy's loop (e.g. a state update) and wait for it."""
+        done = threading.Event()
+
+        def run() -> None:
+            function(*args)
+            done.set()
+
+        self._loop.call_soon_threadsafe(run)
+        done.wait(5)
+
+    def __enter__(self) -> RunningProxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(15)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(15)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
