@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import shutil
@@ -37,8 +36,9 @@ import pika
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared.messages import Reading, reading_message  # noqa: E402
+from shared.messages import reading_message  # noqa: E402
 from simulator.endpoints import SimulatedGateway  # noqa: E402
+from simulator.feed import reading_for  # noqa: E402
 from simulator.site import SiteOptions  # noqa: E402
 
 ROUTES = ("/aggregates", "/csv", "/freq", "/vitals")
@@ -56,7 +56,7 @@ FEED = (
 BARE = textwrap.dedent("""
     import sys
     from aiohttp import web
-    BODY = b'{"site": {"instant_power": 1234.5}, "load": {"instant_power": 2345.6}}'
+    BODY = b"x" * int(sys.argv[2])  # a constant body as large as the proxy's /aggregates
     async def handler(request):
         return web.Response(body=BODY, content_type="application/json")
     app = web.Application()
@@ -101,8 +101,8 @@ def load_wrk(url: str, seconds: float) -> tuple[float, float, float]:
         check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     return rps, p50, p99
 
 
@@ -143,7 +143,7 @@ def main() -> int:
     load = load_wrk if shutil.which("wrk") else load_aiohttp
     tool = "wrk" if shutil.which("wrk") else "aiohttp client"
 
-    proxy_port, bare_port = free_port(), free_port()
+    proxy_port = free_port()
     env = {
         **os.environ,
         "AMQP_URL": amqp_url,
@@ -152,35 +152,39 @@ def main() -> int:
         "PWBUS_LOG_LEVEL": "WARNING",
     }
     proxy = subprocess.Popen([sys.executable, "-m", "shared.cli", "proxy"], env=env, cwd=ROOT)
-    bare = subprocess.Popen([sys.executable, "-c", BARE, str(bare_port)])
+    bares: list[subprocess.Popen[bytes]] = []
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     channel = connection.channel()
     channel.exchange_declare(exchange, "topic", durable=True)
     results: dict[str, tuple[float, float, float]] = {}
     try:
         wait_port(proxy_port)
-        wait_port(bare_port)
         time.sleep(1.0)  # the proxy's subscription
         gateway = SimulatedGateway(SiteOptions(seed=5, powerwalls=2))
 
         def publish(path: str) -> dict:
-            reply = gateway.get(path)
-            payload = reply.body if path == "/api/devices/vitals" else json.loads(reply.body)
-            message = reading_message(Reading(path, time.time(), gateway.din, payload))
+            reading = reading_for(gateway, path)
+            message = reading_message(reading)
             channel.basic_publish(exchange, message.routing_key, message.body)
-            return payload if isinstance(payload, dict) else {}
+            return reading.payload if isinstance(reading.payload, dict) else {}
 
         for path in FEED:
             publish(path)
         time.sleep(0.5)
+        load(f"http://127.0.0.1:{proxy_port}/aggregates", 3)  # warm-up, not counted
         for route in ROUTES:
             results[f"proxy {route}"] = load(f"http://127.0.0.1:{proxy_port}{route}", args.seconds)
-        results["bare aiohttp handler"] = load(f"http://127.0.0.1:{bare_port}/", args.seconds)
+        import requests
+
+        size = len(requests.get(f"http://127.0.0.1:{proxy_port}/aggregates", timeout=5).content)
+        for name, body_size in ((f"bare, {size} B body", size), ("bare, 32 B body", 32)):
+            port = free_port()
+            bares.append(subprocess.Popen([sys.executable, "-c", BARE, str(port), str(body_size)]))
+            wait_port(port)
+            results[name] = load(f"http://127.0.0.1:{port}/", args.seconds)
         rss = peak_rss_mb(proxy.pid)
 
         # Freshness: publish a meters message, poll /aggregates until it shows.
-        import requests
-
         http = requests.Session()
         delays = []
         for _ in range(args.freshness_samples):
@@ -196,16 +200,21 @@ def main() -> int:
             time.sleep(0.02)
     finally:
         proxy.send_signal(signal.SIGTERM)
-        bare.send_signal(signal.SIGTERM)
         proxy.wait(15)
-        bare.wait(15)
+        for bare in bares:
+            bare.send_signal(signal.SIGTERM)
+            bare.wait(15)
         channel.exchange_delete(exchange)
         connection.close()
 
-    bare_rps = results["bare aiohttp handler"][0]
+    bare_rps = results[f"bare, {size} B body"][0]
     print(
         f"proxy benchmark: {CONNECTIONS} keep-alive connections, {args.seconds:.0f} s per "
         f"route, load from {tool}"
+    )
+    print(
+        f"(vs bare: throughput relative to a bare aiohttp handler with a constant body as "
+        f"large as /aggregates, {size} bytes)"
     )
     print(f"{'target':<26}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'vs bare':>9}")
     for name, (rps, p50, p99) in results.items():

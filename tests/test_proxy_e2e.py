@@ -35,7 +35,9 @@ def pipeline(bus, tmp_path: Path) -> Iterator[tuple[SimulatorRunner, RunningProx
             )
         ).start()
         try:
-            with RunningProxy(ProxyConfig(ProxySettings(port=0), bus.settings)) as proxy:
+            with RunningProxy(
+                ProxyConfig(ProxySettings(port=0, bind_address="127.0.0.1"), bus.settings)
+            ) as proxy:
                 yield sim, proxy
         finally:
             poller.stop()

@@ -8,8 +8,6 @@ is checked separately in test_proxy_http.py.
 
 from __future__ import annotations
 
-import json
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -20,7 +18,6 @@ from schemathesis.checks import not_a_server_error
 
 from consumers.proxy.main import ProxyConfig
 from consumers.proxy.openapi import openapi_document
-from shared.messages import Reading, parse_envelope, reading_message
 from shared.settings import AmqpSettings, ProxySettings
 from simulator.endpoints import SimulatedGateway
 from simulator.site import SiteOptions
@@ -49,13 +46,9 @@ FED_PATHS = (
 @pytest.fixture(scope="module")
 def proxy_url(amqp_base_url: str) -> Iterator[str]:
     amqp = AmqpSettings(url=amqp_base_url, exchange=f"test.fuzz.{uuid.uuid4().hex[:8]}")
-    with RunningProxy(ProxyConfig(ProxySettings(port=0), amqp)) as proxy:
+    with RunningProxy(ProxyConfig(ProxySettings(port=0, bind_address="127.0.0.1"), amqp)) as proxy:
         gateway = SimulatedGateway(SiteOptions(seed=12, powerwalls=3))
-        for path in FED_PATHS:
-            reply = gateway.get(path)
-            payload = reply.body if path == "/api/devices/vitals" else json.loads(reply.body)
-            message = reading_message(Reading(path, time.time(), gateway.din, payload))
-            proxy.call(proxy.server.state.update, parse_envelope(message.body))
+        proxy.feed(gateway, *FED_PATHS)
         yield proxy.url
 
 

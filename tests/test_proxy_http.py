@@ -12,7 +12,6 @@ import requests
 
 from consumers.proxy.main import ProxyConfig
 from consumers.proxy.openapi import openapi_document
-from shared.messages import Reading, parse_envelope, reading_message
 from shared.settings import ProxySettings
 from simulator.endpoints import SimulatedGateway
 from simulator.site import SiteOptions
@@ -21,19 +20,14 @@ from tests.support.running_proxy import RunningProxy
 
 def _feed(proxy: RunningProxy, *paths: str) -> None:
     """Put simulator bodies into the proxy's state as if they came from the bus."""
-    gateway = SimulatedGateway(SiteOptions(seed=8))
-    for path in paths:
-        reply = gateway.get(path)
-        payload = (
-            reply.body if path == "/api/devices/vitals" else __import__("json").loads(reply.body)
-        )
-        message = reading_message(Reading(path, time.time(), gateway.din, payload))
-        proxy.call(proxy.server.state.update, parse_envelope(message.body))
+    proxy.feed(SimulatedGateway(SiteOptions(seed=8)), *paths)
 
 
 @pytest.fixture
 def proxy(bus) -> Iterator[RunningProxy]:
-    with RunningProxy(ProxyConfig(ProxySettings(port=0), bus.settings)) as running:
+    with RunningProxy(
+        ProxyConfig(ProxySettings(port=0, bind_address="127.0.0.1"), bus.settings)
+    ) as running:
         yield running
 
 
@@ -136,7 +130,7 @@ def test_stats_and_clear(proxy) -> None:
 
 
 def test_proxy_base_url(bus) -> None:
-    settings = ProxySettings(port=0, base_url="/powerwall")
+    settings = ProxySettings(port=0, bind_address="127.0.0.1", base_url="/powerwall")
     with RunningProxy(ProxyConfig(settings, bus.settings)) as proxy:
         _feed(proxy, "/api/system_status/soe")
         assert requests.get(proxy.url + "/powerwall/soe", timeout=5).json()["percentage"] > 0
@@ -146,7 +140,7 @@ def test_proxy_base_url(bus) -> None:
 
 
 def test_https_with_a_generated_certificate(bus) -> None:
-    settings = ProxySettings(port=0, https="yes")
+    settings = ProxySettings(port=0, bind_address="127.0.0.1", https="yes")
     with RunningProxy(ProxyConfig(settings, bus.settings)) as proxy:
         assert proxy.url.startswith("https://")
         context = ssl.create_default_context()

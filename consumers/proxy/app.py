@@ -20,6 +20,7 @@ import logging
 import resource
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -51,7 +52,7 @@ class ProxyApp:
             site_zero_threshold=settings.site_zero_threshold,
             connected_max_age=settings.health_max_age,
         )
-        self._cache: dict[str, tuple[int, Body]] = {}
+        self._cache: dict[str, tuple[int, _Answer]] = {}
         self._own: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
             "/stats": self._stats,
             "/stats/clear": self._stats_clear,
@@ -65,12 +66,12 @@ class ProxyApp:
 
     def application(self) -> web.Application:
         """The aiohttp application (one catch-all route; routing is done here)."""
-        app = web.Application(middlewares=[self._guard], client_max_size=4096)
+        app = web.Application(client_max_size=4096)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         return app
 
-    @web.middleware
-    async def _guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    def _refuse(self, request: web.Request) -> web.StreamResponse | None:
+        """Answers for what is not a plain GET/HEAD of a sane path."""
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             return _json_error(405, "method not allowed", {"Allow": "GET, HEAD"})
         if request.method == "OPTIONS":
@@ -84,7 +85,7 @@ class ProxyApp:
             )
         if len(request.raw_path) > _MAX_PATH:
             return _json_error(414, "URI too long")
-        return await handler(request)
+        return None
 
     def _route_path(self, request: web.Request) -> str | None:
         """The path to route, without PROXY_BASE_URL; None when outside the prefix."""
@@ -99,38 +100,42 @@ class ProxyApp:
         return path
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if request.method != "GET" or len(request.raw_path) > _MAX_PATH:
+            refused = self._refuse(request)
+            if refused is not None:
+                return refused
         path = self._route_path(request)
         if path is None or "\x00" in path:
             return _json_error(404, "not found")
         own = self._own.get(path)
         if own is not None:
             return await own(request)
-        served = await page.serve(request, path, self.state, self.options, self.settings)
-        if served is not None:
-            self.stats.count(path)
-            return served
-        body = self._body(path, request.query_string)
-        if body is None:
+        if path in page.PATHS or path.startswith(page.STATIC_PREFIX):
+            served = await page.serve(request, path, self.state, self.options, self.settings)
+            if served is not None:
+                self.stats.count(path)
+                return served
+        answer = self._answer(path, request.query_string)
+        if answer is None:
             return _json_error(404, "not found")
-        self.stats.count(path, "timeout" if body.no_data else "ok")
-        return web.Response(
-            text=body.text,
-            content_type=_media(body.content_type),
-            charset=_charset(body.content_type),
-            headers=_CORS,
-        )
+        self.stats.count(path, "timeout" if answer.no_data else "ok")
+        return web.Response(body=answer.body, headers=answer.headers)
 
-    def _body(self, path: str, query: str) -> Body | None:
+    def _answer(self, path: str, query: str) -> _Answer | None:
+        """The encoded answer for a data route, rendered once per state version."""
         key = f"{path}?{query}"
         cached = self._cache.get(key)
         if cached is not None and cached[0] == self.state.version:
             return cached[1]
         body = render(path, query, self.state, self.options)
-        if body is not None and body.cacheable:
+        if body is None:
+            return None
+        answer = _Answer.of(body)
+        if body.cacheable:
             if len(self._cache) > 512:  # bounded: query strings are client-controlled
                 self._cache.clear()
-            self._cache[key] = (self.state.version, body)
-        return body
+            self._cache[key] = (self.state.version, answer)
+        return answer
 
     # ------------------------------------------------------------------ stats, health
 
@@ -229,18 +234,24 @@ class ProxyApp:
         return _json(openapi_document(self.settings.base_url))
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """A rendered body, encoded once, with its response headers."""
+
+    body: bytes
+    headers: dict[str, str]
+    no_data: bool
+
+    @classmethod
+    def of(cls, body: Body) -> _Answer:
+        media, _, charset = body.content_type.partition(";")
+        content_type = media.strip() + (f"; {charset.strip()}" if charset else "")
+        return cls(body.text.encode(), {**_CORS, "Content-Type": content_type}, body.no_data)
+
+
 def build_app(state: ProxyState, stats: Stats, settings: ProxySettings) -> web.Application:
     """The proxy application for this state."""
     return ProxyApp(state, stats, settings).application()
-
-
-def _media(content_type: str) -> str:
-    return content_type.split(";", 1)[0].strip()
-
-
-def _charset(content_type: str) -> str | None:
-    _, found, charset = content_type.partition("charset=")
-    return charset.strip() if found else None
 
 
 def _json(document: Any, status: int = 200) -> web.Response:

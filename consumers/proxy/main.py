@@ -144,7 +144,10 @@ class ProxyServer:
             raise ConfigError(
                 "proxy.port", f"cannot listen on port {settings.port}: {exc.strerror}"
             ) from None
-        self.port = self._runner.addresses[0][1] if self._runner.addresses else settings.port
+        # With port 0 and no bind address, IPv4 and IPv6 each get a port: report IPv4's.
+        ipv4 = [address for address in self._runner.addresses if len(address) == 2]
+        addresses = ipv4 or self._runner.addresses
+        self.port = addresses[0][1] if addresses else settings.port
         scheme = "https" if context else "http"
         _LOGGER.info(
             "proxy listening on %s://%s:%s%s",

@@ -49,7 +49,9 @@ _POLL = 1.0
 #: The kinds whose updates reach the page.
 LIVE_KINDS = frozenset({METERS, SOE, GRID_STATUS})
 
-_STATIC_PREFIX = "/static/"
+STATIC_PREFIX = "/static/"
+#: The page's own paths besides the static files (the app routes only these here).
+PATHS = frozenset({"/", "/events"})
 _TEMPLATE = "index.html"
 _TYPES = {
     ".js": "text/javascript; charset=utf-8",
@@ -126,8 +128,8 @@ async def serve(
     else None (the app then tries the data routes)."""
     if path == "/":
         return _index(request, settings)
-    if path.startswith(_STATIC_PREFIX):
-        return _static(request, path[len(_STATIC_PREFIX) :], settings)
+    if path.startswith(STATIC_PREFIX):
+        return _static(request, path[len(STATIC_PREFIX) :], settings)
     if path == "/events":
         return await _events(request, state, options, settings)
     return None

@@ -8,6 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from consumers.proxy.main import ProxyConfig, ProxyServer
+from shared.messages import parse_envelope, reading_message
+from simulator.endpoints import SimulatedGateway
+from simulator.feed import reading_for
 
 
 class RunningProxy:
@@ -35,6 +38,12 @@ class RunningProxy:
 
         self._loop.call_soon_threadsafe(run)
         done.wait(5)
+
+    def feed(self, gateway: SimulatedGateway, *paths: str) -> None:
+        """Put the gateway's current bodies into the state, as if the poller had sent them."""
+        for path in paths:
+            message = reading_message(reading_for(gateway, path))
+            self.call(self.server.state.update, parse_envelope(message.body))
 
     def __enter__(self) -> RunningProxy:
         self._thread.start()
