@@ -537,6 +537,65 @@ class ProxySettings:
             raise ConfigError("proxy.cert_file", "cert_file and key_file go together")
 
 
+@dataclass(frozen=True)
+class WriterSettings:
+    """The MySQL history writer (``pwbus mysql``)."""
+
+    queue: str = setting(
+        "pwbus.mysql",
+        env=("PWBUS_MYSQL_QUEUE",),
+        help="durable queue the writer reads (readings wait there while it is down)",
+    )
+    dead_letter_queue: str = setting(
+        "pwbus.mysql.dead",
+        env=("PWBUS_MYSQL_DEAD_LETTER_QUEUE",),
+        help="where malformed messages go, with the reason in a header",
+    )
+    prefetch: int = setting(
+        2000,
+        env=("PWBUS_MYSQL_PREFETCH",),
+        check=_positive,
+        help="unacknowledged messages the broker may send ahead",
+    )
+    batch_size: int = setting(
+        1000,
+        env=("PWBUS_MYSQL_BATCH_SIZE",),
+        check=_positive,
+        help="most messages written in one transaction",
+    )
+    batch_wait: float = setting(
+        0.5,
+        env=("PWBUS_MYSQL_BATCH_WAIT",),
+        check=_positive,
+        help="longest wait for a batch to fill before writing it, s",
+    )
+    max_message_bytes: int = setting(
+        1_000_000,
+        env=("PWBUS_MYSQL_MAX_MESSAGE_BYTES",),
+        check=_positive,
+        help="larger messages are dead-lettered unread",
+    )
+    meter_stream: bool = setting(
+        False,
+        env=("PWBUS_MYSQL_METER_STREAM",),
+        help="also store Tesla-API MeterStream messages (behind a Tesla-API publisher)",
+    )
+    meter_stream_gateway: str = setting(
+        "tesla-api",
+        env=("PWBUS_MYSQL_METER_STREAM_GATEWAY",),
+        help="the gateway name MeterStream rows are stored under (they carry no DIN)",
+    )
+    retry_max: float = setting(
+        30.0,
+        env=("PWBUS_MYSQL_RETRY_MAX",),
+        check=_positive,
+        help="longest wait between attempts while the database is down, s",
+    )
+    migrate: bool = setting(
+        True, env=("PWBUS_MYSQL_MIGRATE",), help="apply schema migrations at start"
+    )
+
+
 SECTIONS: dict[str, type] = {
     "gateway": GatewaySettings,
     "amqp": AmqpSettings,
@@ -545,6 +604,7 @@ SECTIONS: dict[str, type] = {
     "simulator": SimulatorSettings,
     "poller": PollerSettings,
     "proxy": ProxySettings,
+    "writer": WriterSettings,
 }
 
 
