@@ -21,7 +21,6 @@ import logging
 import random
 import secrets
 import ssl
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from urllib.parse import parse_qs
 from aiohttp import web
 
 from shared.errors import ConfigError
+from shared.loop_thread import LoopThread
 from simulator.endpoints import Reply, SimulatedGateway
 from simulator.faults import FaultSet
 from simulator.replay import FixtureReplay
@@ -361,12 +361,9 @@ class SimulatorRunner:
         self.host = host
         self.port = port
         self._ssl = ssl_context
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self._loop_thread: LoopThread | None = None
 
     @property
     def url(self) -> str:
@@ -408,41 +405,20 @@ class SimulatorRunner:
 
     def start(self) -> SimulatorRunner:
         """Start in a background thread; returns once the port is open."""
-        self._thread = threading.Thread(target=self._thread_main, name="gateway-sim", daemon=True)
-        self._thread.start()
-        self._ready.wait(15)
-        if self._error is not None:
-            raise self._error
-        if not self._ready.is_set():
-            raise RuntimeError("the gateway simulator did not start within 15 s")
-        return self
-
-    def _thread_main(self) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
+        self._loop_thread = LoopThread("gateway-sim").start()
         try:
-            loop.run_until_complete(self.start_async())
-        except BaseException as exc:  # reported to the starting thread
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        loop.run_forever()
-        loop.run_until_complete(self.stop_async())
-        # Requests held by a fault (timeout, latency) are still sleeping: end them quietly.
-        pending = asyncio.all_tasks(loop)
-        for task in pending:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.close()
+            self._loop_thread.run(self.start_async())
+        except BaseException:
+            self._loop_thread.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         """Stop the background server."""
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._thread = None
+        if self._loop_thread is not None:
+            self._loop_thread.run(self.stop_async())
+            self._loop_thread.stop()
+            self._loop_thread = None
 
     def __enter__(self) -> SimulatorRunner:
         return self.start()

@@ -6,10 +6,8 @@ server's loop, the way the bus feed does, and talk to the server over real socke
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -19,6 +17,7 @@ from aiohttp import web
 from consumers.proxy import page
 from consumers.proxy.app import build_app
 from consumers.proxy.state import ProxyState, Stats
+from shared.loop_thread import LoopThread
 from shared.messages import Envelope, Reading, parse_envelope, reading_message
 from shared.settings import ProxySettings
 from simulator.endpoints import SimulatedGateway
@@ -56,11 +55,8 @@ class ProxyRunner:
         self.state.bus_connected = True
         self.stats = Stats()
         self.port = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self._loop: LoopThread | None = None
 
     @property
     def root(self) -> str:
@@ -75,34 +71,13 @@ class ProxyRunner:
 
     def start(self) -> ProxyRunner:
         """Start listening; returns once the port is open."""
-        self._thread = threading.Thread(target=self._main, name="proxy-under-test", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(15):
-            raise RuntimeError("the proxy did not start within 15 s")
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def _main(self) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
+        self._loop = LoopThread("proxy-under-test").start()
         try:
-            loop.run_until_complete(self._start())
-        except BaseException as exc:  # reported to the starting thread
-            self._error = exc
-            self._ready.set()
-            return
-        self._ready.set()
-        loop.run_forever()
-        page.close_streams(self.state)
-        if self._runner is not None:
-            loop.run_until_complete(self._runner.cleanup())
-        pending = asyncio.all_tasks(loop)
-        for task in pending:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        loop.close()
+            self._loop.run(self._start())
+        except BaseException:
+            self._loop.stop()
+            raise
+        return self
 
     async def _start(self) -> None:
         app = build_app(self.state, self.stats, self.settings)
@@ -117,11 +92,7 @@ class ProxyRunner:
     def call(self, function: Callable[..., T], *args: Any) -> T:
         """Run ``function(*args)`` on the server's loop and return its result."""
         assert self._loop is not None
-
-        async def run() -> T:
-            return function(*args)
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+        return self._loop.call(function, *args)
 
     def feed(self, *envelopes: Envelope) -> None:
         """Apply envelopes to the state on the server's loop, as the bus feed does."""
@@ -133,11 +104,13 @@ class ProxyRunner:
         self.call(apply)
 
     def stop(self) -> None:
-        """Stop the server and its loop."""
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-            self._thread = None
+        """Stop the server and its loop (open event streams are ended first)."""
+        if self._loop is not None:
+            self._loop.call(page.close_streams, self.state)
+            if self._runner is not None:
+                self._loop.run(self._runner.cleanup())
+            self._loop.stop()
+            self._loop = None
 
     def __enter__(self) -> ProxyRunner:
         return self.start()

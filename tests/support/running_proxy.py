@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from consumers.proxy.main import ProxyConfig, ProxyServer
+from shared.loop_thread import LoopThread
 from shared.messages import parse_envelope, reading_message
 from simulator.endpoints import SimulatedGateway
 from simulator.feed import reading_for
@@ -18,10 +17,7 @@ class RunningProxy:
 
     def __init__(self, config: ProxyConfig) -> None:
         self.server = ProxyServer(config)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, daemon=True, name="proxy-loop"
-        )
+        self._loop = LoopThread("proxy-loop")
 
     @property
     def url(self) -> str:
@@ -30,14 +26,7 @@ class RunningProxy:
 
     def call(self, function: Callable[..., Any], *args: Any) -> None:
         """Run a plain function on the proxy's loop (e.g. a state update) and wait for it."""
-        done = threading.Event()
-
-        def run() -> None:
-            function(*args)
-            done.set()
-
-        self._loop.call_soon_threadsafe(run)
-        done.wait(5)
+        self._loop.call(function, *args)
 
     def feed(self, gateway: SimulatedGateway, *paths: str) -> None:
         """Put the gateway's current bodies into the state, as if the poller had sent them."""
@@ -46,11 +35,10 @@ class RunningProxy:
             self.call(self.server.state.update, parse_envelope(message.body))
 
     def __enter__(self) -> RunningProxy:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(15)
+        self._loop.start()
+        self._loop.run(self.server.start())
         return self
 
     def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(15)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        self._loop.run(self.server.stop())
+        self._loop.stop()
