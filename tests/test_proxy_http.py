@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -16,6 +22,8 @@ from shared.settings import ProxySettings
 from simulator.endpoints import SimulatedGateway
 from simulator.site import SiteOptions
 from tests.support.running_proxy import RunningProxy
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _feed(proxy: RunningProxy, *paths: str) -> None:
@@ -193,3 +201,52 @@ def test_openapi_describes_every_route() -> None:
         "/api/solar_powerwall",
     ):
         assert path in spec["paths"], path
+
+
+def test_pwbus_proxy_process_serves_and_stops_on_sigterm(bus) -> None:
+    env = {
+        **os.environ,
+        "AMQP_URL": bus.settings.url,
+        "AMQP_EXCHANGE": bus.settings.exchange,
+        "PW_PORT": "0",
+        "PW_BIND_ADDRESS": "127.0.0.1",
+        "PWBUS_LOG_LEVEL": "INFO",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "proxy"],
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = None
+        deadline = time.monotonic() + 20
+        while url is None and time.monotonic() < deadline:
+            match = re.search(
+                r"proxy listening on (http://\S+?):?(\d+)/", process.stderr.readline()
+            )
+            if match:
+                url = f"http://127.0.0.1:{match.group(2)}"
+        assert url, "the proxy did not say where it listens"
+        assert requests.get(url + "/stats", timeout=5).json()["mode"] == "Bus"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        assert "proxy stopped" in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_pwbus_proxy_bad_setting_is_one_line() -> None:
+    env = {**os.environ, "PW_STYLE": "neon"}
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "proxy"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "proxy.style" in result.stderr
