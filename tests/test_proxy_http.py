@@ -66,7 +66,10 @@ def test_unknown_paths_methods_and_traversal(proxy) -> None:
         "/../../etc/passwd",
         "/static/..%2fapp.py",
     ):
-        reply = _raw(proxy.server.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        reply = _raw(
+            proxy.server.port,
+            f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(),
+        )
         assert reply.split(b"\r\n", 1)[0].split()[1] in (b"400", b"404"), (path, reply[:80])
         assert b"import" not in reply and b"root:" not in reply
     assert requests.get(proxy.url + "/aggregates", timeout=5).status_code == 200  # still up
@@ -75,7 +78,7 @@ def test_unknown_paths_methods_and_traversal(proxy) -> None:
 def test_oversized_headers_and_urls_are_refused(proxy) -> None:
     huge_header = b"GET /aggregates HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n"
     assert _raw(proxy.server.port, huge_header).split(b" ", 2)[1] in (b"400", b"431")
-    long_url = b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    long_url = b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     assert _raw(proxy.server.port, long_url).split(b" ", 2)[1] in (b"400", b"414")
     many = (
         b"GET /aggregates HTTP/1.1\r\nHost: x\r\n"
