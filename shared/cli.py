@@ -29,6 +29,7 @@ from shared.settings import (
     ProxySettings,
     SimulatorSettings,
     Sources,
+    WriterSettings,
     describe,
     example_config,
     load,
@@ -92,6 +93,48 @@ def _parser() -> argparse.ArgumentParser:
     )
     proxy.add_argument("--port", dest="proxy.port", help="HTTP port (8675)")
     proxy.add_argument("--exchange", dest="amqp.exchange", help="topic exchange (Tesla)")
+    mysql = commands.add_parser(
+        "mysql", help="write the readings from the bus into MySQL/MariaDB (history)"
+    )
+    mysql.add_argument("--exchange", dest="amqp.exchange", help="topic exchange (Tesla)")
+    mysql.add_argument(
+        "--queue", dest="writer.queue", metavar="NAME", help="durable queue to read (pwbus.mysql)"
+    )
+    mysql.add_argument(
+        "--check",
+        action="store_true",
+        help="health probe: exit 0 if meter readings newer than --max-age are stored",
+    )
+    mysql.add_argument("--max-age", type=float, default=60.0, metavar="S", help="for --check (60)")
+    db = commands.add_parser("db", help="the MySQL/MariaDB history database: migrate, users")
+    db_actions = db.add_subparsers(dest="db_action", metavar="ACTION", required=True)
+    db_actions.add_parser("migrate", help="apply the schema migrations (as an administrator)")
+    users = db_actions.add_parser(
+        "users", help="print (or --apply) the SQL creating the writer and report users"
+    )
+    users.add_argument("--writer-password", required=True, help="password of the writer user")
+    users.add_argument("--reader-password", required=True, help="password of the report user")
+    users.add_argument("--writer-user", default="pwbus", help="writer user name (pwbus)")
+    users.add_argument("--reader-user", default="pwbus_report", help="report user (pwbus_report)")
+    users.add_argument("--user-host", default="%", help="host part of both accounts (%%)")
+    users.add_argument("--apply", action="store_true", help="run it instead of printing it")
+    report = commands.add_parser(
+        "report", help="energy, profile, outage and completeness reports from MySQL"
+    )
+    report.add_argument(
+        "name", metavar="NAME", help="daily, monthly, hourly, peaks, outages or completeness"
+    )
+    report.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", required=True)
+    report.add_argument(
+        "--to", dest="date_to", metavar="YYYY-MM-DD", required=True, help="exclusive"
+    )
+    report.add_argument("--gateway", metavar="DIN", help="one gateway (default: each)")
+    report.add_argument("--format", default="table", help="table, csv or json (table)")
+    report.add_argument("--plot", metavar="FILE.png", help="also draw a chart (needs matplotlib)")
+    report.add_argument("--timezone", default="UTC", help="days in this IANA zone (UTC)")
+    report.add_argument(
+        "--interval", type=float, default=2.0, metavar="S", help="expected sample interval (2)"
+    )
     config = commands.add_parser("config", help="print the effective settings (secrets masked)")
     config.add_argument(
         "--example",
@@ -177,11 +220,41 @@ def _dispatch(command: str, args: argparse.Namespace, sources: Sources, log: Log
         )
         configure_logging(log.level, json_lines=log.json, secrets=secret_values(proxy_config.amqp))
         return run_proxy(proxy_config)
+    if command == "mysql":
+        from consumers.mysql.main import check_health, run_writer
+        from consumers.mysql.writer import WriterConfig
+
+        writer_config = WriterConfig(
+            amqp=load(AmqpSettings, "amqp", sources),
+            mysql=load(MysqlSettings, "mysql", sources),
+            writer=load(WriterSettings, "writer", sources),
+        )
+        configure_logging(
+            log.level,
+            json_lines=log.json,
+            secrets=secret_values(writer_config.amqp, writer_config.mysql),
+        )
+        if args.check:
+            return check_health(writer_config.mysql, args.max_age)
+        return run_writer(writer_config)
     if command == "simctl":
         configure_logging(log.level, json_lines=log.json)
         from simulator.cli import run_simctl
 
         return run_simctl(args)
+    if command in ("db", "report"):
+        mysql_settings = load(MysqlSettings, "mysql", sources)
+        secrets = secret_values(mysql_settings)
+        if command == "db" and args.db_action == "users":
+            secrets += [args.writer_password, args.reader_password]
+        configure_logging(log.level, json_lines=log.json, secrets=secrets)
+        if command == "db":
+            from consumers.mysql.migrate import run_db
+
+            return run_db(args, mysql_settings)
+        from consumers.mysql.reports import run_report_command
+
+        return run_report_command(args, mysql_settings)
     if command == "config" and args.example:
         sys.stdout.write(example_config())
         return 0

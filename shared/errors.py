@@ -108,3 +108,18 @@ class MalformedMessage(PwbusError):
 
 class BusUnavailable(PwbusError):
     """The broker cannot be reached or refused us (down, wrong credentials, no such vhost)."""
+
+
+# --------------------------------------------------------------------------- database
+
+
+class DatabaseUnavailable(PwbusError):
+    """The database cannot be reached or dropped the connection (down, restarting, timeout).
+
+    Transient: the caller keeps what it has and tries again later.
+    """
+
+
+class DatabaseError(PwbusError):
+    """The database answered, but refused what we asked (bad login, unknown database,
+    a value it would not store, an SQL error). Retrying the same thing will not help."""

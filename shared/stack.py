@@ -80,6 +80,7 @@ COMPONENTS: tuple[Component, ...] = (
     Component(SIMULATOR, ("simulate", "--host", "127.0.0.1")),
     Component("poller", ("poller",), needs_gateway=True),
     Component("proxy", ("proxy",)),
+    Component("mysql", ("mysql",)),
 )
 KNOWN = {component.name: component for component in COMPONENTS}
 

@@ -203,3 +203,62 @@ def test_compose_proxy_service() -> None:
     assert "/health" in " ".join(proxy["healthcheck"]["test"])
     for key in proxy["environment"]:
         assert key in KNOWN_ENV, key
+
+
+# --------------------------------------------------------------------------- the MySQL writer
+
+
+def test_compose_mysql_writer_service() -> None:
+    compose = _compose()
+    writer = compose["services"]["mysql"]
+    assert writer["command"] == ["mysql"]
+    assert writer["build"] == "." and writer["image"] == compose["services"]["simulator"]["image"]
+    assert writer["restart"] == "unless-stopped"
+    assert writer["depends_on"]["rabbitmq"] == {"condition": "service_healthy"}
+    assert writer["depends_on"]["mariadb"] == {"condition": "service_healthy"}
+    assert "ports" not in writer  # it listens on nothing
+    assert writer["healthcheck"]["test"][:4] == ["CMD", "pwbus", "mysql", "--check"]
+    for key in writer["environment"]:
+        assert key in KNOWN_ENV, key
+
+
+def test_compose_mysql_writer_settings_reach_mariadb_and_broker() -> None:
+    from shared.settings import MysqlSettings, WriterSettings
+
+    def settings(dotenv: dict[str, str] | None = None) -> tuple:
+        sources = Sources.gather(env=_service_env("mysql", dotenv))
+        return (
+            load(MysqlSettings, "mysql", sources),
+            load(AmqpSettings, "amqp", sources),
+            load(WriterSettings, "writer", sources),
+        )
+
+    mysql, amqp, writer = settings()
+    mariadb = _service_env("mariadb")
+    rabbitmq = _service_env("rabbitmq")
+    assert (mysql.host, mysql.port) == ("mariadb", 3306)
+    assert mysql.database == mariadb["MARIADB_DATABASE"]
+    assert mysql.user == mariadb["MARIADB_USER"]
+    assert mysql.password == mariadb["MARIADB_PASSWORD"]
+    assert (amqp.host, amqp.port, amqp.vhost) == ("rabbitmq", 5672, "/")
+    assert amqp.username == rabbitmq["RABBITMQ_DEFAULT_USER"]
+    assert amqp.password == rabbitmq["RABBITMQ_DEFAULT_PASS"]
+    assert (
+        amqp.exchange
+        == load(AmqpSettings, "amqp", Sources.gather(env=_service_env("poller"))).exchange
+    )
+    assert writer.migrate and not writer.meter_stream
+
+    # Other credentials in .env reach the database service and the writer alike.
+    dotenv = {"MYSQL_USER": "history", "MYSQL_PASSWORD": "p@ss/w:rd"}
+    mysql, _, _ = settings(dotenv)
+    mariadb = _service_env("mariadb", dotenv)
+    assert (mysql.user, mysql.password) == ("history", "p@ss/w:rd")
+    assert (mariadb["MARIADB_USER"], mariadb["MARIADB_PASSWORD"]) == (mysql.user, mysql.password)
+
+
+def test_stack_knows_the_mysql_writer() -> None:
+    from shared.stack import KNOWN
+
+    assert KNOWN["mysql"].argv == ("mysql",)
+    assert not KNOWN["mysql"].needs_gateway

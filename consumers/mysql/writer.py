@@ -1,0 +1,697 @@
+"""The MySQL writer: a durable queue in, batched transactions out, acknowledged after commit.
+
+Topology (declared on every connect, so the writer may start before the poller):
+
+* the exchange, as every process declares it;
+* a durable queue ``writer.dead_letter_queue`` for messages the writer cannot store;
+* a durable queue ``writer.queue`` whose dead-letter target is that queue (``x-dead-letter-
+  exchange: ""``, ``x-dead-letter-routing-key: <dead letter queue>``), bound to
+  ``powerwall.meters``, ``.soe``, ``.grid_status``, ``.api.system_status``, ``.vitals`` and
+  ``.poller.status``, plus ``MeterStream`` when ``writer.meter_stream`` is on (and unbound
+  when it is off, so a durable binding from an earlier run does not linger).
+
+Readings wait in the queue while the writer is stopped; nothing is lost across restarts.
+
+Batching and acknowledgement. One thread owns the pika connection and the database
+connection. Deliveries (at most ``prefetch`` unacknowledged) collect in memory; a batch is
+written when ``batch_size`` messages are there or the oldest has waited ``batch_wait``
+seconds. A batch is checked message by message (size, JSON Schema, envelope, rows), its
+rows go to the database in **one transaction**, and only after the commit is the batch
+acknowledged with a single ``basic_ack(multiple=True)``. Every table's primary key plus
+``INSERT IGNORE`` makes a redelivered message a no-op, so the at-least-once delivery of
+the broker never stores a reading twice.
+
+Malformed messages are **dead-lettered**: not JSON, wrong types, a missing field, schema-
+invalid (:func:`shared.schemas.validate_message`, via ``properties.type`` or the routing
+key), rows the database refuses, or a body over ``max_message_bytes`` (never parsed). The
+writer publishes the original body and properties to the dead-letter queue (with publisher
+confirms) adding the headers ``x-pwbus-reason`` (one line), ``x-pwbus-routing-key``,
+``x-pwbus-exchange`` and ``x-pwbus-dead-lettered-at`` (epoch s), then acknowledges it with
+its batch; the valid messages around it are written as usual. If the database refuses a
+whole batch (a value it will not store), the batch is written again message by message so
+only the offending messages are dead-lettered.
+
+Database down: the batch is **not acknowledged**; the writer logs once, keeps the broker
+connection alive (heartbeats) while it waits with a capped exponential back-off
+(1 s doubling to ``writer.retry_max``), and writes the same batch when the database is
+back, logging the recovery. Broker down: the writer drops what it holds (the broker
+redelivers every unacknowledged message) and reconnects with a capped, jittered back-off.
+Note RabbitMQ's ``consumer_timeout`` (30 min by default): a database outage longer than
+that makes the broker close the channel; the writer reconnects and holds the redelivered
+messages again.
+
+Grid status is stored only on change, which needs the previous status per gateway: a
+:class:`~consumers.mysql.rows.GridStatusTracker` seeded from ``grid_status_changes`` on
+every database connect; a batch works on a copy that replaces the tracker only after the
+commit, so a batch written twice yields the same rows. (Run one writer per database: two
+writers on one queue would each track grid status on their own.)
+
+Stopping (``stop()``, SIGTERM in ``pwbus mysql``): the batch in memory is written once
+more if the database answers, otherwise abandoned unacknowledged; the connections are
+closed and :meth:`Writer.run` returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+
+from consumers.mysql.db import Database
+from consumers.mysql.rows import (
+    STORED_KINDS,
+    GridStatusTracker,
+    Rows,
+    rows_for_envelope,
+    rows_for_meter_stream,
+)
+from shared.bus import connection_parameters
+from shared.errors import ConfigError, DatabaseError, DatabaseUnavailable, MalformedMessage
+from shared.messages import kind_of, parse_envelope, parse_meter_stream
+from shared.schemas import schema_file_for, schemas, validate_message
+from shared.settings import AmqpSettings, MysqlSettings, WriterSettings
+from shared.topology import METER_STREAM, POLLER_STATUS, declare_exchange
+
+_LOGGER = logging.getLogger(__name__)
+
+#: The routing keys the writer stores (MeterStream only with writer.meter_stream).
+WRITER_KEYS = (
+    "powerwall.meters",
+    "powerwall.soe",
+    "powerwall.grid_status",
+    "powerwall.api.system_status",
+    "powerwall.vitals",
+    POLLER_STATUS,
+)
+
+REASON_HEADER = "x-pwbus-reason"
+ROUTING_KEY_HEADER = "x-pwbus-routing-key"
+EXCHANGE_HEADER = "x-pwbus-exchange"
+DEAD_AT_HEADER = "x-pwbus-dead-lettered-at"
+
+_MAX_PREFETCH = 65535  # basic.qos prefetch-count is an unsigned short
+_IDLE_TICK = 0.25  # longest single wait in the pika loop (signal and stop latency)
+_REASON_LENGTH = 300
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    """Everything ``pwbus mysql`` needs."""
+
+    amqp: AmqpSettings
+    mysql: MysqlSettings
+    writer: WriterSettings
+
+
+def bindings(settings: WriterSettings) -> list[str]:
+    """The routing keys the writer's queue is bound to."""
+    return [*WRITER_KEYS, METER_STREAM] if settings.meter_stream else list(WRITER_KEYS)
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _REASON_LENGTH else text[: _REASON_LENGTH - 3] + "..."
+
+
+def declare_topology(channel: BlockingChannel, exchange: str, settings: WriterSettings) -> None:
+    """The exchange, the dead-letter queue and the bound durable queue (idempotent)."""
+    declare_exchange(channel, exchange)
+    try:
+        channel.queue_declare(settings.dead_letter_queue, durable=True)
+        channel.queue_declare(
+            settings.queue,
+            durable=True,
+            arguments={
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": settings.dead_letter_queue,
+            },
+        )
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == 406:
+            raise ConfigError(
+                "writer.queue",
+                f"queue {settings.queue!r} or {settings.dead_letter_queue!r} exists with "
+                f"other arguments ({_one_line(exc.reply_text)}); delete it or pick another",
+            ) from None
+        raise
+    for key in bindings(settings):
+        channel.queue_bind(settings.queue, exchange, routing_key=key)
+    if not settings.meter_stream:
+        channel.queue_unbind(settings.queue, exchange, routing_key=METER_STREAM)
+
+
+# --------------------------------------------------------------------------- checking
+
+
+class MessageCheck:
+    """``validate_message`` with a fast path for valid messages.
+
+    ``shared.schemas.validate_message`` (the Python ``jsonschema`` package) costs about
+    0.5 ms for a meters message, which alone would cap the writer near 2,000 messages/s.
+    When the Rust ``jsonschema_rs`` package is installed (it comes with schemathesis), the
+    same schemas are compiled with it and a message it accepts, whose ``kind`` matches, is
+    accepted without the slow check (about 0.02 ms). Anything it rejects goes through
+    ``validate_message``, which has the last word and writes the reasons; without
+    ``jsonschema_rs`` every message does.
+    """
+
+    def __init__(self, *, fast: bool = True) -> None:
+        self._fast: dict[str, Any] | None = None
+        self._by_key: dict[str, Any] = {}
+        if fast:
+            try:
+                import jsonschema_rs
+
+                documents = schemas()
+                registry = jsonschema_rs.Registry([(doc["$id"], doc) for doc in documents.values()])
+                self._fast = {
+                    name: jsonschema_rs.validator_for(document, registry=registry)
+                    for name, document in documents.items()
+                }
+            except Exception as exc:  # not installed, or cannot compile: slow path only
+                _LOGGER.debug("schema checks without jsonschema_rs (%s)", type(exc).__name__)
+                self._fast = None
+
+    @property
+    def fast(self) -> bool:
+        """True when the jsonschema_rs fast path is in use."""
+        return self._fast is not None
+
+    def _fast_validator(self, key: str) -> Any:
+        if self._fast is None:
+            return None
+        if key not in self._by_key:
+            try:
+                validator = self._fast.get(schema_file_for(key))
+            except LookupError:
+                validator = None
+            if len(self._by_key) < 1024:  # keys come from messages: bound the cache
+                self._by_key[key] = validator
+            return validator
+        return self._by_key[key]
+
+    def problems(self, key: str, body: bytes) -> list[str]:
+        """The one-line schema errors of ``body`` under ``key`` (kind or routing key)."""
+        validator = self._fast_validator(key)
+        if validator is not None:
+            try:
+                document = json.loads(body)
+            except (ValueError, UnicodeDecodeError):
+                document = None
+            if (
+                isinstance(document, dict)
+                and (key == METER_STREAM or document.get("kind") == kind_of(key))
+                and validator.is_valid(document)
+            ):
+                return []
+        return validate_message(key, body)
+
+
+# --------------------------------------------------------------------------- deliveries
+
+
+@dataclass
+class Delivery:
+    """One unacknowledged message."""
+
+    tag: int
+    exchange: str
+    routing_key: str
+    properties: pika.BasicProperties
+    body: bytes
+    arrived: float  # time.monotonic()
+
+
+@dataclass
+class Outcome:
+    """What to do with one delivery: store rows, dead-letter it, or just acknowledge."""
+
+    delivery: Delivery
+    rows: Rows | None = None
+    reason: str | None = None  # set: dead-letter with this reason
+
+
+@dataclass
+class WriterStats:
+    """Counters since start (read by tests and the shutdown log line)."""
+
+    received: int = 0
+    written: int = 0  # messages whose rows were committed (or that had none to store)
+    rows: int = 0  # rows actually inserted (not ignored as duplicates)
+    dead_lettered: int = 0
+    ignored: int = 0  # kinds the writer does not store
+    batches: int = 0
+    database_outages: int = 0
+    broker_outages: int = 0
+    reasons: list[str] = field(default_factory=list)  # the last few dead-letter reasons
+
+
+class _Abandon(Exception):
+    """Stop was requested while the batch could not be written."""
+
+
+@dataclass
+class _Job:
+    """One batch: its deliveries, their outcomes and the grid tracker after it."""
+
+    batch: list[Delivery]
+    outcomes: list[Outcome]
+    trial: GridStatusTracker
+
+    def rows(self) -> Rows:
+        """Every row of the batch, for one transaction."""
+        rows = Rows()
+        for item in self.outcomes:
+            if item.rows is not None:
+                rows.extend(item.rows)
+        return rows
+
+
+# --------------------------------------------------------------------------- the writer
+
+
+class Writer:
+    """Consume, batch, write, acknowledge; until :meth:`stop`."""
+
+    def __init__(
+        self,
+        config: WriterConfig,
+        *,
+        check: MessageCheck | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.settings = config.writer
+        self.db = Database(config.mysql)
+        self.check = check or MessageCheck()
+        self.stats = WriterStats()
+        self.tracker = GridStatusTracker()
+        self._clock = clock
+        self._stop = threading.Event()
+        self._connection: pika.BlockingConnection | None = None
+        self._channel: BlockingChannel | None = None
+        self._consumer_tag: str | None = None
+        self._pending: list[Delivery] = []
+        self._migrated = False
+        self._database_ready = False
+        self._ever_connected_database = False
+        self._database_failures = 0
+        self._database_down_since: float | None = None
+        self.ready = threading.Event()  # set once consuming (tests wait on it)
+
+    # ------------------------------------------------------------------ control
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish (thread- and signal-safe)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """Write until stopped. Raises ConfigError or DatabaseError when retrying is futile."""
+        settings = self.settings
+        if settings.prefetch > _MAX_PREFETCH:
+            raise ConfigError("writer.prefetch", f"must be at most {_MAX_PREFETCH} (AMQP limit)")
+        if settings.prefetch < settings.batch_size:
+            _LOGGER.warning(
+                "writer.prefetch (%d) is below writer.batch_size (%d): batches will not fill",
+                settings.prefetch,
+                settings.batch_size,
+            )
+        _LOGGER.info(
+            "mysql writer starting: broker %s, database %s, queue %r (batches of %d, %g s)",
+            self.config.amqp.safe_url,
+            self.config.mysql.safe_url,
+            settings.queue,
+            settings.batch_size,
+            settings.batch_wait,
+        )
+        broker_failures = 0
+        try:
+            try:
+                self._prepare_database()
+            except DatabaseUnavailable as exc:
+                self._database_unavailable(exc, held=0)
+            while not self._stop.is_set():
+                try:
+                    self._connect_broker()
+                    if broker_failures:
+                        _LOGGER.info("broker %s is back", self.config.amqp.safe_url)
+                    broker_failures = 0
+                    self._consume()
+                except (pika.exceptions.AMQPError, OSError) as exc:
+                    broker_failures += 1
+                    self._broker_lost(exc, broker_failures)
+                    if self._stop.is_set():
+                        break
+                    delay = min(30.0, 2.0 ** min(broker_failures - 1, 5))
+                    self._stop.wait(delay * random.uniform(0.5, 1.0))
+        finally:
+            self._close_broker()
+            self.db.close()
+            self.ready.clear()
+            _LOGGER.info(
+                "mysql writer stopped: %d messages written (%d rows), %d dead-lettered",
+                self.stats.written,
+                self.stats.rows,
+                self.stats.dead_lettered,
+            )
+
+    # ------------------------------------------------------------------ database
+
+    def _prepare_database(self) -> None:
+        """Connect; migrate once per process (if configured); seed the grid tracker."""
+        if self._database_ready and self.db.connected:
+            return
+        self._database_ready = False
+        try:
+            self.db.ensure_connected()
+            if self.settings.migrate and not self._migrated:
+                version = self.db.migrate()
+                self._migrated = True
+                _LOGGER.info("database schema at version %d", version)
+            self.tracker = GridStatusTracker(self.db.grid_status_seed())
+        except DatabaseError as exc:
+            if not self._ever_connected_database:
+                raise  # wrong settings: fail loudly at start
+            self.db.close()
+            raise DatabaseUnavailable(str(exc)) from None
+        self._ever_connected_database = True
+        self._database_ready = True
+
+    def _database_unavailable(self, exc: DatabaseUnavailable, held: int) -> None:
+        self._database_failures += 1
+        self._database_ready = False
+        if self._database_failures == 1:
+            self._database_down_since = self._clock()
+            self.stats.database_outages += 1
+            _LOGGER.warning(
+                "%s; holding %d messages unacknowledged and retrying (at most every %g s)",
+                exc,
+                held,
+                self.settings.retry_max,
+            )
+        else:
+            _LOGGER.debug(
+                "database still unavailable (attempt %d): %s", self._database_failures, exc
+            )
+
+    def _database_back(self) -> None:
+        if self._database_failures:
+            down = self._clock() - (self._database_down_since or self._clock())
+            _LOGGER.info(
+                "database %s is back after %.0f s: the held messages are written",
+                self.config.mysql.safe_url,
+                down,
+            )
+        self._database_failures = 0
+        self._database_down_since = None
+
+    def _retry_delay(self) -> float:
+        return min(self.settings.retry_max, 2.0 ** min(self._database_failures - 1, 10))
+
+    # ------------------------------------------------------------------ broker
+
+    def _connect_broker(self) -> None:
+        settings = self.settings
+        amqp = self.config.amqp
+        self._connection = pika.BlockingConnection(connection_parameters(amqp, "pwbus-mysql"))
+        channel = self._connection.channel()
+        declare_topology(channel, amqp.exchange, settings)
+        channel.basic_qos(prefetch_count=settings.prefetch)
+        channel.confirm_delivery()  # for dead letters: acknowledged only once the broker has them
+        self._consumer_tag = channel.basic_consume(
+            settings.queue, on_message_callback=self._on_delivery
+        )
+        self._channel = channel
+        _LOGGER.info(
+            "consuming %r on %s (exchange %r: %s)",
+            settings.queue,
+            amqp.safe_url,
+            amqp.exchange,
+            ", ".join(bindings(settings)),
+        )
+        self.ready.set()
+
+    def _broker_lost(self, exc: BaseException, failures: int) -> None:
+        self.ready.clear()
+        held = len(self._pending)
+        self._pending.clear()  # the broker redelivers whatever was not acknowledged
+        self._close_broker()
+        if failures == 1:
+            self.stats.broker_outages += 1
+            _LOGGER.warning(
+                "broker %s unavailable (%s); %d unacknowledged messages will be redelivered; "
+                "reconnecting",
+                self.config.amqp.safe_url,
+                _describe(exc),
+                held,
+            )
+        else:
+            _LOGGER.debug("broker still unavailable (%s), attempt %d", _describe(exc), failures)
+
+    def _close_broker(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            with contextlib.suppress(pika.exceptions.AMQPError, OSError):
+                connection.close()
+
+    def _on_delivery(
+        self,
+        channel: BlockingChannel,
+        method: pika.spec.Basic.Deliver,
+        properties: pika.BasicProperties,
+        body: bytes,
+    ) -> None:
+        self.stats.received += 1
+        self._pending.append(
+            Delivery(
+                tag=method.delivery_tag,
+                exchange=method.exchange,
+                routing_key=method.routing_key,
+                properties=properties,
+                body=body,
+                arrived=self._clock(),
+            )
+        )
+
+    def _pump(self, seconds: float) -> None:
+        """Serve the broker (heartbeats, deliveries) for up to ``seconds``."""
+        assert self._connection is not None
+        self._connection.process_data_events(time_limit=max(0.0, seconds))
+
+    def _consume(self) -> None:
+        while True:
+            if self._stop.is_set():
+                self._finish()
+                return
+            if self._due():
+                try:
+                    self._flush()
+                except _Abandon:
+                    self._abandon()
+                    return
+                continue
+            self._pump(self._pump_time())
+
+    def _due(self) -> bool:
+        """True once a batch is full or its oldest message has waited batch_wait."""
+        if not self._pending:
+            return False
+        due = self._pending[0].arrived + self.settings.batch_wait
+        return len(self._pending) >= self.settings.batch_size or self._clock() >= due
+
+    def _pump_time(self) -> float:
+        """How long to serve the broker before looking at the batch again."""
+        if not self._pending:
+            return _IDLE_TICK
+        due = self._pending[0].arrived + self.settings.batch_wait
+        return max(0.0, min(_IDLE_TICK, due - self._clock()))
+
+    def _finish(self) -> None:
+        """On stop: one last attempt at what is held; anything unwritten stays unacked."""
+        if self._channel is not None and self._consumer_tag is not None:
+            # Deliveries not yet handed to us stay unacknowledged: the broker keeps them.
+            self._channel.basic_cancel(self._consumer_tag)
+        while self._pending:
+            try:
+                self._flush()
+            except _Abandon:
+                self._abandon()
+                return
+
+    def _abandon(self) -> None:
+        _LOGGER.info(
+            "stopping with %d messages unwritten: the broker will deliver them again",
+            len(self._pending),
+        )
+        self._pending.clear()
+
+    # ------------------------------------------------------------------ batches
+
+    def outcome(self, delivery: Delivery, tracker: GridStatusTracker) -> Outcome:
+        """Check and convert one delivery (no I/O): rows, a dead-letter reason, or nothing."""
+        settings = self.settings
+        size = len(delivery.body)
+        if size > settings.max_message_bytes:
+            return Outcome(
+                delivery,
+                reason=f"body of {size} bytes exceeds max_message_bytes "
+                f"({settings.max_message_bytes}); not read",
+            )
+        key = delivery.properties.type or delivery.routing_key
+        if key == METER_STREAM and not settings.meter_stream:
+            return Outcome(delivery)  # a binding left from an earlier run: not stored
+        if key != METER_STREAM and kind_of(key) not in STORED_KINDS:
+            return Outcome(delivery)  # e.g. api.status sent straight to the queue
+        try:
+            problems = self.check.problems(key, delivery.body)
+        except RecursionError:  # JSON nested deeper than Python parses
+            return Outcome(delivery, reason="body is nested too deeply to read")
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            return Outcome(delivery, reason=_one_line(f"schema: {problems[0]}{more}"))
+        try:
+            if key == METER_STREAM:
+                stream = parse_meter_stream(delivery.body)
+                rows = rows_for_meter_stream(stream, settings.meter_stream_gateway)
+            else:
+                rows = rows_for_envelope(parse_envelope(delivery.body), tracker)
+        except MalformedMessage as exc:
+            return Outcome(delivery, reason=_one_line(str(exc)))
+        except Exception as exc:  # a bug must not turn one message into a crash loop
+            _LOGGER.exception("converting a message from %s failed", delivery.routing_key)
+            return Outcome(delivery, reason=_one_line(f"cannot convert: {type(exc).__name__}"))
+        return Outcome(delivery, rows=rows)
+
+    def _job(self, batch: list[Delivery], base: GridStatusTracker) -> _Job:
+        trial = base.copy()
+        return _Job(batch, [self.outcome(delivery, trial) for delivery in batch], trial)
+
+    def _flush(self) -> None:
+        """Write the oldest batch; hold it (retrying) while the database is down."""
+        batch = self._pending[: self.settings.batch_size]
+        while True:
+            try:
+                self._prepare_database()
+                job = self._job(batch, self.tracker)
+                try:
+                    inserted = self.db.write(job.rows())
+                except DatabaseError as exc:
+                    job, inserted = self._one_by_one(job, exc)
+                break
+            except DatabaseUnavailable as exc:
+                self._database_unavailable(exc, held=len(self._pending))
+                if self._stop.is_set():
+                    raise _Abandon() from None
+                self._wait(self._retry_delay())
+                if self._stop.is_set():
+                    raise _Abandon() from None
+        self._acknowledge(job, inserted)
+
+    def _wait(self, seconds: float) -> None:
+        """Wait while keeping the broker connection served; returns early on stop."""
+        deadline = self._clock() + seconds * random.uniform(0.75, 1.0)
+        while not self._stop.is_set():
+            left = deadline - self._clock()
+            if left <= 0:
+                return
+            self._pump(min(_IDLE_TICK, left))
+
+    def _one_by_one(self, job: _Job, exc: DatabaseError) -> tuple[_Job, int]:
+        """The database refused the batch: write each message alone, dead-letter refusals."""
+        _LOGGER.warning("the database refused a batch (%s); writing it message by message", exc)
+        trial = self.tracker.copy()
+        outcomes = []
+        inserted = 0
+        for delivery in job.batch:
+            item = self.outcome(delivery, trial)
+            if item.rows is not None:
+                try:
+                    inserted += self.db.write(item.rows)
+                except DatabaseError as refused:
+                    item = Outcome(delivery, reason=_one_line(f"database refused: {refused}"))
+            outcomes.append(item)
+        return _Job(job.batch, outcomes, trial), inserted
+
+    def _acknowledge(self, job: _Job, inserted: int) -> None:
+        """After the commit: adopt the tracker, dead-letter, ack the batch, count."""
+        self.tracker = job.trial
+        self._dead_letter([item for item in job.outcomes if item.reason is not None])
+        assert self._channel is not None
+        self._channel.basic_ack(delivery_tag=job.batch[-1].tag, multiple=True)
+        del self._pending[: len(job.batch)]
+        stored = sum(1 for item in job.outcomes if item.rows is not None)
+        ignored = sum(1 for item in job.outcomes if item.rows is None and item.reason is None)
+        self.stats.batches += 1
+        self.stats.written += stored
+        self.stats.rows += inserted
+        self.stats.ignored += ignored
+        self._database_back()
+        _LOGGER.debug("batch of %d: %d stored, %d new rows", len(job.batch), stored, inserted)
+
+    def _dead_letter(self, items: list[Outcome]) -> None:
+        assert self._channel is not None
+        for item in items:
+            delivery = item.delivery
+            original = delivery.properties
+            headers = dict(original.headers or {})
+            headers.update(
+                {
+                    REASON_HEADER: item.reason,
+                    ROUTING_KEY_HEADER: delivery.routing_key,
+                    EXCHANGE_HEADER: delivery.exchange,
+                    DEAD_AT_HEADER: int(time.time()),
+                }
+            )
+            properties = pika.BasicProperties(
+                content_type=original.content_type,
+                content_encoding=original.content_encoding,
+                headers=headers,
+                delivery_mode=pika.DeliveryMode.Persistent,
+                priority=original.priority,
+                correlation_id=original.correlation_id,
+                reply_to=original.reply_to,
+                message_id=original.message_id,
+                timestamp=original.timestamp,
+                type=original.type,
+                app_id=original.app_id,
+            )
+            self._channel.basic_publish(
+                exchange="",
+                routing_key=self.settings.dead_letter_queue,
+                body=delivery.body,
+                properties=properties,
+                mandatory=True,
+            )
+            self.stats.dead_lettered += 1
+            self.stats.reasons = [*self.stats.reasons[-19:], item.reason or ""]
+            _LOGGER.warning(
+                "dead-lettered a message from %s (id %s): %s",
+                delivery.routing_key,
+                original.message_id,
+                item.reason,
+            )
+
+
+def _describe(exc: BaseException) -> str:
+    """A short reason for a broker failure, never with credentials."""
+    if isinstance(exc, pika.exceptions.ProbableAuthenticationError):
+        return "login refused: check the AMQP user and password"
+    if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
+        return "access refused: check the AMQP virtual host and permissions"
+    text = str(exc).strip() or type(exc).__name__
+    return _one_line(f"{type(exc).__name__}: {text}")[:200]
