@@ -158,6 +158,7 @@ _SECTION_CLASSES: dict[str, type] = {
     "simulator": SimulatorSettings,
     "poller": PollerSettings,
     "proxy": ProxySettings,
+    "writer": WriterSettings,
 }
 
 

@@ -81,7 +81,7 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level)
     # Libraries that chat at INFO/DEBUG about every connection.
-    for noisy in ("pika", "urllib3", "aiohttp.access"):
+    for noisy in ("pika", "urllib3", "aiohttp.access", "mysql.connector"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     return _filter
 
