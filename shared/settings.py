@@ -182,6 +182,37 @@ class GatewaySettings:
 
 
 @dataclass(frozen=True)
+class _UrlParts:
+    """The pieces of a service URL, unquoted; None where the URL has none."""
+
+    scheme: str
+    host: str | None
+    port: int | None
+    user: str | None
+    password: str | None
+    path: str  # without its leading "/": the AMQP vhost or the database name
+
+
+def _parse_url(url: str, key: str, schemes: tuple[str, ...]) -> _UrlParts:
+    """Split a broker or database URL, with one-line errors naming ``key``."""
+    parts = urlsplit(url)
+    if parts.scheme not in schemes:
+        raise ConfigError(key, "must start with " + " or ".join(f"{s}://" for s in schemes))
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(key, "has an invalid port") from None
+    return _UrlParts(
+        scheme=parts.scheme,
+        host=parts.hostname,
+        port=port,
+        user=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        path=unquote(parts.path[1:]),
+    )
+
+
+@dataclass(frozen=True)
 class AmqpSettings:
     """The RabbitMQ broker, as a URL whose parts can also be set one by one."""
 
@@ -204,31 +235,21 @@ class AmqpSettings:
     heartbeat: int = setting(30, env=("AMQP_HEARTBEAT",), help="seconds", check=_non_negative)
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("amqp", "amqps"):
-            raise ConfigError("amqp.url", "must start with amqp:// or amqps://")
-        try:
-            url_port = parts.port
-        except ValueError:
-            raise ConfigError("amqp.url", "has an invalid port") from None
-        vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+        parts = _parse_url(self.url, "amqp.url", ("amqp", "amqps"))
         resolved = {
-            "host": self.host or parts.hostname or "localhost",
-            "port": self.port if self.port is not None else url_port or 5672,
-            "username": self.username or unquote(parts.username or "guest"),
-            "password": self.password
-            if self.password is not None
-            else unquote(parts.password or "guest"),
-            "vhost": self.vhost or vhost,
+            "host": self.host or parts.host or "localhost",
+            "port": self.port if self.port is not None else parts.port or 5672,
+            "username": self.username or parts.user or "guest",
+            "password": self.password if self.password is not None else parts.password or "guest",
+            "vhost": self.vhost or parts.path or "/",
         }
         for name, value in resolved.items():
             object.__setattr__(self, name, value)
-        scheme = parts.scheme
         netloc = (
             f"{quote(self.username, safe='')}:{quote(self.password, safe='')}"
             f"@{self.host}:{self.port}"
         )
-        object.__setattr__(self, "url", f"{scheme}://{netloc}/{quote(self.vhost, safe='')}")
+        object.__setattr__(self, "url", f"{parts.scheme}://{netloc}/{quote(self.vhost, safe='')}")
 
     @property
     def safe_url(self) -> str:
@@ -255,21 +276,13 @@ class MysqlSettings:
     database: str = setting(None, env=("MYSQL_DATABASE",), help="overrides the URL's database")
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("mysql", "mariadb"):
-            raise ConfigError("mysql.url", "must start with mysql:// or mariadb://")
-        try:
-            url_port = parts.port
-        except ValueError:
-            raise ConfigError("mysql.url", "has an invalid port") from None
+        parts = _parse_url(self.url, "mysql.url", ("mysql", "mariadb"))
         resolved = {
-            "host": self.host or parts.hostname or "localhost",
-            "port": self.port if self.port is not None else url_port or 3306,
-            "user": self.user or unquote(parts.username or "root"),
-            "password": self.password
-            if self.password is not None
-            else unquote(parts.password or ""),
-            "database": self.database or unquote(parts.path.lstrip("/")) or "powerwall",
+            "host": self.host or parts.host or "localhost",
+            "port": self.port if self.port is not None else parts.port or 3306,
+            "user": self.user or parts.user or "root",
+            "password": self.password if self.password is not None else parts.password or "",
+            "database": self.database or parts.path or "powerwall",
         }
         for name, value in resolved.items():
             object.__setattr__(self, name, value)
