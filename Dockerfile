@@ -8,13 +8,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PWBUS_STATE_DIR=/var/lib/pwbus
 
 WORKDIR /app
-COPY pyproject.toml README.md LICENSE ./
+# The same pinned versions as CI (constraints.txt); `fast` is the writer's Rust schema check.
+COPY pyproject.toml constraints.txt README.md LICENSE ./
+COPY pwbus ./pwbus
 COPY shared ./shared
 COPY producers ./producers
 COPY consumers ./consumers
 COPY simulator ./simulator
 COPY schema ./schema
-RUN pip install . \
+RUN pip install -c constraints.txt '.[fast]' \
     && useradd --system --home-dir /var/lib/pwbus --create-home pwbus
 
 USER pwbus

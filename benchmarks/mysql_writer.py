@@ -41,15 +41,15 @@ import pika
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from consumers.mysql.migrate import migrate  # noqa: E402
-from consumers.mysql.rows import GridStatusTracker, rows_for_envelope  # noqa: E402
-from consumers.mysql.writer import MessageCheck, declare_topology  # noqa: E402
-from producers.poller.publisher import properties_for  # noqa: E402
-from shared.messages import Reading, parse_envelope, reading_message  # noqa: E402
-from shared.settings import AmqpSettings, MysqlSettings, WriterSettings  # noqa: E402
-from simulator.endpoints import SimulatedGateway  # noqa: E402
-from simulator.feed import reading_for  # noqa: E402
-from simulator.site import SiteOptions  # noqa: E402
+from powerwall_bus.consumers.mysql.migrate import migrate  # noqa: E402
+from powerwall_bus.consumers.mysql.rows import GridStatusTracker, rows_for_envelope  # noqa: E402
+from powerwall_bus.consumers.mysql.writer import MessageCheck, declare_topology  # noqa: E402
+from powerwall_bus.producers.poller.publisher import properties_for  # noqa: E402
+from powerwall_bus.shared.messages import Reading, parse_envelope, reading_message  # noqa: E402
+from powerwall_bus.shared.settings import AmqpSettings, MysqlSettings, WriterSettings  # noqa: E402
+from powerwall_bus.simulator.endpoints import SimulatedGateway  # noqa: E402
+from powerwall_bus.simulator.feed import reading_for  # noqa: E402
+from powerwall_bus.simulator.site import SiteOptions  # noqa: E402
 
 METERS_PATH = "/api/meters/aggregates"
 METER_INSERT = (
@@ -167,7 +167,7 @@ def run_writer(
         PWBUS_MYSQL_MIGRATE="no",
         PWBUS_LOG_LEVEL="WARNING",
     )
-    child = subprocess.Popen([sys.executable, "-m", "shared.cli", "mysql"], env=env, cwd=ROOT)
+    child = subprocess.Popen([sys.executable, "-m", "powerwall_bus", "mysql"], env=env, cwd=ROOT)
     try:
         connection = pika.BlockingConnection(pika.URLParameters(amqp.url))
         channel = connection.channel()

@@ -33,10 +33,10 @@ import pika
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared.certs import server_context  # noqa: E402
-from simulator.endpoints import SimulatedGateway  # noqa: E402
-from simulator.server import GatewayServer, SimulatorRunner  # noqa: E402
-from simulator.site import SiteOptions  # noqa: E402
+from powerwall_bus.shared.certs import server_context  # noqa: E402
+from powerwall_bus.simulator.endpoints import SimulatedGateway  # noqa: E402
+from powerwall_bus.simulator.server import GatewayServer, SimulatorRunner  # noqa: E402
+from powerwall_bus.simulator.site import SiteOptions  # noqa: E402
 
 PASSWORD = "bench-Pass-1"
 
@@ -79,7 +79,7 @@ def main() -> int:
         "PWBUS_STATE_DIR": tempfile.mkdtemp(prefix="pwbus-bench-"),
         "PWBUS_LOG_LEVEL": "WARNING",
     }
-    child = subprocess.Popen([sys.executable, "-m", "shared.cli", "poller"], env=env, cwd=ROOT)
+    child = subprocess.Popen([sys.executable, "-m", "powerwall_bus", "poller"], env=env, cwd=ROOT)
     try:
         connection.sleep(args.warmup)  # keeps the heartbeat going
         server.reset_counts()

@@ -36,10 +36,10 @@ import pika
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shared.messages import reading_message  # noqa: E402
-from simulator.endpoints import SimulatedGateway  # noqa: E402
-from simulator.feed import reading_for  # noqa: E402
-from simulator.site import SiteOptions  # noqa: E402
+from powerwall_bus.shared.messages import reading_message  # noqa: E402
+from powerwall_bus.simulator.endpoints import SimulatedGateway  # noqa: E402
+from powerwall_bus.simulator.feed import reading_for  # noqa: E402
+from powerwall_bus.simulator.site import SiteOptions  # noqa: E402
 
 ROUTES = ("/aggregates", "/csv", "/freq", "/vitals")
 CONNECTIONS = 32
@@ -151,7 +151,7 @@ def main() -> int:
         "PW_PORT": str(proxy_port),
         "PWBUS_LOG_LEVEL": "WARNING",
     }
-    proxy = subprocess.Popen([sys.executable, "-m", "shared.cli", "proxy"], env=env, cwd=ROOT)
+    proxy = subprocess.Popen([sys.executable, "-m", "powerwall_bus", "proxy"], env=env, cwd=ROOT)
     bares: list[subprocess.Popen[bytes]] = []
     connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
     channel = connection.channel()

@@ -22,8 +22,8 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from shared.settings import AmqpSettings
-from shared.topology import RESYNC, declare_exchange
+from powerwall_bus.shared.settings import AmqpSettings
+from powerwall_bus.shared.topology import RESYNC, declare_exchange
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import MalformedMessage
-from shared.topology import METER_STREAM, POLLER_STATUS, routing_key_for
+from powerwall_bus.shared.errors import MalformedMessage
+from powerwall_bus.shared.topology import METER_STREAM, POLLER_STATUS, routing_key_for
 
 SCHEMA_VERSION = 1
 APP_ID = "pwbus-poller"

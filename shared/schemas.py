@@ -28,8 +28,8 @@ from jsonschema.protocols import Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from shared.messages import kind_of
-from shared.topology import METER_STREAM
+from powerwall_bus.shared.messages import kind_of
+from powerwall_bus.shared.topology import METER_STREAM
 
 __all__ = [
     "SCHEMA_DIR",
@@ -68,7 +68,7 @@ def _read_files() -> Iterator[tuple[str, str]]:
         for path in sorted(SCHEMA_DIR.glob("*.json")):
             yield path.name, path.read_text(encoding="utf-8")
         return
-    folder = importlib.resources.files("schema") / "messages"
+    folder = importlib.resources.files("powerwall_bus.schema") / "messages"
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".json"):
             yield entry.name, entry.read_text(encoding="utf-8")

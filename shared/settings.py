@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
-from shared.errors import ConfigError
+from powerwall_bus.shared.errors import ConfigError
 
 T = TypeVar("T")
 

@@ -12,12 +12,12 @@ import sys
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import ConfigError
-from shared.settings import SimulatorSettings
-from simulator.faults import FaultSet, describe_faults
+from powerwall_bus.shared.errors import ConfigError
+from powerwall_bus.shared.settings import SimulatorSettings
+from powerwall_bus.simulator.faults import FaultSet, describe_faults
 
 if TYPE_CHECKING:  # the server stack is imported only when the simulator runs
-    from simulator.server import GatewayServer
+    from powerwall_bus.simulator.server import GatewayServer
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,10 +72,10 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_server(settings: SimulatorSettings) -> GatewayServer:
     """The server for these settings (model or replay, with the initial faults)."""
-    from simulator.endpoints import SimulatedGateway
-    from simulator.replay import FixtureReplay
-    from simulator.server import GatewayServer
-    from simulator.site import SiteOptions
+    from powerwall_bus.simulator.endpoints import SimulatedGateway
+    from powerwall_bus.simulator.replay import FixtureReplay
+    from powerwall_bus.simulator.server import GatewayServer
+    from powerwall_bus.simulator.site import SiteOptions
 
     faults = FaultSet.parse(settings.faults)
     gateway = SimulatedGateway(
@@ -106,8 +106,8 @@ def build_server(settings: SimulatorSettings) -> GatewayServer:
 
 def run_simulator(settings: SimulatorSettings) -> int:
     """Serve until SIGTERM or Ctrl-C."""
-    from shared.certs import server_context
-    from simulator.server import SimulatorRunner
+    from powerwall_bus.shared.certs import server_context
+    from powerwall_bus.simulator.server import SimulatorRunner
 
     server = build_server(settings)
     try:

@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.gateway.vitals import VitalsDevice, encode_vitals
-from simulator.model import GRID_CONNECTED, SiteModel, Snapshot
-from simulator.site import Firmware, SiteIdentity, SiteOptions, seeded_rng
+from powerwall_bus.shared.gateway.vitals import VitalsDevice, encode_vitals
+from powerwall_bus.simulator.model import GRID_CONNECTED, SiteModel, Snapshot
+from powerwall_bus.simulator.site import Firmware, SiteIdentity, SiteOptions, seeded_rng
 
 __all__ = ["JSON_CONTENT_TYPE", "PROTOBUF_CONTENT_TYPE", "Reply", "SimulatedGateway"]
 

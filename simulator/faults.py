@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from shared.errors import ConfigError
+from powerwall_bus.shared.errors import ConfigError
 
 #: name -> (value type, description); "flag" faults take no value.
 FAULTS: dict[str, tuple[str, str]] = {

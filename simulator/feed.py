@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import time
 
-from shared.gateway.vitals import decode_vitals
-from shared.messages import Reading
-from simulator.endpoints import SimulatedGateway
+from powerwall_bus.shared.gateway.vitals import decode_vitals
+from powerwall_bus.shared.messages import Reading
+from powerwall_bus.simulator.endpoints import SimulatedGateway
 
 VITALS_PATH = "/api/devices/vitals"
 

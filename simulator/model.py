@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from simulator.site import SiteIdentity, SiteOptions, seeded_rng
+from powerwall_bus.simulator.site import SiteIdentity, SiteOptions, seeded_rng
 
 __all__ = [
     "GRID_CONNECTED",

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.errors import ConfigError
+from powerwall_bus.shared.errors import ConfigError
 
 _LOGGER = logging.getLogger(__name__)
 

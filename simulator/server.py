@@ -29,11 +29,11 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from shared.errors import ConfigError
-from shared.loop_thread import LoopThread
-from simulator.endpoints import Reply, SimulatedGateway
-from simulator.faults import FaultSet
-from simulator.replay import FixtureReplay
+from powerwall_bus.shared.errors import ConfigError
+from powerwall_bus.shared.loop_thread import LoopThread
+from powerwall_bus.simulator.endpoints import Reply, SimulatedGateway
+from powerwall_bus.simulator.faults import FaultSet
+from powerwall_bus.simulator.replay import FixtureReplay
 
 _LOGGER = logging.getLogger(__name__)
 

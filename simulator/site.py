@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from shared.errors import ConfigError
+from powerwall_bus.shared.errors import ConfigError
 
 __all__ = [
     "MAX_POWERWALLS",

@@ -11,12 +11,12 @@ import pika
 import pytest
 import requests
 
-from shared.certs import server_context
-from shared.settings import AmqpSettings, GatewaySettings, MysqlSettings
-from simulator.endpoints import SimulatedGateway
-from simulator.faults import FaultSet
-from simulator.server import GatewayServer, SimulatorRunner
-from simulator.site import SiteOptions
+from powerwall_bus.shared.certs import server_context
+from powerwall_bus.shared.settings import AmqpSettings, GatewaySettings, MysqlSettings
+from powerwall_bus.simulator.endpoints import SimulatedGateway
+from powerwall_bus.simulator.faults import FaultSet
+from powerwall_bus.simulator.server import GatewayServer, SimulatorRunner
+from powerwall_bus.simulator.site import SiteOptions
 from tests.support import services
 
 SIM_PASSWORD = "test-Pa55word"

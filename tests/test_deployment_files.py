@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from shared.settings import (
+from powerwall_bus.shared.settings import (
     AmqpSettings,
     GatewaySettings,
     Sources,
@@ -60,7 +60,7 @@ def test_compose_environment_uses_real_setting_names() -> None:
 def test_compose_simulator_password_reaches_the_simulator() -> None:
     env = _compose()["services"]["simulator"]["environment"]
     assert "PW_PASSWORD" in env
-    from shared.settings import SimulatorSettings
+    from powerwall_bus.shared.settings import SimulatorSettings
 
     sim = load(SimulatorSettings, "simulator", Sources.gather(env={"PW_PASSWORD": "xyzzy-1"}))
     assert sim.password == "xyzzy-1"
@@ -68,7 +68,7 @@ def test_compose_simulator_password_reaches_the_simulator() -> None:
 
 def test_dockerfile_installs_every_package_and_uses_pwbus() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in ("shared", "producers", "consumers", "simulator"):
+    for package in ("pwbus", "shared", "producers", "consumers", "simulator", "schema"):
         assert f"COPY {package} ./{package}" in dockerfile
     assert 'ENTRYPOINT ["pwbus"]' in dockerfile
     assert "USER pwbus" in dockerfile
@@ -142,7 +142,7 @@ def test_compose_poller_service() -> None:
 
 
 def test_compose_poller_settings_reach_simulator_and_broker() -> None:
-    from shared.settings import SimulatorSettings
+    from powerwall_bus.shared.settings import SimulatorSettings
 
     env = _service_env("poller")
     sources = Sources.gather(env=env)
@@ -170,7 +170,7 @@ def test_compose_poller_settings_reach_simulator_and_broker() -> None:
 def test_compose_poller_healthcheck_means_logged_in(tmp_path: Path) -> None:
     import subprocess
 
-    from shared.gateway.session_store import SavedSession, SessionStore
+    from powerwall_bus.shared.gateway.session_store import SavedSession, SessionStore
 
     poller = _compose()["services"]["poller"]
     kind, command = poller["healthcheck"]["test"]
@@ -223,7 +223,7 @@ def test_compose_mysql_writer_service() -> None:
 
 
 def test_compose_mysql_writer_settings_reach_mariadb_and_broker() -> None:
-    from shared.settings import MysqlSettings, WriterSettings
+    from powerwall_bus.shared.settings import MysqlSettings, WriterSettings
 
     def settings(dotenv: dict[str, str] | None = None) -> tuple:
         sources = Sources.gather(env=_service_env("mysql", dotenv))
@@ -258,7 +258,7 @@ def test_compose_mysql_writer_settings_reach_mariadb_and_broker() -> None:
 
 
 def test_stack_knows_the_mysql_writer() -> None:
-    from shared.stack import KNOWN
+    from powerwall_bus.stack import KNOWN
 
     assert KNOWN["mysql"].argv == ("mysql",)
     assert not KNOWN["mysql"].needs_gateway

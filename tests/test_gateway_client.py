@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import (
+from powerwall_bus.shared.errors import (
     BadCredentials,
     DefaultPasswordNotSupported,
     EndpointNotFound,
@@ -25,11 +25,11 @@ from shared.errors import (
     TLSFingerprintMismatch,
     UnexpectedResponse,
 )
-from shared.gateway.client import GatewayClient
-from shared.gateway.session_store import SessionStore
-from shared.gateway.transport import fetch_fingerprint
-from shared.settings import GatewaySettings
-from simulator.faults import FaultSet
+from powerwall_bus.shared.gateway.client import GatewayClient
+from powerwall_bus.shared.gateway.session_store import SessionStore
+from powerwall_bus.shared.gateway.transport import fetch_fingerprint
+from powerwall_bus.shared.settings import GatewaySettings
+from powerwall_bus.simulator.faults import FaultSet
 from tests.conftest import SIM_PASSWORD, sim_counts
 
 AGGREGATES = "/api/meters/aggregates"

@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from producers.poller.health import Health
-from producers.poller.reader import METERS_PATH, SOE_PATH, intervals_for
-from shared import schemas
-from shared.errors import MalformedMessage
-from shared.gateway.client import STATUS_PATH, VITALS_PATH
-from shared.gateway.vitals import decode_vitals
-from shared.messages import (
+from powerwall_bus.producers.poller.health import Health
+from powerwall_bus.producers.poller.reader import METERS_PATH, SOE_PATH, intervals_for
+from powerwall_bus.shared import schemas
+from powerwall_bus.shared.errors import MalformedMessage
+from powerwall_bus.shared.gateway.client import STATUS_PATH, VITALS_PATH
+from powerwall_bus.shared.gateway.vitals import decode_vitals
+from powerwall_bus.shared.messages import (
     SCHEMA_VERSION,
     Reading,
     kind_of,
@@ -36,11 +36,16 @@ from shared.messages import (
     poller_status_message,
     reading_message,
 )
-from shared.schemas import UnknownKind, schema_file_for, validate_message, validator_for
-from shared.settings import PollerSettings
-from shared.topology import METER_STREAM, POLLER_STATUS, RESYNC, routing_key_for
-from simulator.endpoints import SimulatedGateway
-from simulator.site import SiteOptions
+from powerwall_bus.shared.schemas import (
+    UnknownKind,
+    schema_file_for,
+    validate_message,
+    validator_for,
+)
+from powerwall_bus.shared.settings import PollerSettings
+from powerwall_bus.shared.topology import METER_STREAM, POLLER_STATUS, RESYNC, routing_key_for
+from powerwall_bus.simulator.endpoints import SimulatedGateway
+from powerwall_bus.simulator.site import SiteOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "messages.md"
@@ -686,13 +691,14 @@ def test_every_kind_maps_to_its_schema_and_validators_are_cached() -> None:
 
 
 def test_schemas_ship_as_package_data() -> None:
-    packaged = importlib.resources.files("schema") / "messages"
+    packaged = importlib.resources.files("powerwall_bus.schema") / "messages"
     names = {entry.name for entry in packaged.iterdir() if entry.name.endswith(".json")}
     assert names == {path.name for path in SCHEMA_DIR.glob("*.json")}
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     setuptools = project["tool"]["setuptools"]
-    assert "schema*" in setuptools["packages"]["find"]["include"]
-    assert "messages/*.json" in setuptools["package-data"]["schema"]
+    assert setuptools["package-dir"]["powerwall_bus.schema"] == "schema"
+    assert "powerwall_bus.schema.messages" in setuptools["packages"]
+    assert "*.json" in setuptools["package-data"]["powerwall_bus.schema.messages"]
     assert any(dep.startswith("jsonschema") for dep in project["project"]["dependencies"])
 
 
@@ -761,7 +767,7 @@ def test_doc_consumer_example_is_python_that_uses_resync_and_deduplicates(doc: s
 
 
 def test_doc_states_the_amqp_properties_the_publisher_sets(doc: str) -> None:
-    from producers.poller.publisher import properties_for
+    from powerwall_bus.producers.poller.publisher import properties_for
 
     message = reading_message(Reading(SOE_PATH, READ_AT, DIN, {"percentage": 50.0}))
     properties = properties_for(message, "corr-1")

@@ -13,10 +13,10 @@ from typing import Any
 import mysql.connector
 import pytest
 
-from consumers.mysql import migrate as mig
-from consumers.mysql.migrate import Migration, MigrationError
-from shared.errors import ConfigError, DatabaseError, DatabaseUnavailable
-from shared.settings import MysqlSettings
+from powerwall_bus.consumers.mysql import migrate as mig
+from powerwall_bus.consumers.mysql.migrate import Migration, MigrationError
+from powerwall_bus.shared.errors import ConfigError, DatabaseError, DatabaseUnavailable
+from powerwall_bus.shared.settings import MysqlSettings
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = {
@@ -64,7 +64,7 @@ def pwbus(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "PWBUS_"))}
     env["MYSQL_URL"] = url
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "powerwall_bus", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -352,15 +352,3 @@ def test_users_script_refuses_unsafe_values(kwargs: dict[str, str], key: str) ->
     with pytest.raises(ConfigError) as refused:
         mig.users_sql(**values)
     assert refused.value.key == key
-
-
-def test_every_sql_file_is_package_data() -> None:
-    # pyproject's package-data globs decide what a wheel carries: migrations, reports, users
-    import tomllib
-
-    config = tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))
-    patterns = config["tool"]["setuptools"]["package-data"]["schema"]
-    shipped = {path for pattern in patterns for path in (REPO / "schema").glob(pattern)}
-    sql_files = set((REPO / "schema").rglob("*.sql"))
-    assert {p.name for p in sql_files} >= {"0001_initial.sql", "users.sql", "daily.sql"}
-    assert sql_files <= shipped

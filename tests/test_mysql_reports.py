@@ -47,11 +47,11 @@ from typing import Any
 import mysql.connector
 import pytest
 
-from consumers.mysql import reports
-from consumers.mysql.migrate import connect, migrate
-from consumers.mysql.reports import ReportParams, ReportResult
-from shared.errors import ConfigError
-from shared.settings import MysqlSettings
+from powerwall_bus.consumers.mysql import reports
+from powerwall_bus.consumers.mysql.migrate import connect, migrate
+from powerwall_bus.consumers.mysql.reports import ReportParams, ReportResult
+from powerwall_bus.shared.errors import ConfigError
+from powerwall_bus.shared.settings import MysqlSettings
 
 REPO = Path(__file__).resolve().parents[1]
 PRIOR = datetime(2024, 2, 29, 23, 0)
@@ -223,7 +223,7 @@ def pwbus(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL_", "PWBUS_"))}
     env["MYSQL_URL"] = url
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "powerwall_bus", *args],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from consumers.mysql.rows import (
+from powerwall_bus.consumers.mysql.rows import (
     GridStatusTracker,
     MeterRow,
     Rows,
@@ -20,11 +20,11 @@ from consumers.mysql.rows import (
     rows_for_envelope,
     rows_for_meter_stream,
 )
-from consumers.mysql.writer import MessageCheck
-from producers.poller.health import Health
-from producers.poller.reader import intervals_for
-from shared.errors import MalformedMessage
-from shared.messages import (
+from powerwall_bus.consumers.mysql.writer import MessageCheck
+from powerwall_bus.producers.poller.health import Health
+from powerwall_bus.producers.poller.reader import intervals_for
+from powerwall_bus.shared.errors import MalformedMessage
+from powerwall_bus.shared.messages import (
     iso_time,
     meter_stream_message,
     parse_envelope,
@@ -32,12 +32,12 @@ from shared.messages import (
     poller_status_message,
     reading_message,
 )
-from shared.schemas import validate_message
-from shared.settings import PollerSettings
-from shared.topology import METER_STREAM
-from simulator.endpoints import SimulatedGateway
-from simulator.feed import reading_for
-from simulator.site import SiteOptions
+from powerwall_bus.shared.schemas import validate_message
+from powerwall_bus.shared.settings import PollerSettings
+from powerwall_bus.shared.topology import METER_STREAM
+from powerwall_bus.simulator.endpoints import SimulatedGateway
+from powerwall_bus.simulator.feed import reading_for
+from powerwall_bus.simulator.site import SiteOptions
 
 DIN = "1232100-00-E--TG121832953V3E"
 TIME = "2026-11-21T14:03:58.347Z"

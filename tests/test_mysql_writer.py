@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pika
 import pytest
 
-from consumers.mysql.main import check_health
-from consumers.mysql.writer import (
+from powerwall_bus.consumers.mysql.main import check_health
+from powerwall_bus.consumers.mysql.writer import (
     DEAD_AT_HEADER,
     EXCHANGE_HEADER,
     REASON_HEADER,
@@ -27,14 +27,19 @@ from consumers.mysql.writer import (
     Writer,
     WriterConfig,
 )
-from producers.poller.main import Poller, PollerConfig
-from shared.errors import ConfigError, DatabaseError
-from shared.messages import Reading, meter_stream_message, reading_message
-from shared.settings import AmqpSettings, GatewaySettings, MysqlSettings, PollerSettings
-from shared.topology import METER_STREAM, POLLER_STATUS
-from simulator.endpoints import SimulatedGateway
-from simulator.feed import reading_for
-from simulator.site import SiteOptions
+from powerwall_bus.producers.poller.main import Poller, PollerConfig
+from powerwall_bus.shared.errors import ConfigError, DatabaseError
+from powerwall_bus.shared.messages import Reading, meter_stream_message, reading_message
+from powerwall_bus.shared.settings import (
+    AmqpSettings,
+    GatewaySettings,
+    MysqlSettings,
+    PollerSettings,
+)
+from powerwall_bus.shared.topology import METER_STREAM, POLLER_STATUS
+from powerwall_bus.simulator.endpoints import SimulatedGateway
+from powerwall_bus.simulator.feed import reading_for
+from powerwall_bus.simulator.site import SiteOptions
 from tests.support.collector import Collector
 from tests.support.mysql_writer import (
     Publisher,
@@ -364,7 +369,7 @@ def test_database_refusing_connections_for_30_s_loses_and_doubles_nothing(
             time.sleep(0.05)
         publisher.close()
 
-    caplog.set_level(logging.INFO, logger="consumers.mysql.writer")
+    caplog.set_level(logging.INFO, logger="powerwall_bus.consumers.mysql.writer")
     feeder = threading.Thread(target=publish, daemon=True)
     try:
         with RunningWriter(cfg) as writer:
@@ -418,7 +423,7 @@ def test_writer_killed_mid_batch_then_restarted_loses_and_doubles_nothing(
 
     def start(**extra: str) -> subprocess.Popen:
         child = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "mysql"],
+            [sys.executable, "-m", "powerwall_bus", "mysql"],
             env={**env, **extra},
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -522,7 +527,7 @@ def test_wrong_database_login_fails_at_start_with_one_line(bus: TestBus, db: Mys
         "PWBUS_MYSQL_DEAD_LETTER_QUEUE": bus.queue_name("dead"),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "mysql"],
+        [sys.executable, "-m", "powerwall_bus", "mysql"],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -16,17 +16,17 @@ from pathlib import Path
 import pika
 import pytest
 
-from producers.poller.main import Poller, PollerConfig
-from producers.poller.reader import intervals_for
-from shared.certs import server_context
-from shared.messages import parse_envelope, parse_meter_stream
-from shared.schemas import validate_message
-from shared.settings import AmqpSettings, GatewaySettings, PollerSettings
-from shared.topology import METER_STREAM, POLLER_STATUS, RESYNC
-from simulator.endpoints import SimulatedGateway
-from simulator.faults import FaultSet
-from simulator.server import GatewayServer, SimulatorRunner
-from simulator.site import SiteOptions
+from powerwall_bus.producers.poller.main import Poller, PollerConfig
+from powerwall_bus.producers.poller.reader import intervals_for
+from powerwall_bus.shared.certs import server_context
+from powerwall_bus.shared.messages import parse_envelope, parse_meter_stream
+from powerwall_bus.shared.schemas import validate_message
+from powerwall_bus.shared.settings import AmqpSettings, GatewaySettings, PollerSettings
+from powerwall_bus.shared.topology import METER_STREAM, POLLER_STATUS, RESYNC
+from powerwall_bus.simulator.endpoints import SimulatedGateway
+from powerwall_bus.simulator.faults import FaultSet
+from powerwall_bus.simulator.server import GatewayServer, SimulatorRunner
+from powerwall_bus.simulator.site import SiteOptions
 from tests.support.collector import Collector
 from tests.support.tcp_proxy import TcpProxy
 
@@ -318,7 +318,7 @@ def test_pwbus_poller_process_stops_cleanly_on_sigterm(own_sim, bus, tmp_path) -
         "PWBUS_STATE_DIR": str(tmp_path),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "poller"],
+        [sys.executable, "-m", "powerwall_bus", "poller"],
         env=env,
         cwd=ROOT,
         stderr=subprocess.PIPE,
@@ -348,7 +348,7 @@ def test_pwbus_poller_process_stops_cleanly_on_sigterm(own_sim, bus, tmp_path) -
 def test_pwbus_poller_without_gateway_is_one_line_error(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PW_", "PWBUS_GATEWAY"))}
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "poller"],
+        [sys.executable, "-m", "powerwall_bus", "poller"],
         env=env,
         cwd=ROOT,
         capture_output=True,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import itertools
 import zlib
 
-from producers.poller.health import Health
-from producers.poller.main import outbox_capacity
-from producers.poller.outbox import Outbox
-from producers.poller.reader import intervals_for, messages_per_hour
-from producers.poller.schedule import Schedule
-from shared.messages import OutgoingMessage
-from shared.settings import PollerSettings
+from powerwall_bus.producers.poller.health import Health
+from powerwall_bus.producers.poller.main import outbox_capacity
+from powerwall_bus.producers.poller.outbox import Outbox
+from powerwall_bus.producers.poller.reader import intervals_for, messages_per_hour
+from powerwall_bus.producers.poller.schedule import Schedule
+from powerwall_bus.shared.messages import OutgoingMessage
+from powerwall_bus.shared.settings import PollerSettings
 
 
 def _run(

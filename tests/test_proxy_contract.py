@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from consumers.proxy import derived
-from consumers.proxy.render import (
+from powerwall_bus.consumers.proxy import derived
+from powerwall_bus.consumers.proxy.render import (
     ALLOW_LIST,
     CSV,
     JSON,
@@ -34,11 +34,11 @@ from consumers.proxy.render import (
     aggregates_view,
     render,
 )
-from consumers.proxy.state import ProxyState
-from shared.gateway.vitals import VitalsDevice, decode_vitals, encode_vitals
-from shared.messages import Reading, parse_envelope, reading_message
-from simulator.endpoints import SimulatedGateway
-from simulator.site import SiteOptions
+from powerwall_bus.consumers.proxy.state import ProxyState
+from powerwall_bus.shared.gateway.vitals import VitalsDevice, decode_vitals, encode_vitals
+from powerwall_bus.shared.messages import Reading, parse_envelope, reading_message
+from powerwall_bus.simulator.endpoints import SimulatedGateway
+from powerwall_bus.simulator.site import SiteOptions
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 GATEWAY_FIXTURES = FIXTURES / "gateway"

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import requests
 
-from consumers.proxy.main import ProxyConfig
-from producers.poller.main import Poller, PollerConfig
-from shared.certs import server_context
-from shared.settings import GatewaySettings, PollerSettings, ProxySettings
-from simulator.endpoints import SimulatedGateway
-from simulator.faults import FaultSet
-from simulator.server import GatewayServer, SimulatorRunner
-from simulator.site import SiteOptions
+from powerwall_bus.consumers.proxy.main import ProxyConfig
+from powerwall_bus.producers.poller.main import Poller, PollerConfig
+from powerwall_bus.shared.certs import server_context
+from powerwall_bus.shared.settings import GatewaySettings, PollerSettings, ProxySettings
+from powerwall_bus.simulator.endpoints import SimulatedGateway
+from powerwall_bus.simulator.faults import FaultSet
+from powerwall_bus.simulator.server import GatewayServer, SimulatorRunner
+from powerwall_bus.simulator.site import SiteOptions
 from tests.support.running_proxy import RunningProxy
 
 PASSWORD = "e2e-Pass-99"

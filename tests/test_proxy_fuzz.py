@@ -16,11 +16,11 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from consumers.proxy.main import ProxyConfig
-from consumers.proxy.openapi import openapi_document
-from shared.settings import AmqpSettings, ProxySettings
-from simulator.endpoints import SimulatedGateway
-from simulator.site import SiteOptions
+from powerwall_bus.consumers.proxy.main import ProxyConfig
+from powerwall_bus.consumers.proxy.openapi import openapi_document
+from powerwall_bus.shared.settings import AmqpSettings, ProxySettings
+from powerwall_bus.simulator.endpoints import SimulatedGateway
+from powerwall_bus.simulator.site import SiteOptions
 from tests.support.running_proxy import RunningProxy
 
 schema = (

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from consumers.proxy.main import ProxyConfig
-from consumers.proxy.openapi import openapi_document
-from shared.settings import ProxySettings
-from simulator.endpoints import SimulatedGateway
-from simulator.site import SiteOptions
+from powerwall_bus.consumers.proxy.main import ProxyConfig
+from powerwall_bus.consumers.proxy.openapi import openapi_document
+from powerwall_bus.shared.settings import ProxySettings
+from powerwall_bus.simulator.endpoints import SimulatedGateway
+from powerwall_bus.simulator.site import SiteOptions
 from tests.support.running_proxy import RunningProxy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -216,7 +216,7 @@ def test_pwbus_proxy_process_serves_and_stops_on_sigterm(bus) -> None:
         "PWBUS_LOG_LEVEL": "INFO",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "proxy"],
+        [sys.executable, "-m", "powerwall_bus", "proxy"],
         env=env,
         cwd=ROOT,
         stderr=subprocess.PIPE,
@@ -244,7 +244,7 @@ def test_pwbus_proxy_process_serves_and_stops_on_sigterm(bus) -> None:
 def test_pwbus_proxy_bad_setting_is_one_line() -> None:
     env = {**os.environ, "PW_STYLE": "neon"}
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "proxy"],
+        [sys.executable, "-m", "powerwall_bus", "proxy"],
         env=env,
         cwd=ROOT,
         capture_output=True,

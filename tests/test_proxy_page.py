@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 import requests
 
-from consumers.proxy import page
-from consumers.proxy.page import app_level
-from shared.settings import ProxySettings
-from simulator.endpoints import SimulatedGateway
-from simulator.site import SiteOptions
+from powerwall_bus.consumers.proxy import page
+from powerwall_bus.consumers.proxy.page import app_level
+from powerwall_bus.shared.settings import ProxySettings
+from powerwall_bus.simulator.endpoints import SimulatedGateway
+from powerwall_bus.simulator.site import SiteOptions
 from tests.support.proxy_runner import (
     AGGREGATES,
     GRID_STATUS,

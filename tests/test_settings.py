@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.errors import ConfigError
-from shared.settings import (
+from powerwall_bus.shared.errors import ConfigError
+from powerwall_bus.shared.settings import (
     AmqpSettings,
     GatewaySettings,
     LogSettings,

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from shared.gateway.vitals import decode_vitals
-from simulator.endpoints import PROTOBUF_CONTENT_TYPE, SimulatedGateway
-from simulator.model import GRID_ISLANDED
-from simulator.site import SiteOptions
+from powerwall_bus.shared.gateway.vitals import decode_vitals
+from powerwall_bus.simulator.endpoints import PROTOBUF_CONTENT_TYPE, SimulatedGateway
+from powerwall_bus.simulator.model import GRID_ISLANDED
+from powerwall_bus.simulator.site import SiteOptions
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "gateway"
 SUMMER_NOON_UTC = datetime(2024, 6, 21, 19, 0, tzinfo=UTC)  # 12:00 in Los Angeles (PDT)

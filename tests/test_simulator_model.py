@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.errors import ConfigError
-from simulator.model import (
+from powerwall_bus.shared.errors import ConfigError
+from powerwall_bus.simulator.model import (
     GRID_CONNECTED,
     GRID_ISLANDED,
     GRID_TRANSITION,
@@ -19,7 +19,7 @@ from simulator.model import (
     SiteModel,
     Snapshot,
 )
-from simulator.site import Firmware, SiteIdentity, SiteOptions
+from powerwall_bus.simulator.site import Firmware, SiteIdentity, SiteOptions
 
 # 07:00 UTC on the June solstice is midnight in Los Angeles (PDT, UTC-7).
 SUMMER_MIDNIGHT = datetime(2024, 6, 21, 7, 0, tzinfo=UTC)

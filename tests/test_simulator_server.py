@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from shared.certs import server_context
-from shared.errors import ConfigError
-from simulator.endpoints import SimulatedGateway
-from simulator.faults import FaultSet, parse_fault
-from simulator.replay import FixtureReplay, parse_http_capture
-from simulator.server import GatewayServer, SimulatorRunner
-from simulator.site import SiteOptions
+from powerwall_bus.shared.certs import server_context
+from powerwall_bus.shared.errors import ConfigError
+from powerwall_bus.simulator.endpoints import SimulatedGateway
+from powerwall_bus.simulator.faults import FaultSet, parse_fault
+from powerwall_bus.simulator.replay import FixtureReplay, parse_http_capture
+from powerwall_bus.simulator.server import GatewayServer, SimulatorRunner
+from powerwall_bus.simulator.site import SiteOptions
 from tests.conftest import SHARED_FIXTURES, SIM_PASSWORD, sim_counts
 
 AGGREGATES = "/api/meters/aggregates"
@@ -257,7 +257,7 @@ def test_pwbus_simulate_command_serves_and_stops_on_sigterm(tmp_path: Path) -> N
         [
             sys.executable,
             "-m",
-            "shared.cli",
+            "powerwall_bus",
             "simulate",
             "--port",
             "0",
@@ -306,7 +306,7 @@ def test_pwbus_simulate_command_serves_and_stops_on_sigterm(tmp_path: Path) -> N
 
 def test_pwbus_simulate_bad_flag_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "simulate", "--powerwalls", "7"],
+        [sys.executable, "-m", "powerwall_bus", "simulate", "--powerwalls", "7"],
         capture_output=True,
         text=True,
         timeout=30,
@@ -319,7 +319,7 @@ def test_pwbus_simulate_bad_flag_is_one_line(tmp_path: Path) -> None:
 
 def test_simctl_reads_counts(sim) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "simctl", "--url", sim.url, "counts"],
+        [sys.executable, "-m", "powerwall_bus", "simctl", "--url", sim.url, "counts"],
         capture_output=True,
         text=True,
         timeout=30,

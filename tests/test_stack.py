@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import pika
 import pytest
 
-from shared.messages import MeterStream, parse_meter_stream
-from shared.stack import Backoff, parse_child_line
-from shared.topology import METER_STREAM, declare_exchange
+from powerwall_bus.shared.messages import MeterStream, parse_meter_stream
+from powerwall_bus.shared.topology import METER_STREAM, declare_exchange
+from powerwall_bus.stack import Backoff, parse_child_line
 
 if TYPE_CHECKING:  # imported by name, pytest would try to collect it as a test class
     from tests.conftest import TestBus
@@ -47,7 +47,7 @@ class Stack:
     """``pwbus stack ...`` as a child of the test, its log lines collected by a thread."""
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self._start([sys.executable, "-m", "shared.cli", "stack", *args], env)
+        self._start([sys.executable, "-m", "powerwall_bus", "stack", *args], env)
 
     @classmethod
     def command(cls, argv: list[str], env: dict[str, str]) -> Stack:
@@ -244,8 +244,8 @@ def test_children_do_not_outlive_a_killed_stack(bus: TestBus, amqp_base_url: str
 
 _STUBBORN = """
 import os, sys
-from shared.logsetup import configure_logging
-from shared.stack import ChildSpec, Supervisor
+from powerwall_bus.shared.logsetup import configure_logging
+from powerwall_bus.stack import ChildSpec, Supervisor
 configure_logging("INFO")
 child = ChildSpec(
     "stubborn",
@@ -285,7 +285,7 @@ def test_a_child_ignoring_sigterm_is_killed(second_signal: bool) -> None:
 
 def test_unknown_component_is_a_one_line_error() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "stack", "--components", "poller,bogus"],
+        [sys.executable, "-m", "powerwall_bus", "stack", "--components", "poller,bogus"],
         cwd=ROOT,
         env=_env(),
         capture_output=True,

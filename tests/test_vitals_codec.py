@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.errors import UnexpectedResponse
-from shared.gateway.vitals import VitalsDevice, decode_vitals, encode_vitals
+from powerwall_bus.shared.errors import UnexpectedResponse
+from powerwall_bus.shared.gateway.vitals import VitalsDevice, decode_vitals, encode_vitals
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 

@@ -35,9 +35,9 @@ from typing import Any, TypeVar
 import mysql.connector
 import mysql.connector.errors as mysql_errors
 
-from consumers.mysql.rows import MeterRow, Rows, SoeRow, VitalsRow
-from shared.errors import DatabaseError, DatabaseUnavailable
-from shared.settings import MysqlSettings
+from powerwall_bus.consumers.mysql.rows import MeterRow, Rows, SoeRow, VitalsRow
+from powerwall_bus.shared.errors import DatabaseError, DatabaseUnavailable
+from powerwall_bus.shared.settings import MysqlSettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ class Database:
         On a connection of its own without read timeout: a future migration of a large
         table may take longer than any timeout suited to writing batches.
         """
-        from consumers.mysql.migrate import migrate
+        from powerwall_bus.consumers.mysql.migrate import migrate
 
         connection = connect(self.settings, timeout=self.timeout, io_timeout=None)
         try:

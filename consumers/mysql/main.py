@@ -12,10 +12,10 @@ import signal
 import sys
 from types import FrameType
 
-from consumers.mysql.db import Database
-from consumers.mysql.writer import Writer, WriterConfig
-from shared.errors import DatabaseError, DatabaseUnavailable
-from shared.settings import MysqlSettings
+from powerwall_bus.consumers.mysql.db import Database
+from powerwall_bus.consumers.mysql.writer import Writer, WriterConfig
+from powerwall_bus.shared.errors import DatabaseError, DatabaseUnavailable
+from powerwall_bus.shared.settings import MysqlSettings
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol
 
-from shared.errors import ConfigError, DatabaseError, DatabaseUnavailable, PwbusError
-from shared.settings import MysqlSettings
+from powerwall_bus.shared.errors import ConfigError, DatabaseError, DatabaseUnavailable, PwbusError
+from powerwall_bus.shared.settings import MysqlSettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def split_statements(sql: str) -> list[str]:
 
 def available_migrations() -> list[Migration]:
     """The migrations shipped with this program (checkout or installed wheel), in order."""
-    folder = resources.files("schema").joinpath("migrations")
+    folder = resources.files("powerwall_bus.schema").joinpath("migrations")
     found: list[Migration] = []
     for entry in folder.iterdir():
         match = _FILE_NAME.match(entry.name)
@@ -393,7 +393,7 @@ def users_sql(
             raise ConfigError(key, "must not be empty")
         if "\\" in password or any(ord(c) < 32 for c in password):
             raise ConfigError(key, "must not contain a backslash or control characters")
-    template = resources.files("schema").joinpath("users.sql").read_text("utf-8")
+    template = resources.files("powerwall_bus.schema").joinpath("users.sql").read_text("utf-8")
     grants = "\n".join(
         f"GRANT SELECT, INSERT ON `{database}`.`{table}` TO '{writer}'@'{host}';"
         for table in WRITER_TABLES

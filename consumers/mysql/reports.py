@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from consumers.mysql.migrate import Connection, connect, database_error
-from shared.errors import ConfigError
-from shared.settings import MysqlSettings
+from powerwall_bus.consumers.mysql.migrate import Connection, connect, database_error
+from powerwall_bus.shared.errors import ConfigError
+from powerwall_bus.shared.settings import MysqlSettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class ReportResult:
 
 def report_names() -> list[str]:
     """The reports shipped with this program (``schema/reports/*.sql``), sorted."""
-    folder = resources.files("schema").joinpath("reports")
+    folder = resources.files("powerwall_bus.schema").joinpath("reports")
     return sorted(
         entry.name[: -len(".sql")] for entry in folder.iterdir() if entry.name.endswith(".sql")
     )
@@ -114,7 +114,11 @@ def load_report(name: str) -> str:
     names = report_names()
     if name not in names:
         raise ConfigError("report", f"unknown report {name!r}; known: {', '.join(names)}")
-    return resources.files("schema").joinpath("reports", f"{name}.sql").read_text("utf-8")
+    return (
+        resources.files("powerwall_bus.schema")
+        .joinpath("reports", f"{name}.sql")
+        .read_text("utf-8")
+    )
 
 
 def describe_report(sql: str) -> str:

@@ -48,8 +48,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeGuard
 
-from shared.errors import MalformedMessage
-from shared.messages import Envelope, MeterStream
+from powerwall_bus.shared.errors import MalformedMessage
+from powerwall_bus.shared.messages import Envelope, MeterStream
 
 METERS = ("site", "battery", "load", "solar")
 

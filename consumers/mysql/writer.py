@@ -67,20 +67,25 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from consumers.mysql.db import Database
-from consumers.mysql.rows import (
+from powerwall_bus.consumers.mysql.db import Database
+from powerwall_bus.consumers.mysql.rows import (
     STORED_KINDS,
     GridStatusTracker,
     Rows,
     rows_for_envelope,
     rows_for_meter_stream,
 )
-from shared.bus import connection_parameters
-from shared.errors import ConfigError, DatabaseError, DatabaseUnavailable, MalformedMessage
-from shared.messages import kind_of, parse_envelope, parse_meter_stream
-from shared.schemas import schema_file_for, schemas, validate_message
-from shared.settings import AmqpSettings, MysqlSettings, WriterSettings
-from shared.topology import METER_STREAM, POLLER_STATUS, declare_exchange
+from powerwall_bus.shared.bus import connection_parameters
+from powerwall_bus.shared.errors import (
+    ConfigError,
+    DatabaseError,
+    DatabaseUnavailable,
+    MalformedMessage,
+)
+from powerwall_bus.shared.messages import kind_of, parse_envelope, parse_meter_stream
+from powerwall_bus.shared.schemas import schema_file_for, schemas, validate_message
+from powerwall_bus.shared.settings import AmqpSettings, MysqlSettings, WriterSettings
+from powerwall_bus.shared.topology import METER_STREAM, POLLER_STATUS, declare_exchange
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -25,15 +25,16 @@ from typing import Any
 
 from aiohttp import web
 
-from consumers.proxy import page
-from consumers.proxy.openapi import openapi_document
-from consumers.proxy.render import Body, RenderOptions, render
-from consumers.proxy.state import METERS, POLLER_STATUS, SITE_NAME, ProxyState, Stats
-from shared.settings import ProxySettings
+from powerwall_bus import __version__
+from powerwall_bus.consumers.proxy import page
+from powerwall_bus.consumers.proxy.openapi import openapi_document
+from powerwall_bus.consumers.proxy.render import Body, RenderOptions, render
+from powerwall_bus.consumers.proxy.state import METERS, POLLER_STATUS, SITE_NAME, ProxyState, Stats
+from powerwall_bus.shared.settings import ProxySettings
 
 _LOGGER = logging.getLogger(__name__)
 
-VERSION = "powerwall-bus 0.1.0"
+VERSION = f"powerwall-bus {__version__}"
 _CORS = {"Access-Control-Allow-Origin": "*"}
 _MAX_PATH = 2048
 

@@ -14,15 +14,15 @@ from pathlib import Path
 import pika
 from aiohttp import web
 
-from consumers.proxy import page
-from consumers.proxy.app import build_app
-from consumers.proxy.state import ProxyState, Stats
-from shared.bus import BusSubscriber
-from shared.certs import make_self_signed
-from shared.errors import ConfigError, MalformedMessage
-from shared.messages import parse_envelope, parse_meter_stream
-from shared.settings import AmqpSettings, ProxySettings
-from shared.topology import METER_STREAM
+from powerwall_bus.consumers.proxy import page
+from powerwall_bus.consumers.proxy.app import build_app
+from powerwall_bus.consumers.proxy.state import ProxyState, Stats
+from powerwall_bus.shared.bus import BusSubscriber
+from powerwall_bus.shared.certs import make_self_signed
+from powerwall_bus.shared.errors import ConfigError, MalformedMessage
+from powerwall_bus.shared.messages import parse_envelope, parse_meter_stream
+from powerwall_bus.shared.settings import AmqpSettings, ProxySettings
+from powerwall_bus.shared.topology import METER_STREAM
 
 _LOGGER = logging.getLogger(__name__)
 

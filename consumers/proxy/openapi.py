@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.settings import DEFAULT_SLOW_ENDPOINTS
+from powerwall_bus import __version__
+from powerwall_bus.shared.settings import DEFAULT_SLOW_ENDPOINTS
 
 PW_NAMES = (
     "level",
@@ -146,7 +147,7 @@ def openapi_document(base_url: str = "/") -> dict[str, Any]:
         "openapi": "3.0.3",
         "info": {
             "title": "powerwall-bus proxy",
-            "version": "0.1.0",
+            "version": __version__,
             "description": "The pyPowerwall proxy's endpoints, served from the message bus. "
             "Every GET answers from memory; nothing is forwarded to the gateway.",
         },

@@ -32,9 +32,9 @@ from typing import Any
 
 from aiohttp import web
 
-from consumers.proxy.render import RenderOptions, aggregates_view
-from consumers.proxy.state import GRID_STATUS, METERS, SOE, ProxyState
-from shared.settings import ProxySettings
+from powerwall_bus.consumers.proxy.render import RenderOptions, aggregates_view
+from powerwall_bus.consumers.proxy.state import GRID_STATUS, METERS, SOE, ProxyState
+from powerwall_bus.shared.settings import ProxySettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class Assets:
 @functools.cache
 def assets() -> Assets:
     """Read ``web/`` once: the template and every asset with a known type."""
-    folder = resources.files("consumers.proxy") / "web"
+    folder = resources.files("powerwall_bus.consumers.proxy") / "web"
     template = ""
     files: dict[str, Asset] = {}
     for entry in folder.iterdir():

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from consumers.proxy import derived
-from consumers.proxy.state import (
+from powerwall_bus.consumers.proxy import derived
+from powerwall_bus.consumers.proxy.state import (
     GRID_STATUS,
     METERS,
     OPERATION,

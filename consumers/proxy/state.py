@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.messages import Envelope, MeterStream
-from shared.topology import kind_of_endpoint
+from powerwall_bus.shared.messages import Envelope, MeterStream
+from powerwall_bus.shared.topology import kind_of_endpoint
 
 #: Kinds the proxy's computed routes are made from.
 METERS = "meters"

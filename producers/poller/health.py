@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.messages import iso_time
+from powerwall_bus.shared.messages import iso_time
 
 
 @dataclass

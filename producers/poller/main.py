@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass
 from types import FrameType
 
-from producers.poller.health import Health
-from producers.poller.outbox import Outbox
-from producers.poller.publisher import Publisher
-from producers.poller.reader import GatewayReader, intervals_for, messages_per_hour
-from shared.gateway.client import GatewayClient
-from shared.settings import AmqpSettings, GatewaySettings, PollerSettings
+from powerwall_bus.producers.poller.health import Health
+from powerwall_bus.producers.poller.outbox import Outbox
+from powerwall_bus.producers.poller.publisher import Publisher
+from powerwall_bus.producers.poller.reader import GatewayReader, intervals_for, messages_per_hour
+from powerwall_bus.shared.gateway.client import GatewayClient
+from powerwall_bus.shared.settings import AmqpSettings, GatewaySettings, PollerSettings
 
 _LOGGER = logging.getLogger(__name__)
 

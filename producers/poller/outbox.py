@@ -21,7 +21,7 @@ import threading
 import zlib
 from dataclasses import dataclass
 
-from shared.messages import OutgoingMessage
+from powerwall_bus.shared.messages import OutgoingMessage
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -25,12 +25,12 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
-from producers.poller.health import Health
-from producers.poller.outbox import Outbox
-from shared.bus import connection_parameters
-from shared.messages import APP_ID, CONTENT_TYPE, OutgoingMessage
-from shared.settings import AmqpSettings
-from shared.topology import RESYNC, declare_exchange
+from powerwall_bus.producers.poller.health import Health
+from powerwall_bus.producers.poller.outbox import Outbox
+from powerwall_bus.shared.bus import connection_parameters
+from powerwall_bus.shared.messages import APP_ID, CONTENT_TYPE, OutgoingMessage
+from powerwall_bus.shared.settings import AmqpSettings
+from powerwall_bus.shared.topology import RESYNC, declare_exchange
 
 _LOGGER = logging.getLogger(__name__)
 

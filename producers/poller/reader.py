@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from producers.poller.health import Health
-from producers.poller.outbox import Outbox
-from producers.poller.schedule import Schedule
-from shared.errors import (
+from powerwall_bus.producers.poller.health import Health
+from powerwall_bus.producers.poller.outbox import Outbox
+from powerwall_bus.producers.poller.schedule import Schedule
+from powerwall_bus.shared.errors import (
     EndpointNotFound,
     GatewayAuthError,
     GatewayError,
@@ -33,9 +33,14 @@ from shared.errors import (
     SessionRejected,
     SiteControllerStopped,
 )
-from shared.gateway.client import STATUS_PATH, VITALS_PATH, GatewayClient
-from shared.messages import Reading, meter_stream_message, poller_status_message, reading_message
-from shared.settings import PollerSettings
+from powerwall_bus.shared.gateway.client import STATUS_PATH, VITALS_PATH, GatewayClient
+from powerwall_bus.shared.messages import (
+    Reading,
+    meter_stream_message,
+    poller_status_message,
+    reading_message,
+)
+from powerwall_bus.shared.settings import PollerSettings
 
 _LOGGER = logging.getLogger(__name__)
 

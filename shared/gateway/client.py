@@ -28,7 +28,7 @@ from typing import Any
 
 import requests
 
-from shared.errors import (
+from powerwall_bus.shared.errors import (
     BadCredentials,
     DefaultPasswordNotSupported,
     EndpointNotFound,
@@ -43,12 +43,12 @@ from shared.errors import (
     TLSFingerprintMismatch,
     UnexpectedResponse,
 )
-from shared.gateway.firmware import vitals_supported
-from shared.gateway.session_store import SessionStore
-from shared.gateway.transport import fetch_fingerprint, new_session
-from shared.gateway.vitals import decode_vitals
-from shared.logsetup import redaction_filter
-from shared.settings import GatewaySettings
+from powerwall_bus.shared.gateway.firmware import vitals_supported
+from powerwall_bus.shared.gateway.session_store import SessionStore
+from powerwall_bus.shared.gateway.transport import fetch_fingerprint, new_session
+from powerwall_bus.shared.gateway.vitals import decode_vitals
+from powerwall_bus.shared.logsetup import redaction_filter
+from powerwall_bus.shared.settings import GatewaySettings
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from shared.errors import UnexpectedResponse
+from powerwall_bus.shared.errors import UnexpectedResponse
 
 VitalValue = int | float | str | bool
 

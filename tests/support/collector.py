@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from shared.topology import declare_exchange
+from powerwall_bus.shared.topology import declare_exchange
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from typing import Any
 import mysql.connector
 import pika
 
-from consumers.mysql.migrate import migrate
-from consumers.mysql.writer import Writer, WriterConfig
-from producers.poller.publisher import properties_for
-from shared.messages import OutgoingMessage
-from shared.settings import AmqpSettings, MysqlSettings, WriterSettings
+from powerwall_bus.consumers.mysql.migrate import migrate
+from powerwall_bus.consumers.mysql.writer import Writer, WriterConfig
+from powerwall_bus.producers.poller.publisher import properties_for
+from powerwall_bus.shared.messages import OutgoingMessage
+from powerwall_bus.shared.settings import AmqpSettings, MysqlSettings, WriterSettings
 
 TABLES = (
     "meter_readings",

@@ -14,13 +14,13 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from consumers.proxy import page
-from consumers.proxy.app import build_app
-from consumers.proxy.state import ProxyState, Stats
-from shared.loop_thread import LoopThread
-from shared.messages import Envelope, Reading, parse_envelope, reading_message
-from shared.settings import ProxySettings
-from simulator.endpoints import SimulatedGateway
+from powerwall_bus.consumers.proxy import page
+from powerwall_bus.consumers.proxy.app import build_app
+from powerwall_bus.consumers.proxy.state import ProxyState, Stats
+from powerwall_bus.shared.loop_thread import LoopThread
+from powerwall_bus.shared.messages import Envelope, Reading, parse_envelope, reading_message
+from powerwall_bus.shared.settings import ProxySettings
+from powerwall_bus.simulator.endpoints import SimulatedGateway
 
 T = TypeVar("T")
 

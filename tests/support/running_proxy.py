@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from consumers.proxy.main import ProxyConfig, ProxyServer
-from shared.loop_thread import LoopThread
-from shared.messages import parse_envelope, reading_message
-from simulator.endpoints import SimulatedGateway
-from simulator.feed import reading_for
+from powerwall_bus.consumers.proxy.main import ProxyConfig, ProxyServer
+from powerwall_bus.shared.loop_thread import LoopThread
+from powerwall_bus.shared.messages import parse_envelope, reading_message
+from powerwall_bus.simulator.endpoints import SimulatedGateway
+from powerwall_bus.simulator.feed import reading_for
 
 
 class RunningProxy:

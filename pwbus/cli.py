@@ -18,9 +18,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from shared.errors import ConfigError, PwbusError
-from shared.logsetup import configure_logging
-from shared.settings import (
+from powerwall_bus import __version__
+from powerwall_bus.shared.errors import ConfigError, PwbusError
+from powerwall_bus.shared.logsetup import configure_logging
+from powerwall_bus.shared.settings import (
     AmqpSettings,
     GatewaySettings,
     LogSettings,
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="pwbus",
         description="Tesla Powerwall gateway data for many programs, through RabbitMQ.",
     )
+    parser.add_argument("--version", action="version", version=f"pwbus {__version__}")
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -57,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    from simulator.cli import add_simctl_arguments, add_simulate_arguments
+    from powerwall_bus.simulator.cli import add_simctl_arguments, add_simulate_arguments
 
     simulate = commands.add_parser(
         "simulate",
@@ -185,11 +187,11 @@ def _dispatch(command: str, args: argparse.Namespace, sources: Sources, log: Log
     if command == "simulate":
         sim = load(SimulatorSettings, "simulator", sources)
         configure_logging(log.level, json_lines=log.json, secrets=secret_values(sim))
-        from simulator.cli import run_simulator
+        from powerwall_bus.simulator.cli import run_simulator
 
         return run_simulator(sim)
     if command == "poller":
-        from producers.poller.main import PollerConfig, run_poller
+        from powerwall_bus.producers.poller.main import PollerConfig, run_poller
 
         config = PollerConfig(
             gateway=load(GatewaySettings, "gateway", sources),
@@ -202,7 +204,7 @@ def _dispatch(command: str, args: argparse.Namespace, sources: Sources, log: Log
         config.gateway.require_login()
         return run_poller(config)
     if command == "stack":
-        from shared.stack import plan_stack, run_stack
+        from powerwall_bus.stack import plan_stack, run_stack
 
         plan = plan_stack(
             args.components,
@@ -214,7 +216,7 @@ def _dispatch(command: str, args: argparse.Namespace, sources: Sources, log: Log
         configure_logging(log.level, json_lines=log.json, secrets=plan.secrets)
         return run_stack(plan)
     if command == "proxy":
-        from consumers.proxy.main import ProxyConfig, run_proxy
+        from powerwall_bus.consumers.proxy.main import ProxyConfig, run_proxy
 
         proxy_config = ProxyConfig(
             proxy=load(ProxySettings, "proxy", sources), amqp=load(AmqpSettings, "amqp", sources)
@@ -222,8 +224,8 @@ def _dispatch(command: str, args: argparse.Namespace, sources: Sources, log: Log
         configure_logging(log.level, json_lines=log.json, secrets=secret_values(proxy_config.amqp))
         return run_proxy(proxy_config)
     if command == "mysql":
-        from consumers.mysql.main import check_health, run_writer
-        from consumers.mysql.writer import WriterConfig
+        from powerwall_bus.consumers.mysql.main import check_health, run_writer
+        from powerwall_bus.consumers.mysql.writer import WriterConfig
 
         writer_config = WriterConfig(
             amqp=load(AmqpSettings, "amqp", sources),
@@ -240,7 +242,7 @@ def _dispatch(command: str, args: argparse.Namespace, sources: Sources, log: Log
         return run_writer(writer_config)
     if command == "simctl":
         configure_logging(log.level, json_lines=log.json)
-        from simulator.cli import run_simctl
+        from powerwall_bus.simulator.cli import run_simctl
 
         return run_simctl(args)
     if command in ("db", "report"):
@@ -250,10 +252,10 @@ def _dispatch(command: str, args: argparse.Namespace, sources: Sources, log: Log
             secrets += [args.writer_password, args.reader_password]
         configure_logging(log.level, json_lines=log.json, secrets=secrets)
         if command == "db":
-            from consumers.mysql.migrate import run_db
+            from powerwall_bus.consumers.mysql.migrate import run_db
 
             return run_db(args, mysql_settings)
-        from consumers.mysql.reports import run_report_command
+        from powerwall_bus.consumers.mysql.reports import run_report_command
 
         return run_report_command(args, mysql_settings)
     if command == "config" and args.example:

@@ -1,6 +1,6 @@
 """``pwbus stack``: the whole bus on one machine without Docker, as supervised child processes.
 
-Each component runs as ``python -m shared.cli <component>`` in a session of its own (so a
+Each component runs as ``python -m powerwall_bus <component>`` in a session of its own (so a
 Ctrl-C in the terminal reaches only the stack, which forwards it), with its output lines
 passed into our log under ``pwbus.stack.<component>``. The supervisor:
 
@@ -40,8 +40,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.errors import ConfigError
-from shared.settings import (
+from powerwall_bus.shared.errors import ConfigError
+from powerwall_bus.shared.settings import (
     AmqpSettings,
     GatewaySettings,
     LogSettings,
@@ -164,14 +164,14 @@ def plan_stack(
     if config_file:
         base_env["PWBUS_CONFIG"] = str(Path(config_file).expanduser().resolve())
 
-    command = (sys.executable, "-m", "shared.cli")
+    command = (sys.executable, "-m", "powerwall_bus")
     summary = f"broker {amqp.safe_url} (exchange {amqp.exchange!r}), database {mysql.safe_url}"
     scratch: Path | None = None
     sim_env: dict[str, str] = {}
     gateway_env: dict[str, str] = {}
     port = 0
     if simulate:
-        from shared.certs import make_self_signed
+        from powerwall_bus.shared.certs import make_self_signed
 
         gateway = load(GatewaySettings, "gateway", sources)
         password = gateway.password or secrets.token_urlsafe(12)
