@@ -812,15 +812,27 @@ def option_table() -> list[tuple[str, tuple[str, ...], str]]:
 
 
 def secret_values(*sections: Any) -> list[str]:
-    """Every secret value among the given sections (for the log redaction filter)."""
+    """Every secret value among the given settings objects (for the log redaction filter).
+
+    A field counts when its metadata says ``secret``; its value may be one string or a
+    sequence of them. Settings objects nested in others (a command's settings holding
+    several sections) are searched too.
+    """
     found: list[str] = []
     for obj in sections:
+        if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+            continue
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
-            if f.metadata.get("secret") and isinstance(value, str) and value:
-                found.append(value)
-                if "://" in value:  # a URL secret: also hide its password part alone
-                    password = urlsplit(value).password
+            if not f.metadata.get("secret"):
+                found += secret_values(value)
+                continue
+            for text in [value] if isinstance(value, str) else list(value or ()):
+                if not isinstance(text, str) or not text:
+                    continue
+                found.append(text)
+                if "://" in text:  # a URL secret: also hide its password part alone
+                    password = urlsplit(text).password
                     if password:
                         found.append(unquote(password))
     return found

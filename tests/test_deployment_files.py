@@ -258,7 +258,7 @@ def test_compose_mysql_writer_settings_reach_mariadb_and_broker() -> None:
 
 
 def test_stack_knows_the_mysql_writer() -> None:
-    from powerwall_bus.stack import KNOWN
+    from powerwall_bus.stack.plan import KNOWN
 
     assert KNOWN["mysql"].argv == ("mysql",)
     assert not KNOWN["mysql"].needs_gateway

@@ -18,7 +18,8 @@ import pytest
 
 from powerwall_bus.shared.messages import MeterStream, parse_meter_stream
 from powerwall_bus.shared.topology import METER_STREAM, declare_exchange
-from powerwall_bus.stack import Backoff, parse_child_line
+from powerwall_bus.stack.relay import decode_record
+from powerwall_bus.stack.supervise import Backoff
 
 if TYPE_CHECKING:  # imported by name, pytest would try to collect it as a test class
     from tests.conftest import TestBus
@@ -245,7 +246,8 @@ def test_children_do_not_outlive_a_killed_stack(bus: TestBus, amqp_base_url: str
 _STUBBORN = """
 import os, sys
 from powerwall_bus.shared.logsetup import configure_logging
-from powerwall_bus.stack import ChildSpec, Supervisor
+from powerwall_bus.stack.plan import ChildSpec
+from powerwall_bus.stack.supervise import Supervisor
 configure_logging("INFO")
 child = ChildSpec(
     "stubborn",
@@ -329,10 +331,14 @@ def test_backoff_doubles_to_30_s_and_resets_after_a_long_run() -> None:
     assert backoff.after_run(3.0) == 2
 
 
-def test_child_log_lines_keep_their_level() -> None:
+def test_child_log_records_keep_their_level() -> None:
+    # Children log JSON records; a text line is never parsed, only passed on as it is.
     text = "2024-05-01 12:00:00,123 WARNING producers.poller.reader: gateway slow"
-    assert parse_child_line(text) == (30, "producers.poller.reader: gateway slow")
+    assert decode_record(text) is None
     json_line = '{"time": "t", "level": "ERROR", "logger": "x.y", "message": "boom"}'
-    assert parse_child_line(json_line) == (40, "x.y: boom")
-    assert parse_child_line("Traceback (most recent call last):") is None
-    assert parse_child_line("{not json") is None
+    assert decode_record(json_line) == (40, "x.y: boom")
+    with_trace = '{"level": "WARNING", "logger": "a", "message": "m", "exception": "Trace"}'
+    assert decode_record(with_trace) == (30, "a: m\nTrace")
+    assert decode_record("Traceback (most recent call last):") is None
+    assert decode_record("{not json") is None
+    assert decode_record('{"level": 3}') is None

@@ -67,6 +67,7 @@ import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
+from powerwall_bus.consumers.mysql.command import WriterConfig
 from powerwall_bus.consumers.mysql.db import Database
 from powerwall_bus.consumers.mysql.rows import (
     STORED_KINDS,
@@ -84,7 +85,7 @@ from powerwall_bus.shared.errors import (
 )
 from powerwall_bus.shared.messages import kind_of, parse_envelope, parse_meter_stream
 from powerwall_bus.shared.schemas import schema_file_for, schemas, validate_message
-from powerwall_bus.shared.settings import AmqpSettings, MysqlSettings, WriterSettings
+from powerwall_bus.shared.settings import WriterSettings
 from powerwall_bus.shared.topology import METER_STREAM, POLLER_STATUS, declare_exchange
 
 _LOGGER = logging.getLogger(__name__)
@@ -107,15 +108,6 @@ DEAD_AT_HEADER = "x-pwbus-dead-lettered-at"
 _MAX_PREFETCH = 65535  # basic.qos prefetch-count is an unsigned short
 _IDLE_TICK = 0.25  # longest single wait in the pika loop (signal and stop latency)
 _REASON_LENGTH = 300
-
-
-@dataclass(frozen=True)
-class WriterConfig:
-    """Everything ``pwbus mysql`` needs."""
-
-    amqp: AmqpSettings
-    mysql: MysqlSettings
-    writer: WriterSettings
 
 
 def bindings(settings: WriterSettings) -> list[str]:

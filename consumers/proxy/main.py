@@ -8,7 +8,6 @@ import logging
 import signal
 import ssl
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pika
@@ -16,12 +15,13 @@ from aiohttp import web
 
 from powerwall_bus.consumers.proxy import page
 from powerwall_bus.consumers.proxy.app import build_app
+from powerwall_bus.consumers.proxy.command import ProxyConfig
 from powerwall_bus.consumers.proxy.state import ProxyState, Stats
 from powerwall_bus.shared.bus import BusSubscriber
 from powerwall_bus.shared.certs import make_self_signed
 from powerwall_bus.shared.errors import ConfigError, MalformedMessage
 from powerwall_bus.shared.messages import parse_envelope, parse_meter_stream
-from powerwall_bus.shared.settings import AmqpSettings, ProxySettings
+from powerwall_bus.shared.settings import ProxySettings
 from powerwall_bus.shared.topology import METER_STREAM
 
 _LOGGER = logging.getLogger(__name__)
@@ -30,14 +30,6 @@ _LOGGER = logging.getLogger(__name__)
 _MAX_LINE = 4096
 _MAX_FIELD = 4096
 _MAX_HEADERS = 64
-
-
-@dataclass(frozen=True)
-class ProxyConfig:
-    """Everything ``pwbus proxy`` needs."""
-
-    proxy: ProxySettings
-    amqp: AmqpSettings
 
 
 class BusFeed:

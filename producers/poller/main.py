@@ -11,26 +11,17 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from types import FrameType
 
+from powerwall_bus.producers.poller.command import PollerConfig
 from powerwall_bus.producers.poller.health import Health
 from powerwall_bus.producers.poller.outbox import Outbox
 from powerwall_bus.producers.poller.publisher import Publisher
 from powerwall_bus.producers.poller.reader import GatewayReader, intervals_for, messages_per_hour
 from powerwall_bus.shared.gateway.client import GatewayClient
-from powerwall_bus.shared.settings import AmqpSettings, GatewaySettings, PollerSettings
+from powerwall_bus.shared.settings import PollerSettings
 
 _LOGGER = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PollerConfig:
-    """Everything ``pwbus poller`` needs, read once at start."""
-
-    gateway: GatewaySettings
-    amqp: AmqpSettings
-    poller: PollerSettings
 
 
 def outbox_capacity(settings: PollerSettings) -> int:

@@ -1,4 +1,8 @@
-"""``pwbus simulate`` and ``pwbus simctl``: run the simulated gateway, and steer a running one."""
+"""``pwbus simulate`` and ``pwbus simctl``: run the simulated gateway, and steer a running one.
+
+Light on purpose (see :mod:`powerwall_bus.shared.command`): the HTTPS server and the model
+are imported when the simulator runs.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,12 @@ import signal
 import ssl
 import sys
 import urllib.request
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from powerwall_bus.shared.command import Command
 from powerwall_bus.shared.errors import ConfigError
-from powerwall_bus.shared.settings import SimulatorSettings
+from powerwall_bus.shared.settings import SimulatorSettings, load
 from powerwall_bus.simulator.faults import FaultSet, describe_faults
 
 if TYPE_CHECKING:  # the server stack is imported only when the simulator runs
@@ -159,14 +165,23 @@ def add_simctl_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("specs", nargs="*", help="fault specs for set, names for clear")
 
 
-def run_simctl(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class SimctlRequest:
+    """What ``pwbus simctl`` was asked to do, and of which simulator."""
+
+    url: str
+    action: str
+    specs: tuple[str, ...] = ()
+
+
+def run_simctl(args: SimctlRequest) -> int:
     """Talk to a running simulator's control endpoints and print the JSON answer."""
     routes: dict[str, tuple[str, dict[str, Any] | None]] = {
         "counts": ("/_sim/counts", None),
         "reset": ("/_sim/reset", {}),
         "faults": ("/_sim/faults", None),
-        "set": ("/_sim/faults", {"set": args.specs}),
-        "clear": ("/_sim/faults", {"clear": args.specs}),
+        "set": ("/_sim/faults", {"set": list(args.specs)}),
+        "clear": ("/_sim/faults", {"clear": list(args.specs)}),
         "expire": ("/_sim/sessions/expire", {}),
     }
     path, payload = routes[args.action]
@@ -191,3 +206,21 @@ def run_simctl(args: argparse.Namespace) -> int:
         return 1
     sys.stdout.write(body + "\n")
     return 0
+
+
+SIMULATE = Command(
+    name="simulate",
+    help="run the gateway simulator (HTTPS, for tests and demos)",
+    add_arguments=add_simulate_arguments,
+    load=lambda sources, args: load(SimulatorSettings, "simulator", sources),
+    run=run_simulator,
+    raw_help=True,
+)
+
+SIMCTL = Command(
+    name="simctl",
+    help="steer a running simulator (faults, counts)",
+    add_arguments=add_simctl_arguments,
+    load=lambda sources, args: SimctlRequest(args.url, args.action, tuple(args.specs)),
+    run=run_simctl,
+)

@@ -1,0 +1,269 @@
+"""``pwbus mysql``, ``pwbus db`` and ``pwbus report``: the history's command-line surface.
+
+Light on purpose (see :mod:`powerwall_bus.shared.command`): mysql-connector and pika are
+imported inside ``run``. Each command reads its flags and settings into one typed object.
+
+``pwbus db users`` never takes a password as a flag (it would show in ``ps`` and in the
+shell's history): the two passwords come from ``PWBUS_DB_WRITER_PASSWORD`` and
+``PWBUS_DB_READER_PASSWORD``, or are asked for at the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from powerwall_bus.shared.command import Command
+from powerwall_bus.shared.errors import ConfigError
+from powerwall_bus.shared.settings import (
+    AmqpSettings,
+    MysqlSettings,
+    Sources,
+    WriterSettings,
+    load,
+)
+
+WRITER_PASSWORD_ENV = "PWBUS_DB_WRITER_PASSWORD"
+READER_PASSWORD_ENV = "PWBUS_DB_READER_PASSWORD"
+REPORT_NAMES = ("daily", "monthly", "hourly", "peaks", "outages", "completeness")
+REPORT_FORMATS = ("table", "csv", "json")
+
+
+# --------------------------------------------------------------------------- pwbus mysql
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    """Everything ``pwbus mysql`` needs."""
+
+    amqp: AmqpSettings
+    mysql: MysqlSettings
+    writer: WriterSettings
+
+
+@dataclass(frozen=True)
+class WriterCommand:
+    """``pwbus mysql``: run the writer, or (``check``) probe the stored history's age."""
+
+    config: WriterConfig
+    check: bool = False
+    max_age: float = 60.0
+
+
+def _writer_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--exchange", dest="amqp.exchange", metavar="NAME", help="topic exchange (Tesla)"
+    )
+    parser.add_argument(
+        "--queue", dest="writer.queue", metavar="NAME", help="durable queue to read (pwbus.mysql)"
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="health probe: exit 0 if meter readings newer than --max-age are stored",
+    )
+    parser.add_argument(
+        "--max-age", type=float, default=60.0, metavar="SECONDS", help="for --check (60)"
+    )
+
+
+def _writer_load(sources: Sources, args: argparse.Namespace) -> WriterCommand:
+    config = WriterConfig(
+        amqp=load(AmqpSettings, "amqp", sources),
+        mysql=load(MysqlSettings, "mysql", sources),
+        writer=load(WriterSettings, "writer", sources),
+    )
+    return WriterCommand(config, check=bool(args.check), max_age=float(args.max_age))
+
+
+def _writer_run(command: WriterCommand) -> int:
+    from powerwall_bus.consumers.mysql.main import check_health, run_writer
+
+    if command.check:
+        return check_health(command.config.mysql, command.max_age)
+    return run_writer(command.config)
+
+
+MYSQL = Command(
+    name="mysql",
+    help="write the readings from the bus into MySQL/MariaDB (history)",
+    add_arguments=_writer_arguments,
+    load=_writer_load,
+    run=_writer_run,
+)
+
+
+# --------------------------------------------------------------------------- pwbus db
+
+
+@dataclass(frozen=True)
+class UserAccounts:
+    """The two least-privilege accounts ``pwbus db users`` creates."""
+
+    writer_password: str = field(repr=False, metadata={"secret": True})
+    reader_password: str = field(repr=False, metadata={"secret": True})
+    writer_user: str = "pwbus"
+    reader_user: str = "pwbus_report"
+    host: str = "%"
+    apply: bool = False
+
+
+@dataclass(frozen=True)
+class DbCommand:
+    """``pwbus db migrate`` or ``pwbus db users``."""
+
+    mysql: MysqlSettings
+    action: str
+    users: UserAccounts | None = None
+
+
+def _db_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="db_action", metavar="ACTION", required=True)
+    actions.add_parser("migrate", help="apply the schema migrations (as an administrator)")
+    users = actions.add_parser(
+        "users",
+        help="print (or --apply) the SQL creating the writer and report users",
+        description=f"The passwords come from ${WRITER_PASSWORD_ENV} and "
+        f"${READER_PASSWORD_ENV}, or are asked for at the terminal (never as flags).",
+    )
+    users.add_argument("--writer-user", default="pwbus", metavar="NAME", help="(pwbus)")
+    users.add_argument(
+        "--reader-user", default="pwbus_report", metavar="NAME", help="report user (pwbus_report)"
+    )
+    users.add_argument(
+        "--user-host", default="%", metavar="HOST", help="host part of both accounts (%%)"
+    )
+    users.add_argument("--apply", action="store_true", help="run it instead of printing it")
+
+
+def _password(
+    sources: Sources, env_name: str, who: str, ask: Callable[[str], str] = getpass.getpass
+) -> str:
+    """From the environment, else asked twice at a terminal; never from a flag."""
+    found = sources.lookup(f"db.{who}_password", (env_name,))
+    if found is not None:
+        return str(found[0])
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            f"db.{who}_password", f"set {env_name} (or run in a terminal to be asked)"
+        )
+    first = ask(f"password for the {who} user: ")
+    if not first or ask(f"password for the {who} user, again: ") != first:
+        raise ConfigError(f"db.{who}_password", "the two entries were empty or differ")
+    return first
+
+
+def _db_load(sources: Sources, args: argparse.Namespace) -> DbCommand:
+    mysql = load(MysqlSettings, "mysql", sources)
+    if args.db_action != "users":
+        return DbCommand(mysql, args.db_action)
+    accounts = UserAccounts(
+        writer_password=_password(sources, WRITER_PASSWORD_ENV, "writer"),
+        reader_password=_password(sources, READER_PASSWORD_ENV, "reader"),
+        writer_user=args.writer_user,
+        reader_user=args.reader_user,
+        host=args.user_host,
+        apply=bool(args.apply),
+    )
+    return DbCommand(mysql, "users", accounts)
+
+
+def _db_run(command: DbCommand) -> int:
+    from powerwall_bus.consumers.mysql.migrate import run_db
+
+    users = command.users
+    args = argparse.Namespace(db_action=command.action)
+    if users is not None:
+        args = argparse.Namespace(
+            db_action=command.action,
+            writer_password=users.writer_password,
+            reader_password=users.reader_password,
+            writer_user=users.writer_user,
+            reader_user=users.reader_user,
+            user_host=users.host,
+            apply=users.apply,
+        )
+    return run_db(args, command.mysql)
+
+
+DB = Command(
+    name="db",
+    help="the MySQL/MariaDB history database: migrate, users",
+    add_arguments=_db_arguments,
+    load=_db_load,
+    run=_db_run,
+)
+
+
+# --------------------------------------------------------------------------- pwbus report
+
+
+@dataclass(frozen=True)
+class ReportCommand:
+    """``pwbus report NAME``: which report, over which days, shown how."""
+
+    mysql: MysqlSettings
+    name: str
+    date_from: str
+    date_to: str
+    gateway: str | None = None
+    format: str = "table"
+    plot: str | None = None
+    timezone: str = "UTC"
+    interval: float = 2.0
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help=", ".join(REPORT_NAMES))
+    parser.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", required=True)
+    parser.add_argument(
+        "--to", dest="date_to", metavar="YYYY-MM-DD", required=True, help="exclusive"
+    )
+    parser.add_argument("--gateway", metavar="DIN", help="one gateway (default: each)")
+    parser.add_argument(
+        "--format", default="table", metavar="FORMAT", help=f"{', '.join(REPORT_FORMATS)} (table)"
+    )
+    parser.add_argument("--plot", metavar="FILE.png", help="also draw a chart (needs matplotlib)")
+    parser.add_argument(
+        "--timezone", default="UTC", metavar="ZONE", help="days in this IANA zone (UTC)"
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="expected sample interval (2)",
+    )
+
+
+def _report_load(sources: Sources, args: argparse.Namespace) -> ReportCommand:
+    return ReportCommand(
+        mysql=load(MysqlSettings, "mysql", sources),
+        name=args.name,
+        date_from=args.date_from,
+        date_to=args.date_to,
+        gateway=args.gateway,
+        format=args.format,
+        plot=args.plot,
+        timezone=args.timezone,
+        interval=args.interval,
+    )
+
+
+def _report_run(command: ReportCommand) -> int:
+    from powerwall_bus.consumers.mysql.reports import run_report_command
+
+    fields = {k: v for k, v in vars(command).items() if k != "mysql"}
+    return run_report_command(argparse.Namespace(**fields), command.mysql)
+
+
+REPORT = Command(
+    name="report",
+    help="energy, profile, outage and completeness reports from MySQL",
+    add_arguments=_report_arguments,
+    load=_report_load,
+    run=_report_run,
+)

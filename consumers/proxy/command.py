@@ -1,0 +1,45 @@
+"""``pwbus proxy``: the proxy's command-line surface (light: aiohttp is imported in ``run``)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from powerwall_bus.shared.command import Command
+from powerwall_bus.shared.settings import AmqpSettings, ProxySettings, Sources, load
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Everything ``pwbus proxy`` needs."""
+
+    proxy: ProxySettings
+    amqp: AmqpSettings
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", dest="proxy.port", metavar="PORT", help="HTTP port (8675)")
+    parser.add_argument(
+        "--exchange", dest="amqp.exchange", metavar="NAME", help="topic exchange (Tesla)"
+    )
+
+
+def _load(sources: Sources, args: argparse.Namespace) -> ProxyConfig:
+    return ProxyConfig(
+        proxy=load(ProxySettings, "proxy", sources), amqp=load(AmqpSettings, "amqp", sources)
+    )
+
+
+def _run(config: ProxyConfig) -> int:
+    from powerwall_bus.consumers.proxy.main import run_proxy
+
+    return run_proxy(config)
+
+
+PROXY = Command(
+    name="proxy",
+    help="serve the pyPowerwall proxy's endpoints from the bus (port 8675)",
+    add_arguments=_arguments,
+    load=_load,
+    run=_run,
+)

@@ -1,0 +1,61 @@
+"""``pwbus poller``: the poller's command-line surface (light: no I/O library imported here)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from powerwall_bus.shared.command import Command
+from powerwall_bus.shared.settings import (
+    AmqpSettings,
+    GatewaySettings,
+    PollerSettings,
+    Sources,
+    load,
+)
+
+
+@dataclass(frozen=True)
+class PollerConfig:
+    """Everything ``pwbus poller`` needs, read once at start."""
+
+    gateway: GatewaySettings
+    amqp: AmqpSettings
+    poller: PollerSettings
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--meters-interval",
+        dest="poller.meters_interval",
+        metavar="SECONDS",
+        help="seconds between meter reads (2; 1 allowed)",
+    )
+    parser.add_argument(
+        "--exchange", dest="amqp.exchange", metavar="NAME", help="topic exchange (Tesla)"
+    )
+
+
+def _load(sources: Sources, args: argparse.Namespace) -> PollerConfig:
+    config = PollerConfig(
+        gateway=load(GatewaySettings, "gateway", sources),
+        amqp=load(AmqpSettings, "amqp", sources),
+        poller=load(PollerSettings, "poller", sources),
+    )
+    config.gateway.require_login()
+    return config
+
+
+def _run(config: PollerConfig) -> int:
+    from powerwall_bus.producers.poller.main import run_poller
+
+    return run_poller(config)
+
+
+POLLER = Command(
+    name="poller",
+    help="read the gateway and publish to RabbitMQ",
+    add_arguments=_arguments,
+    load=_load,
+    run=_run,
+)

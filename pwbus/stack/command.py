@@ -1,0 +1,48 @@
+"""``pwbus stack``: its flags, its plan (the one settings object) and its run."""
+
+from __future__ import annotations
+
+import argparse
+
+from powerwall_bus.shared.command import Command
+from powerwall_bus.shared.settings import LogSettings, Sources, load
+from powerwall_bus.stack.plan import COMPONENTS, StackPlan, plan_stack
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--simulate",
+        action="store_true",
+        help="also run a simulated gateway on a free port and point the poller at it",
+    )
+    parser.add_argument(
+        "--components",
+        metavar="NAME,...",
+        help="components to run, comma separated, from: "
+        f"{', '.join(c.name for c in COMPONENTS)} (default: all but simulate)",
+    )
+
+
+def _load(sources: Sources, args: argparse.Namespace) -> StackPlan:
+    return plan_stack(
+        args.components,
+        simulate=args.simulate,
+        sources=sources,
+        log=load(LogSettings, "log", sources),
+        config_file=args.config,
+    )
+
+
+def _run(plan: StackPlan) -> int:
+    from powerwall_bus.stack.supervise import run_stack
+
+    return run_stack(plan)
+
+
+STACK = Command(
+    name="stack",
+    help="run the simulator, the poller and the consumers as supervised processes",
+    add_arguments=_arguments,
+    load=_load,
+    run=_run,
+)

@@ -1,0 +1,53 @@
+"""How a component offers itself to the ``pwbus`` command: its arguments, its settings, its run.
+
+Every component package has a small ``command`` module declaring one :class:`Command` per
+subcommand. Those modules are light on purpose: they import ``argparse`` and the settings
+declarations only, and import the component's own code (and with it aiohttp, pika,
+mysql-connector, a GUI or LED library) inside ``run``. The ``pwbus`` dispatcher imports every
+command module to build its parser, so a Raspberry Pi that only runs the LED display never
+loads the web server or the database driver.
+
+A command turns the parsed flags and the layered :class:`~powerwall_bus.shared.settings.Sources`
+into ONE typed settings object (``load``), and ``run`` receives nothing else. The dispatcher
+registers every secret found in that object with the log redaction filter before ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from powerwall_bus.shared.settings import Sources
+
+S = TypeVar("S")
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    """For commands whose every setting comes from the environment or the config file."""
+
+
+@dataclass(frozen=True)
+class Command(Generic[S]):
+    """One ``pwbus`` subcommand.
+
+    ``add_arguments`` declares its flags; a flag whose ``dest`` is a dotted setting key
+    (``poller.meters_interval``) takes part in the settings layers (flag > environment >
+    config file), any other ``dest`` is for ``load`` to read from ``args``. ``load`` raises
+    :class:`~powerwall_bus.shared.errors.ConfigError` for a bad value; ``run`` returns the
+    exit status.
+    """
+
+    name: str
+    help: str
+    load: Callable[[Sources, argparse.Namespace], S]
+    run: Callable[[S], int]
+    add_arguments: Callable[[argparse.ArgumentParser], None] = _no_arguments
+    description: str | None = None
+    raw_help: bool = False  # keep the description's and flags' line breaks in --help
+
+
+def setting_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags given on the command line that name a setting (dotted ``dest``)."""
+    return {key: value for key, value in vars(args).items() if "." in key and value is not None}
