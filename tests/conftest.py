@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,28 @@ from tests.support import services
 
 SIM_PASSWORD = "test-Pa55word"
 SHARED_FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+# A developer's own installation must be out of reach: every environment variable a setting
+# reads (AMQP_URL, MYSQL_URL, PW_HOST, PWBUS_STATE_DIR, ...) and PWBUS_CONFIG is removed for
+# the whole run, so neither the tests nor the programs they start can pick one up. The
+# services come only from PWBUS_TEST_AMQP_URL / PWBUS_TEST_MYSQL_URL (tests/support/services).
+services.scrub_production_environment(os.environ)
+
+#: Fixtures that need a real service -> the marker the test gets, so `-m "not mysql"` works.
+SERVICE_MARKERS = {
+    "amqp_base_url": "rabbitmq",
+    "mysql_admin_url": "mysql",
+    "browser": "browser",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test by the services its fixtures need (directly or through others)."""
+    for item in items:
+        needed = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in SERVICE_MARKERS.items():
+            if fixture in needed:
+                item.add_marker(marker)
 
 
 # --------------------------------------------------------------------------- RabbitMQ

@@ -1,8 +1,10 @@
 """Where the real RabbitMQ and MySQL/MariaDB for the tests come from.
 
-Order: an address in the environment; else, when a Docker engine answers, a container
-started with testcontainers; else the test fails with a message saying what to start.
-The broker and database are never mocked.
+Order: ``PWBUS_TEST_AMQP_URL`` / ``PWBUS_TEST_MYSQL_URL``; else, when a Docker engine
+answers, a container started with testcontainers; else the test fails with a message saying
+what to start. The broker and database are never mocked, and the production names
+(``AMQP_URL``, ``MYSQL_URL`` and the rest) are never read: tests create and drop databases
+and exchanges, which must never happen on a real installation.
 """
 
 from __future__ import annotations
@@ -10,13 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 
 import pytest
 
-AMQP_ENV = ("PWBUS_TEST_AMQP_URL", "AMQP_URL")
-MYSQL_ENV = ("PWBUS_TEST_MYSQL_URL", "MYSQL_URL")
+AMQP_ENV = "PWBUS_TEST_AMQP_URL"
+MYSQL_ENV = "PWBUS_TEST_MYSQL_URL"
 
 AMQP_HELP = (
     "RabbitMQ is needed for this test: start one (e.g. `rabbitmq-server -detached`) and set "
@@ -29,11 +31,20 @@ MYSQL_HELP = (
 )
 
 
-def _from_env(names: tuple[str, ...]) -> str | None:
-    for name in names:
-        if os.environ.get(name):
-            return os.environ[name]
-    return None
+def _from_env(name: str) -> str | None:
+    return os.environ.get(name) or None
+
+
+def scrub_production_environment(environ: MutableMapping[str, str]) -> list[str]:
+    """Remove every variable a setting of the programs reads; the names removed."""
+    from powerwall_bus.shared.settings import option_table
+
+    names = {name for _, env_names, _ in option_table() for name in env_names}
+    names.add("PWBUS_CONFIG")
+    removed = sorted(name for name in names if name in environ)
+    for name in removed:
+        del environ[name]
+    return removed
 
 
 def docker_available() -> bool:
