@@ -1,7 +1,7 @@
 """The /api/devices/vitals protobuf body: encode (for the simulator) and decode (for the client).
 
 Gateways before firmware 23.44 answer this endpoint with a serialized ``DevicesWithVitals``
-message (schema facts: ``shared/reference/protobuf-wire-facts.md`` section 1). The wire code is
+message (field numbers and wire rules: ``docs/vitals-protobuf.md``). The wire code is
 written by hand so the project needs no ``protobuf`` runtime nor generated classes for one
 read-only message tree.
 
