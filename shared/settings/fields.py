@@ -1,0 +1,119 @@
+"""How one option is declared, and how its values are checked and parsed.
+
+A section of settings is a frozen dataclass whose fields are made with :func:`setting`: the
+field carries its default, the environment names that set it, a one-line help text, whether
+it is a secret and an optional check returning a problem text. The checks and parsers here
+are shared by every section (ports, URLs, ``host:port``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from powerwall_bus.shared.errors import ConfigError
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    env: tuple[str, ...] = (),
+    help: str = "",
+    secret: bool = False,
+    check: Callable[[Any], str | None] | None = None,
+) -> Any:
+    """Declare one option: its default, environment names, help and an optional check.
+
+    ``check`` returns a problem description (or None when the value is fine).
+    """
+    metadata = {"env": env, "help": help, "secret": secret, "check": check}
+    if isinstance(default, list | dict | set):
+        raise TypeError("use a tuple or None as the default of a setting")
+    return field(default=default, metadata=metadata, repr=not secret)
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def non_negative(value: float) -> str | None:
+    return None if value >= 0 else "must be 0 or more"
+
+
+def port_number(value: int) -> str | None:
+    return None if 0 <= value <= 65535 else "must be a TCP port number (0-65535)"
+
+
+def one_of(*choices: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
+def at_least_one_second(value: float) -> str | None:
+    return None if value >= 1.0 else "must be at least 1 second (the gateway is not a firehose)"
+
+
+@dataclass(frozen=True)
+class UrlParts:
+    """The pieces of a service URL, unquoted; None where the URL has none."""
+
+    scheme: str
+    host: str | None
+    port: int | None
+    user: str | None
+    password: str | None
+    path: str  # without its leading "/": the AMQP vhost or the database name
+
+
+def parse_url(url: str, key: str, schemes: tuple[str, ...]) -> UrlParts:
+    """Split a broker or database URL, with one-line errors naming ``key``."""
+    parts = urlsplit(url)
+    if parts.scheme not in schemes:
+        raise ConfigError(key, "must start with " + " or ".join(f"{s}://" for s in schemes))
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(key, "has an invalid port") from None
+    return UrlParts(
+        scheme=parts.scheme,
+        host=parts.hostname,
+        port=port,
+        user=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        path=unquote(parts.path[1:]),
+    )
+
+
+def split_host(host: str, default_port: int) -> tuple[str, int]:
+    """Accept ``host``, ``host:port``, ``[v6]:port`` and ``https://host[:port][/]``."""
+    text = host.strip()
+    if "://" in text:
+        parts = urlsplit(text)
+        if parts.scheme not in ("https", "http"):
+            raise ConfigError("gateway.host", "must be a host name, host:port or https:// URL")
+        try:
+            return parts.hostname or "", parts.port or default_port
+        except ValueError:
+            raise ConfigError("gateway.host", "has an invalid port") from None
+    text = text.rstrip("/")
+    if text.startswith("["):
+        inside, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        return inside, parse_port(port_text, default_port)
+    if text.count(":") == 1:
+        name, port_text = text.split(":")
+        return name, parse_port(port_text, default_port)
+    return text, default_port
+
+
+def parse_port(text: str, default: int) -> int:
+    if not text:
+        return default
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ConfigError("gateway.host", f"has an invalid port {text!r}")
+    return int(text)

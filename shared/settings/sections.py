@@ -1,0 +1,511 @@
+"""The settings sections: every option of every component, declared once.
+
+Each section is a frozen dataclass (``gateway``, ``amqp``, ``mysql``, ...); its fields carry
+their dotted key (``section.field``), environment names, default, help and check (see
+:mod:`~powerwall_bus.shared.settings.fields`). :data:`SECTIONS` is the one list of them: the
+config file's tables, ``pwbus config`` and the example file all come from it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from powerwall_bus.shared.contract import DEFAULT_SLOW_ENDPOINTS
+from powerwall_bus.shared.errors import ConfigError
+from powerwall_bus.shared.settings.fields import (
+    at_least_one_second,
+    non_negative,
+    one_of,
+    parse_url,
+    port_number,
+    positive,
+    setting,
+    split_host,
+)
+
+
+def default_state_dir() -> Path:
+    """Where sessions, pinned fingerprints and buffers live unless configured."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "pwbus"
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """How to reach and log in to the Tesla Energy Gateway."""
+
+    host: str = setting(
+        "", env=("PWBUS_GATEWAY_HOST", "PW_HOST"), help="gateway address, host or host:port"
+    )
+    port: int = setting(443, env=("PWBUS_GATEWAY_PORT",), help="HTTPS port", check=port_number)
+    password: str = setting(
+        "",
+        env=("PWBUS_GATEWAY_PASSWORD", "PW_PASSWORD"),
+        secret=True,
+        help="customer password (by default the last 5 characters of the sticker password)",
+    )
+    email: str = setting(
+        "pwbus@localhost", env=("PWBUS_GATEWAY_EMAIL", "PW_EMAIL"), help="sent with the login"
+    )
+    timezone: str = setting(
+        "America/Los_Angeles",
+        env=("PWBUS_GATEWAY_TIMEZONE", "PW_TIMEZONE"),
+        help="site time zone, sent with the login",
+    )
+    connect_timeout: float = setting(
+        5.0,
+        env=("PWBUS_GATEWAY_CONNECT_TIMEOUT",),
+        help="TCP/TLS connect timeout, s",
+        check=positive,
+    )
+    read_timeout: float = setting(
+        10.0,
+        env=("PWBUS_GATEWAY_READ_TIMEOUT", "PW_TIMEOUT"),
+        help="read timeout, s",
+        check=positive,
+    )
+    auth_mode: str = setting(
+        "cookie",
+        env=("PWBUS_GATEWAY_AUTH_MODE", "PW_AUTH_MODE"),
+        help="cookie (AuthCookie/UserRecord) or token (Authorization: Bearer)",
+        check=one_of("cookie", "token"),
+    )
+    state_dir: Path = setting(
+        None,
+        env=("PWBUS_STATE_DIR", "PW_AUTH_PATH"),
+        help="folder for the saved session and pinned certificate (default ~/.local/state/pwbus)",
+    )
+    session_file: Path = setting(
+        None,
+        env=("PWBUS_GATEWAY_SESSION_FILE", "PW_CACHE_FILE"),
+        help="saved login session (mode 0600); default <state_dir>/gateway-session.json",
+    )
+    tls_fingerprint: str = setting(
+        "",
+        env=("PWBUS_GATEWAY_TLS_FINGERPRINT",),
+        help="'' accepts the self-signed certificate, 'tofu' pins it on first use, "
+        "or a SHA-256 fingerprint (hex, colons allowed) to pin",
+    )
+    rate_limit_cooldown: float = setting(
+        300.0,
+        env=("PWBUS_GATEWAY_COOLDOWN",),
+        help="after HTTP 429, send nothing to the gateway for this many seconds",
+        check=positive,
+    )
+
+    def __post_init__(self) -> None:
+        # Tesla-API writes "https://192.168.0.100"; pyPowerwall accepts "host:port".
+        host, port = split_host(self.host, self.port)
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "port", port)
+        state_dir = self.state_dir or default_state_dir()
+        object.__setattr__(self, "state_dir", Path(state_dir).expanduser())
+        if self.session_file is None:
+            object.__setattr__(self, "session_file", self.state_dir / "gateway-session.json")
+        fingerprint = self.tls_fingerprint.strip()
+        if fingerprint and fingerprint.lower() != "tofu":
+            fingerprint = fingerprint.replace(":", "").lower()
+            if len(fingerprint) != 64 or any(c not in "0123456789abcdef" for c in fingerprint):
+                raise ConfigError(
+                    "gateway.tls_fingerprint", "must be 'tofu' or a SHA-256 fingerprint in hex"
+                )
+        object.__setattr__(self, "tls_fingerprint", fingerprint.lower())
+
+    @property
+    def base_url(self) -> str:
+        """The gateway's HTTPS origin, e.g. ``https://192.168.1.20`` or ``https://[::1]:8443``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}" if self.port == 443 else f"https://{host}:{self.port}"
+
+    def require_login(self) -> None:
+        """Fail with a clear message unless host and password are set."""
+        if not self.host:
+            raise ConfigError("gateway.host", "is required (set PW_HOST or gateway.host)")
+        if not self.password:
+            raise ConfigError("gateway.password", "is required (set PW_PASSWORD)")
+
+
+@dataclass(frozen=True)
+class AmqpSettings:
+    """The RabbitMQ broker, as a URL whose parts can also be set one by one."""
+
+    url: str = setting(
+        "amqp://guest:guest@localhost:5672/%2F",
+        env=("AMQP_URL",),
+        secret=True,
+        help="amqp://user:password@host:port/vhost",
+    )
+    host: str = setting(None, env=("AMQP_HOST",), help="overrides the URL's host")
+    port: int = setting(
+        None, env=("AMQP_PORT",), help="overrides the URL's port", check=port_number
+    )
+    username: str = setting(None, env=("AMQP_USERNAME",), help="overrides the URL's user")
+    password: str = setting(
+        None, env=("AMQP_PASSWORD",), secret=True, help="overrides the URL's password"
+    )
+    vhost: str = setting(None, env=("AMQP_VHOST",), help="overrides the URL's virtual host")
+    exchange: str = setting(
+        "Tesla", env=("AMQP_EXCHANGE",), help="the durable topic exchange everything goes through"
+    )
+    heartbeat: int = setting(30, env=("AMQP_HEARTBEAT",), help="seconds", check=non_negative)
+
+    def __post_init__(self) -> None:
+        parts = parse_url(self.url, "amqp.url", ("amqp", "amqps"))
+        resolved = {
+            "host": self.host or parts.host or "localhost",
+            "port": self.port if self.port is not None else parts.port or 5672,
+            "username": self.username or parts.user or "guest",
+            "password": self.password if self.password is not None else parts.password or "guest",
+            "vhost": self.vhost or parts.path or "/",
+        }
+        for name, value in resolved.items():
+            object.__setattr__(self, name, value)
+        netloc = (
+            f"{quote(self.username, safe='')}:{quote(self.password, safe='')}"
+            f"@{self.host}:{self.port}"
+        )
+        object.__setattr__(self, "url", f"{parts.scheme}://{netloc}/{quote(self.vhost, safe='')}")
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for logs."""
+        return f"amqp://{self.username}@{self.host}:{self.port}/{quote(self.vhost, safe='')}"
+
+
+@dataclass(frozen=True)
+class MysqlSettings:
+    """The MySQL/MariaDB database, as a URL whose parts can also be set one by one."""
+
+    url: str = setting(
+        "mysql://pwbus@localhost:3306/powerwall",
+        env=("MYSQL_URL",),
+        secret=True,
+        help="mysql://user:password@host:port/database",
+    )
+    host: str = setting(None, env=("MYSQL_HOST",), help="overrides the URL's host")
+    port: int = setting(
+        None, env=("MYSQL_PORT",), help="overrides the URL's port", check=port_number
+    )
+    user: str = setting(None, env=("MYSQL_USER",), help="overrides the URL's user")
+    password: str = setting(
+        None, env=("MYSQL_PASSWORD",), secret=True, help="overrides the URL's password"
+    )
+    database: str = setting(None, env=("MYSQL_DATABASE",), help="overrides the URL's database")
+
+    def __post_init__(self) -> None:
+        parts = parse_url(self.url, "mysql.url", ("mysql", "mariadb"))
+        resolved = {
+            "host": self.host or parts.host or "localhost",
+            "port": self.port if self.port is not None else parts.port or 3306,
+            "user": self.user or parts.user or "root",
+            "password": self.password if self.password is not None else parts.password or "",
+            "database": self.database or parts.path or "powerwall",
+        }
+        for name, value in resolved.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for logs."""
+        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """Logging for every entry point."""
+
+    level: str = setting(
+        "INFO",
+        env=("PWBUS_LOG_LEVEL", "LOG_LEVEL"),
+        help="DEBUG, INFO, WARNING or ERROR (PW_DEBUG=yes also selects DEBUG)",
+        check=one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+    )
+    debug: bool = setting(False, env=("PW_DEBUG",), help="pyPowerwall's switch for DEBUG logs")
+    json: bool = setting(False, env=("PWBUS_LOG_JSON",), help="one JSON object per log line")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "level", str(self.level).upper())
+        if self.debug:
+            object.__setattr__(self, "level", "DEBUG")
+
+
+@dataclass(frozen=True)
+class SimulatorSettings:
+    """The gateway simulator (``pwbus simulate``)."""
+
+    host: str = setting("127.0.0.1", env=("PWBUS_SIM_HOST",), help="address to listen on")
+    port: int = setting(
+        8443, env=("PWBUS_SIM_PORT",), help="HTTPS port (0 picks a free one)", check=port_number
+    )
+    password: str = setting(
+        "password",
+        env=("PWBUS_SIM_PASSWORD", "PW_PASSWORD"),
+        secret=True,
+        help="the customer password the simulated gateway accepts",
+    )
+    seed: int = setting(1, env=("PWBUS_SIM_SEED",), help="makes a run reproducible")
+    speed: float = setting(
+        1.0,
+        env=("PWBUS_SIM_SPEED",),
+        help="simulated seconds per real second (1440: a day a minute)",
+        check=positive,
+    )
+    powerwalls: int = setting(
+        2,
+        env=("PWBUS_SIM_POWERWALLS",),
+        help="number of Powerwalls, 1 to 4",
+        check=lambda n: None if 1 <= n <= 4 else "must be 1, 2, 3 or 4",
+    )
+    firmware: str = setting(
+        "23.12.10 8f14e45f",
+        env=("PWBUS_SIM_FIRMWARE",),
+        help="firmware version reported; 23.44 or later removes /api/devices/vitals",
+    )
+    timezone: str = setting("America/Los_Angeles", env=("PWBUS_SIM_TIMEZONE",), help="site zone")
+    solar_kw: float = setting(
+        7.6,
+        env=("PWBUS_SIM_SOLAR_KW",),
+        help="solar array size, kW (0: no solar)",
+        check=non_negative,
+    )
+    session_ttl: float = setting(
+        86400.0,
+        env=("PWBUS_SIM_SESSION_TTL",),
+        help="seconds a login session stays valid",
+        check=positive,
+    )
+    fixtures: Path | None = setting(
+        None, env=("PWBUS_SIM_FIXTURES",), help="replay recorded bodies from this folder"
+    )
+    variant: str | None = setting(
+        None, env=("PWBUS_SIM_VARIANT",), help="with fixtures: which __variant to serve"
+    )
+    faults: tuple[str, ...] = setting(
+        (), env=("PWBUS_SIM_FAULTS",), help="faults active at start, e.g. rate-limit-logins=3"
+    )
+    cert_file: Path | None = setting(
+        None, env=("PWBUS_SIM_CERT",), help="PEM certificate (default: made)"
+    )
+    key_file: Path | None = setting(None, env=("PWBUS_SIM_KEY",), help="PEM key for cert_file")
+
+
+@dataclass(frozen=True)
+class PollerSettings:
+    """What the poller reads, how often, and how much it holds while the broker is away."""
+
+    meters_interval: float = setting(
+        2.0,
+        env=("PWBUS_POLL_METERS",),
+        check=at_least_one_second,
+        help="seconds between /api/meters/aggregates reads (also the MeterStream rate)",
+    )
+    soe_interval: float = setting(
+        2.0,
+        env=("PWBUS_POLL_SOE",),
+        check=at_least_one_second,
+        help="seconds between /api/system_status/soe reads",
+    )
+    grid_status_interval: float = setting(
+        5.0,
+        env=("PWBUS_POLL_GRID_STATUS",),
+        check=at_least_one_second,
+        help="seconds between /api/system_status/grid_status reads",
+    )
+    system_status_interval: float = setting(
+        30.0,
+        env=("PWBUS_POLL_SYSTEM_STATUS",),
+        check=at_least_one_second,
+        help="seconds between /api/system_status reads",
+    )
+    operation_interval: float = setting(
+        30.0,
+        env=("PWBUS_POLL_OPERATION",),
+        check=at_least_one_second,
+        help="seconds between /api/operation reads",
+    )
+    vitals_interval: float = setting(
+        30.0,
+        env=("PWBUS_POLL_VITALS",),
+        check=at_least_one_second,
+        help="seconds between /api/devices/vitals reads (never on firmware 23.44+)",
+    )
+    solar_powerwall_interval: float = setting(
+        30.0,
+        env=("PWBUS_POLL_SOLAR_POWERWALL",),
+        check=at_least_one_second,
+        help="seconds between /api/solar_powerwall reads (where the gateway has it)",
+    )
+    slow_interval: float = setting(
+        300.0,
+        env=("PWBUS_POLL_SLOW",),
+        check=at_least_one_second,
+        help="seconds between reads of every other endpoint",
+    )
+    slow_endpoints: tuple[str, ...] = setting(
+        DEFAULT_SLOW_ENDPOINTS,
+        env=("PWBUS_POLL_SLOW_ENDPOINTS",),
+        help="the other endpoints to read (comma separated)",
+        check=lambda paths: next(
+            (f"{p!r} is not an /api/ path" for p in paths if not p.startswith("/api/")), None
+        ),
+    )
+    meter_stream: bool = setting(
+        True,
+        env=("PWBUS_POLL_METER_STREAM",),
+        help="also publish the Tesla-API compatible MeterStream message",
+    )
+    status_interval: float = setting(
+        30.0,
+        env=("PWBUS_POLL_STATUS_INTERVAL",),
+        check=positive,
+        help="seconds between poller status messages (also sent on every change)",
+    )
+    buffer_seconds: float = setting(
+        3600.0,
+        env=("PWBUS_POLL_BUFFER_SECONDS",),
+        check=positive,
+        help="hold this much reading time in memory while the broker is down",
+    )
+    backoff_max: float = setting(
+        60.0,
+        env=("PWBUS_POLL_BACKOFF_MAX",),
+        check=positive,
+        help="longest wait between attempts while the gateway or broker is unreachable, s",
+    )
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """The HTTP proxy (``pwbus proxy``): pyPowerwall's endpoints, served from the bus."""
+
+    port: int = setting(
+        8675, env=("PWBUS_PROXY_PORT", "PW_PORT"), help="HTTP port", check=port_number
+    )
+    bind_address: str = setting(
+        "",
+        env=("PWBUS_PROXY_BIND", "PW_BIND_ADDRESS"),
+        help="address to listen on (empty: every address)",
+    )
+    https: str = setting(
+        "no",
+        env=("PWBUS_PROXY_HTTPS", "PW_HTTPS"),
+        help="yes: serve TLS (cert_file/key_file, or a certificate made at start); "
+        "http: plain HTTP behind a TLS-terminating proxy",
+        check=one_of("no", "yes", "http"),
+    )
+    cert_file: Path | None = setting(
+        None, env=("PWBUS_PROXY_CERT",), help="PEM certificate for https=yes"
+    )
+    key_file: Path | None = setting(None, env=("PWBUS_PROXY_KEY",), help="PEM key of cert_file")
+    style: str = setting(
+        "clear",
+        env=("PWBUS_PROXY_STYLE", "PW_STYLE"),
+        help="power-flow page style: clear, black, white, grafana or grafana-dark",
+        check=one_of("clear", "black", "white", "grafana", "grafana-dark", "dakboard", "solar"),
+    )
+    neg_solar: bool = setting(
+        True,
+        env=("PW_NEG_SOLAR",),
+        help="no: clamp negative solar to 0 and add it to the home load",
+    )
+    site_zero_threshold: float = setting(
+        0.0,
+        env=("PW_SITE_ZERO_THRESHOLD",),
+        check=non_negative,
+        help="site (grid) power within +/- this many watts is shown as 0",
+    )
+    base_url: str = setting(
+        "/", env=("PROXY_BASE_URL",), help="path prefix when served behind a reverse proxy"
+    )
+    browser_cache: int = setting(
+        0,
+        env=("PW_BROWSER_CACHE",),
+        check=non_negative,
+        help="max-age in seconds for the page's static files (0: no caching)",
+    )
+    health_max_age: float = setting(
+        30.0,
+        env=("PWBUS_PROXY_HEALTH_MAX_AGE",),
+        check=positive,
+        help="/health answers 503 when the meters data is older than this, s",
+    )
+
+    def __post_init__(self) -> None:
+        base = "/" + self.base_url.strip("/")
+        object.__setattr__(self, "base_url", base if base != "/" else "/")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ConfigError("proxy.cert_file", "cert_file and key_file go together")
+
+
+@dataclass(frozen=True)
+class WriterSettings:
+    """The MySQL history writer (``pwbus mysql``)."""
+
+    queue: str = setting(
+        "pwbus.mysql",
+        env=("PWBUS_MYSQL_QUEUE",),
+        help="durable queue the writer reads (readings wait there while it is down)",
+    )
+    dead_letter_queue: str = setting(
+        "pwbus.mysql.dead",
+        env=("PWBUS_MYSQL_DEAD_LETTER_QUEUE",),
+        help="where malformed messages go, with the reason in a header",
+    )
+    prefetch: int = setting(
+        2000,
+        env=("PWBUS_MYSQL_PREFETCH",),
+        check=positive,
+        help="unacknowledged messages the broker may send ahead",
+    )
+    batch_size: int = setting(
+        1000,
+        env=("PWBUS_MYSQL_BATCH_SIZE",),
+        check=positive,
+        help="most messages written in one transaction",
+    )
+    batch_wait: float = setting(
+        0.5,
+        env=("PWBUS_MYSQL_BATCH_WAIT",),
+        check=positive,
+        help="longest wait for a batch to fill before writing it, s",
+    )
+    max_message_bytes: int = setting(
+        1_000_000,
+        env=("PWBUS_MYSQL_MAX_MESSAGE_BYTES",),
+        check=positive,
+        help="larger messages are dead-lettered unread",
+    )
+    meter_stream: bool = setting(
+        False,
+        env=("PWBUS_MYSQL_METER_STREAM",),
+        help="also store Tesla-API MeterStream messages (behind a Tesla-API publisher)",
+    )
+    meter_stream_gateway: str = setting(
+        "tesla-api",
+        env=("PWBUS_MYSQL_METER_STREAM_GATEWAY",),
+        help="the gateway name MeterStream rows are stored under (they carry no DIN)",
+    )
+    retry_max: float = setting(
+        30.0,
+        env=("PWBUS_MYSQL_RETRY_MAX",),
+        check=positive,
+        help="longest wait between attempts while the database is down, s",
+    )
+    migrate: bool = setting(
+        True, env=("PWBUS_MYSQL_MIGRATE",), help="apply schema migrations at start"
+    )
+
+
+SECTIONS: dict[str, type] = {
+    "gateway": GatewaySettings,
+    "amqp": AmqpSettings,
+    "mysql": MysqlSettings,
+    "log": LogSettings,
+    "simulator": SimulatorSettings,
+    "poller": PollerSettings,
+    "proxy": ProxySettings,
+    "writer": WriterSettings,
+}
