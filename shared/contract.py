@@ -1,0 +1,256 @@
+"""The contract in one table: every gateway endpoint and every message kind, declared once.
+
+Which gateway paths exist, what kind of message a reading becomes, its routing key, how often
+the poller reads it, whether the proxy answers it at the same path and which JSON Schema
+checks it: all of that used to be written out in six places (topology, schemas, settings,
+the poller's schedule, the writer's bindings, the proxy's allow list and its OpenAPI
+document), and the copies had started to disagree. Everything below is the single source;
+the poller's schedule, ``DEFAULT_SLOW_ENDPOINTS``, the schema lookup, the writer's bindings,
+the proxy's pass-through routes and ``/openapi.json`` are derived from it, and
+``tests/test_contract.py`` proves the proxy and its document agree with it.
+
+Routing keys come from :func:`routing_key` and nowhere else, so a change of their format
+(a gateway segment, later) is a change of that one function and its inverse :func:`kind_of`.
+
+This module imports nothing of the project: settings, messages, schemas and every component
+may import it without a cycle.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+# --------------------------------------------------------------------------- routing keys
+
+#: Kind names code refers to (each is declared in :data:`KINDS`).
+METER_STREAM = "MeterStream"
+POLLER_STATUS = "poller.status"
+RESYNC = "control.resync"
+
+_CONTRACT_PREFIX = "powerwall."
+#: Kinds whose routing key is their bare name: Tesla-API's stream keeps Tesla-API's key, and
+#: the resync request stays outside ``powerwall.#`` so that binding sees only the contract.
+_BARE = frozenset({METER_STREAM, RESYNC})
+
+
+def routing_key(kind: str) -> str:
+    """The routing key of messages of ``kind`` (also of a topic pattern: ``"#"``).
+
+    The one place the key format lives: ``meters`` -> ``powerwall.meters``.
+    """
+    return kind if kind in _BARE else _CONTRACT_PREFIX + kind
+
+
+def kind_of(key: str) -> str:
+    """The kind of a routing key (a kind is returned unchanged): the inverse of
+    :func:`routing_key`, so it changes with it."""
+    return key.removeprefix(_CONTRACT_PREFIX)
+
+
+# --------------------------------------------------------------------------- message kinds
+
+#: The name of the kind family every other ``/api/...`` endpoint belongs to (``api.<path>``).
+API_FAMILY = "api.#"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of message on the exchange."""
+
+    name: str  # also the AMQP ``type`` property and the envelope's ``kind``
+    schema: str | None  # the file in schema/messages/; None: the body is not checked
+    summary: str
+    envelope: bool = True  # False: not our versioned envelope (MeterStream, resync requests)
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind(
+        METER_STREAM,
+        "meter-stream.json",
+        "Tesla-API compatible: timestamp, state_of_energy and the raw meters; no envelope",
+        envelope=False,
+    ),
+    Kind("meters", "meters.json", "the live meters, /api/meters/aggregates"),
+    Kind("soe", "soe.json", "the state of energy, raw gateway scale"),
+    Kind("grid_status", "grid-status.json", "whether the grid is up"),
+    Kind("vitals", "vitals.json", "device vitals: the protobuf in base64 and its decoded view"),
+    Kind("api.status", "api-status.json", "the gateway's identity and firmware"),
+    Kind("api.system_status", "api-system-status.json", "site energy and battery blocks"),
+    Kind(API_FAMILY, "api.json", "every other gateway endpoint: the JSON as received"),
+    Kind(POLLER_STATUS, "poller-status.json", "the poller's own health; no gateway endpoint"),
+    Kind(RESYNC, None, "a consumer's request for the latest message of every kind", False),
+)
+
+_KINDS = {kind.name: kind for kind in KINDS}
+
+
+def _is_api_kind(name: str) -> bool:
+    return name.startswith("api.") and len(name) > len("api.")
+
+
+def kind(name: str) -> Kind | None:
+    """The declaration of kind ``name``; any ``api.<path>`` without one of its own belongs
+    to the :data:`API_FAMILY`. None for a name the contract does not know."""
+    found = _KINDS.get(name)
+    if found is None and _is_api_kind(name):
+        found = _KINDS[API_FAMILY]
+    return found
+
+
+def schema_file(name: str) -> str | None:
+    """The schema file checking messages of kind ``name``; None when there is none."""
+    found = kind(name)
+    return None if found is None else found.schema
+
+
+# --------------------------------------------------------------------------- endpoints
+
+
+class Proxy(enum.Enum):
+    """What the pyPowerwall-compatible proxy answers at an endpoint's own path."""
+
+    PASS_THROUGH = "the latest payload read by the poller, as the gateway sent it"
+    OWN_ROUTE = "a route of the proxy's own (computed or fixed, as pyPowerwall does)"
+    REFUSED = "refused: pyPowerwall's DISABLED list"
+    NOT_SERVED = "nothing: 404"
+
+
+class Encoding(enum.Enum):
+    """How the gateway encodes an endpoint's body."""
+
+    JSON = "json"
+    PROTOBUF = "protobuf"  # sent base64 in the envelope, with a decoded view
+
+
+#: The ``PollerSettings`` field of the slow cadence.
+SLOW_INTERVAL = "slow_interval"
+#: ``Endpoint.poll`` of the endpoints read while listed in ``poller.slow_endpoints``
+#: (``PWBUS_POLL_SLOW_ENDPOINTS``), every ``poller.slow_interval`` seconds.
+LISTED = "slow_endpoints"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One gateway path: what its reading becomes and who reads and serves it.
+
+    ``poll`` names the ``PollerSettings`` field that sets its cadence (the default cadence is
+    that field's default), or :data:`LISTED`, or None for a path the poller never reads.
+    The order of :data:`ENDPOINTS` is the poller's tie-break order.
+    """
+
+    path: str
+    kind: str
+    poll: str | None = LISTED
+    proxy: Proxy = Proxy.PASS_THROUGH
+    encoding: Encoding = Encoding.JSON
+    note: str = ""  # one line for readers: docs/messages.md and /openapi.json say it
+
+    @property
+    def routing_key(self) -> str:
+        """The routing key its readings are published under."""
+        return routing_key(self.kind)
+
+    @property
+    def schema(self) -> str | None:
+        """The schema file its messages are checked with."""
+        return schema_file(self.kind)
+
+
+_OWN = Proxy.OWN_ROUTE
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    # /api/status first: it tells the DIN and firmware every other message needs.
+    Endpoint("/api/status", "api.status", poll=SLOW_INTERVAL),
+    # The state of energy just before the meters: MeterStream carries the latest of it.
+    Endpoint("/api/system_status/soe", "soe", poll="soe_interval", proxy=_OWN),
+    Endpoint("/api/meters/aggregates", "meters", poll="meters_interval", proxy=_OWN),
+    Endpoint("/api/system_status/grid_status", "grid_status", poll="grid_status_interval"),
+    Endpoint("/api/system_status", "api.system_status", poll="system_status_interval"),
+    Endpoint("/api/operation", "api.operation", poll="operation_interval"),
+    Endpoint(
+        "/api/devices/vitals",
+        "vitals",
+        poll="vitals_interval",
+        proxy=Proxy.NOT_SERVED,  # the proxy serves them decoded, on /vitals and friends
+        encoding=Encoding.PROTOBUF,
+        note="firmware before 23.44 only",
+    ),
+    Endpoint(
+        "/api/solar_powerwall",
+        "api.solar_powerwall",
+        poll="solar_powerwall_interval",
+        note="Powerwall+ only",
+    ),
+    Endpoint("/api/site_info", "api.site_info"),
+    Endpoint("/api/site_info/site_name", "api.site_info.site_name"),
+    Endpoint("/api/sitemaster", "api.sitemaster"),
+    Endpoint("/api/powerwalls", "api.powerwalls"),
+    Endpoint("/api/meters/site", "api.meters.site"),
+    Endpoint("/api/meters/solar", "api.meters.solar"),
+    Endpoint("/api/meters", "api.meters", note="the meter inventory, not the live meters"),
+    Endpoint("/api/meters/readings", "api.meters.readings"),
+    Endpoint("/api/networks", "api.networks"),
+    Endpoint("/api/system/networks", "api.system.networks"),
+    Endpoint("/api/system/update/status", "api.system.update.status"),
+    Endpoint("/api/system_status/grid_faults", "api.system_status.grid_faults"),
+    Endpoint("/api/site_info/grid_codes", "api.site_info.grid_codes"),
+    Endpoint("/api/solars", "api.solars"),
+    Endpoint("/api/solars/brands", "api.solars.brands"),
+    Endpoint("/api/customer", "api.customer"),
+    Endpoint("/api/installer", "api.installer"),
+    Endpoint("/api/synchrometer/ct_voltage_references", "api.synchrometer.ct_voltage_references"),
+    Endpoint(
+        "/api/troubleshooting/problems",
+        "api.troubleshooting.problems",
+        proxy=_OWN,  # pyPowerwall answers a fixed {"problems": []}; so do we
+    ),
+    Endpoint("/api/auth/toggle/supported", "api.auth.toggle.supported"),
+    # In pyPowerwall's allow list but refused by its DISABLED list: never read, never served.
+    Endpoint(
+        "/api/customer/registration", "api.customer.registration", poll=None, proxy=Proxy.REFUSED
+    ),
+)
+
+_ENDPOINTS = {endpoint.path: endpoint for endpoint in ENDPOINTS}
+
+
+def endpoint(path: str) -> Endpoint:
+    """The declaration of a gateway path of the table; KeyError for any other path."""
+    return _ENDPOINTS[path]
+
+
+def _normalise(path: str) -> str:
+    return path.split("?", 1)[0].rstrip("/") or "/"
+
+
+def api_kind(path: str) -> str:
+    """The rule for a path without a kind of its own: the path after ``/api/`` with ``/`` as
+    ``.`` and any ``.`` as ``_`` (``/api/site_info/site_name`` -> ``api.site_info.site_name``).
+    Paths added with ``PWBUS_POLL_SLOW_ENDPOINTS`` get their kind this way."""
+    tail = _normalise(path).removeprefix("/api/").strip("/")
+    words = [word for word in tail.replace(".", "_").split("/") if word]
+    return "api." + ".".join(words)
+
+
+def kind_for_path(path: str) -> str:
+    """The kind of readings from the gateway path ``path`` (a query string is ignored)."""
+    declared = _ENDPOINTS.get(_normalise(path))
+    return declared.kind if declared is not None else api_kind(path)
+
+
+def routing_key_for(path: str) -> str:
+    """The routing key readings from the gateway path ``path`` are published under."""
+    return routing_key(kind_for_path(path))
+
+
+def proxy_paths(use: Proxy) -> frozenset[str]:
+    """The gateway paths the proxy answers with ``use`` at the same path."""
+    return frozenset(e.path for e in ENDPOINTS if e.proxy is use)
+
+
+#: The default of ``poller.slow_endpoints`` (PWBUS_POLL_SLOW_ENDPOINTS): every endpoint read at
+#: the slow cadence, /api/status included (it is read whatever the list says).
+DEFAULT_SLOW_ENDPOINTS: tuple[str, ...] = tuple(
+    e.path for e in ENDPOINTS if e.poll in (LISTED, SLOW_INTERVAL)
+)
