@@ -47,8 +47,9 @@ from typing import Any
 import mysql.connector
 import pytest
 
-from powerwall_bus.consumers.mysql import reports
-from powerwall_bus.consumers.mysql.migrate import connect, migrate
+from powerwall_bus.consumers.mysql import plots, reports
+from powerwall_bus.consumers.mysql.connection import connect
+from powerwall_bus.consumers.mysql.migrate import migrate
 from powerwall_bus.consumers.mysql.reports import ReportParams, ReportResult
 from powerwall_bus.shared.errors import ConfigError
 from powerwall_bus.shared.settings import MysqlSettings
@@ -667,7 +668,7 @@ def test_plot_writes_a_png_of_the_expected_size(db: Any, tmp_path: Path, name: s
     pytest.importorskip("matplotlib")
     result = run(db, name, "2024-03-01", "2024-03-04", interval_s=3600)
     path = tmp_path / f"{name}.png"
-    reports.plot_report(result, path)
+    plots.plot_report(result, path)
     assert png_size(path) == (1000, 550)
     assert path.stat().st_size > 5000  # something was drawn
 
@@ -675,7 +676,7 @@ def test_plot_writes_a_png_of_the_expected_size(db: Any, tmp_path: Path, name: s
 def test_plot_refuses_a_report_without_a_chart(db: Any, tmp_path: Path) -> None:
     result = run(db, "outages", "2024-03-01", "2024-03-04")
     with pytest.raises(ConfigError, match="has no chart"):
-        reports.plot_report(result, tmp_path / "x.png")
+        plots.plot_report(result, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
 
 

@@ -1,12 +1,12 @@
-"""The database side of the writer: connect, look up dictionary ids, write a batch.
+"""The database side of the writer: keep a connection, look up dictionary ids, write a batch.
 
 The writer uses mysql-connector-python through this module only, and its exceptions end here:
 every call raises :class:`~shared.errors.DatabaseUnavailable` (transient: the server is
 down, restarting, dropped the connection, a lock timed out; try again later) or
 :class:`~shared.errors.DatabaseError` (the server answered and refused: a bad login, an
-unknown database, a value it will not store), each with a one-line message that names the
-database by its password-free URL. After ``DatabaseUnavailable`` the connection is
-dropped; the next call opens a new one.
+unknown database, a value it will not store), as translated by
+:mod:`~consumers.mysql.connection`, which also opens the connections. After
+``DatabaseUnavailable`` the connection is dropped; the next call opens a new one.
 
 :meth:`Database.write` stores one batch of :class:`~consumers.mysql.rows.Rows` in **one
 transaction**: it resolves gateway DINs and vitals device/signal names to their dictionary
@@ -32,9 +32,9 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-import mysql.connector
 import mysql.connector.errors as mysql_errors
 
+from powerwall_bus.consumers.mysql.connection import connect, translated
 from powerwall_bus.consumers.mysql.rows import MeterRow, Rows, SoeRow, VitalsRow
 from powerwall_bus.shared.errors import DatabaseError, DatabaseUnavailable
 from powerwall_bus.shared.settings import MysqlSettings
@@ -45,14 +45,6 @@ T = TypeVar("T")
 
 #: Rows per multi-row INSERT statement (keeps statements far below max_allowed_packet).
 STATEMENT_ROWS = 2000
-
-#: Server error numbers that mean "not now" rather than "never": too many connections,
-#: server shutdown, lock wait timeout, deadlock, disk full, read-only, connection killed,
-#: disconnected for inactivity.
-_TRANSIENT_ERRNOS = frozenset({1021, 1040, 1053, 1205, 1213, 1290, 1836, 1927, 4031})
-
-#: Login problems: the settings are wrong, not the server's state.
-_LOGIN_ERRNOS = frozenset({1044, 1045, 1049, 1698})
 
 _METER_INSERT = (
     "INSERT IGNORE INTO meter_readings (gateway_id, ts, meter, instant_power, "
@@ -80,83 +72,6 @@ _GRID_SEED = (
     "JOIN (SELECT gateway_id, MAX(ts) AS ts FROM grid_status_changes GROUP BY gateway_id) m "
     "ON m.gateway_id = c.gateway_id AND m.ts = c.ts"
 )
-
-
-def one_line(exc: BaseException) -> str:
-    """A short single-line description of a connector error."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:300]
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for connector errors that a later attempt may not see again."""
-    if isinstance(exc, OSError):
-        return True
-    errno = getattr(exc, "errno", None)
-    if errno in _TRANSIENT_ERRNOS:
-        return True
-    if errno in _LOGIN_ERRNOS:
-        return False
-    timeouts = tuple(
-        getattr(mysql_errors, name)
-        for name in ("ConnectionTimeoutError", "ReadTimeoutError", "WriteTimeoutError")
-        if hasattr(mysql_errors, name)
-    )
-    if timeouts and isinstance(exc, timeouts):
-        return True
-    if isinstance(exc, mysql_errors.OperationalError):
-        return True
-    if isinstance(exc, mysql_errors.InterfaceError):
-        return errno is None or errno <= 0 or 2000 <= errno < 3000
-    return False
-
-
-@contextlib.contextmanager
-def translated(settings: MysqlSettings, doing: str) -> Iterator[None]:
-    """Turn connector (and socket) errors into DatabaseUnavailable / DatabaseError."""
-    try:
-        yield
-    except (mysql_errors.Error, OSError) as exc:
-        where = f"database {settings.safe_url}"
-        if is_transient(exc):
-            reason = f"{where} unavailable while {doing}: {one_line(exc)}"
-            raise DatabaseUnavailable(reason) from None
-        hint = ""
-        if getattr(exc, "errno", None) in _LOGIN_ERRNOS:
-            hint = " (check MYSQL_URL / MYSQL_USER / MYSQL_PASSWORD / MYSQL_DATABASE)"
-        raise DatabaseError(f"{where} refused {doing}: {one_line(exc)}{hint}") from None
-
-
-def connect(
-    settings: MysqlSettings, *, timeout: float = 10.0, io_timeout: float | None = 10.0
-) -> Any:
-    """A new connection (autocommit off, READ COMMITTED).
-
-    The C extension is used when it is installed, the pure-Python connector otherwise.
-    ``timeout`` bounds connecting, ``io_timeout`` each read or write on the socket (None:
-    no limit).
-    """
-    options: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "user": settings.user,
-        "password": settings.password,
-        "database": settings.database,
-        "autocommit": False,
-        "connection_timeout": max(1, round(timeout)),
-        "use_pure": not getattr(mysql.connector, "HAVE_CEXT", False),
-        "charset": "utf8mb4",
-    }
-    defaults = getattr(mysql.connector.constants, "DEFAULT_CONFIGURATION", {})
-    for name in ("read_timeout", "write_timeout"):
-        if name in defaults and io_timeout is not None:  # connector 9.2 and later
-            options[name] = max(1, round(io_timeout))
-    with translated(settings, "connecting"):
-        connection = mysql.connector.connect(**options)
-        cursor = connection.cursor()
-        cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        cursor.close()
-        return connection
 
 
 def _number(value: float | None) -> str:

@@ -24,14 +24,8 @@ _NEWEST_METER_ROW = (
 )
 
 
-def _quiet_connector() -> None:
-    """The connector logs every connection at INFO: keep it to warnings unless debugging."""
-    logging.getLogger("mysql.connector").setLevel(max(logging.WARNING, logging.getLogger().level))
-
-
 def run_writer(config: WriterConfig) -> int:
     """Run until SIGTERM/SIGINT; 0 after a clean stop (errors propagate as PwbusError)."""
-    _quiet_connector()
     writer = Writer(config)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -61,7 +55,6 @@ def check_health(settings: MysqlSettings, max_age: float) -> int:
     It says "history is being written", which needs the poller, the broker, the writer and
     the database alike; the one-line answer on stdout/stderr says which part is missing.
     """
-    _quiet_connector()
     try:
         age = newest_meter_age(settings)
     except (DatabaseUnavailable, DatabaseError) as exc:

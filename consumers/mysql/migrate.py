@@ -1,4 +1,4 @@
-"""Schema migrations for the history database, and the ``pwbus db`` commands.
+"""Schema migrations for the history database, and ``pwbus db migrate``.
 
 ``schema/migrations/NNNN_name.sql`` are applied in order, each once. The table
 ``schema_version`` records every version with its file name, checksum and times. A file
@@ -10,8 +10,8 @@ its first statement finished changed nothing and is simply applied again.
 
 Migrations need DDL privileges (CREATE, ALTER, INDEX, DROP, REFERENCES on the database), so
 ``pwbus db migrate`` runs as an administrator. The writer's least-privilege account
-(``pwbus db users``) can run :func:`migrate` too as long as there is nothing to do: the
-up-to-date check only reads ``schema_version``.
+(``pwbus db users``, :mod:`~consumers.mysql.users`) can run :func:`migrate` too as long as
+there is nothing to do: the up-to-date check only reads ``schema_version``.
 
 Concurrent runs (two writers starting at once) are serialised with ``GET_LOCK``.
 """
@@ -19,17 +19,20 @@ Concurrent runs (two writers starting at once) are serialised with ``GET_LOCK``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import logging
 import re
-import string
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol
 
-from powerwall_bus.shared.errors import ConfigError, DatabaseError, DatabaseUnavailable, PwbusError
+import mysql.connector.errors as mysql_errors
+
+from powerwall_bus.consumers.mysql.connection import connect, one_line, translated
+from powerwall_bus.shared.errors import DatabaseError
 from powerwall_bus.shared.settings import MysqlSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -51,14 +54,9 @@ CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
 """
 
-# mysql.connector error numbers, translated at this boundary
-_ER_DBACCESS_DENIED = 1044
-_ER_ACCESS_DENIED = 1045
-_ER_BAD_DB = 1049
-_ER_TABLEACCESS_DENIED = 1142
-_ER_ACCESS_DENIED_NO_PASSWORD = 1698
-_ER_SPECIFIC_ACCESS_DENIED = 1227
-_UNREACHABLE = frozenset({2002, 2003, 2005, 2006, 2013, 2055})
+# Missing privileges (table access, e.g. CREATE; a global one): the account may read
+# schema_version but not change the schema.
+_PRIVILEGE_ERRNOS = frozenset({1142, 1227})
 
 
 class MigrationError(DatabaseError):
@@ -145,63 +143,6 @@ def check_sequence(migrations: Sequence[Migration]) -> list[Migration]:
 # --------------------------------------------------------------------------- database
 
 
-def connect(settings: MysqlSettings, *, timeout: float = 10.0) -> Any:
-    """Open a connection to the configured database, failures translated (see below)."""
-    import mysql.connector
-
-    # mysql.connector logs every authentication plugin it loads at INFO
-    connector_log = logging.getLogger("mysql.connector")
-    connector_log.setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
-
-    try:
-        return mysql.connector.connect(
-            host=settings.host,
-            port=settings.port,
-            user=settings.user,
-            password=settings.password,
-            database=settings.database,
-            connection_timeout=max(1, int(timeout)),
-            charset="utf8mb4",
-            autocommit=False,
-        )
-    except mysql.connector.Error as exc:
-        raise database_error(exc, settings) from None
-
-
-def database_error(exc: Exception, settings: MysqlSettings) -> PwbusError:
-    """Translate a mysql.connector error into one line that names no password.
-
-    :class:`DatabaseUnavailable` when the server cannot be reached (try again later),
-    :class:`DatabaseError` when it answered and refused (login, database, SQL).
-    """
-    errno = getattr(exc, "errno", None)
-    where = f"{settings.host}:{settings.port}"
-    if errno in (_ER_ACCESS_DENIED, _ER_ACCESS_DENIED_NO_PASSWORD):
-        return DatabaseError(
-            f"MySQL at {where} refused the login of user {settings.user!r}"
-            " (wrong user name or password)"
-        )
-    if errno == _ER_DBACCESS_DENIED:
-        return DatabaseError(
-            f"MySQL at {where}: user {settings.user!r} may not use database {settings.database!r}"
-        )
-    if errno == _ER_BAD_DB:
-        return DatabaseError(
-            f"MySQL at {where} has no database {settings.database!r}"
-            f" (create it: CREATE DATABASE `{settings.database}` CHARACTER SET utf8mb4)"
-        )
-    if errno in _UNREACHABLE or errno is None:
-        return DatabaseUnavailable(
-            f"cannot reach MySQL at {where}: {_one_line(exc)} (is the server running?)"
-        )
-    return DatabaseError(f"MySQL at {where}: {_one_line(exc)}")
-
-
-def _one_line(exc: Exception) -> str:
-    text = getattr(exc, "msg", None) or str(exc) or type(exc).__name__
-    return " ".join(str(text).split())
-
-
 def _version_table_exists(cursor: Any) -> bool:
     cursor.execute(
         "SELECT COUNT(*) FROM information_schema.tables"
@@ -240,11 +181,10 @@ def migrate(connection: Connection, migrations: Sequence[Migration] | None = Non
     """Apply the pending migrations in order and return the schema version now in place.
 
     Running it again is a no-op. Raises :class:`MigrationError` when a migration fails or
-    an earlier run left one half applied; mysql.connector errors are not translated here
-    (see :func:`database_error`) except for missing privileges.
+    an earlier run left one half applied, or when this account lacks the privileges; other
+    mysql.connector errors are left to the caller to translate
+    (:func:`consumers.mysql.connection.translated`).
     """
-    import mysql.connector
-
     todo = list(migrations) if migrations is not None else available_migrations()
     cursor = connection.cursor()
     cursor.execute("SELECT DATABASE()")
@@ -259,10 +199,10 @@ def migrate(connection: Connection, migrations: Sequence[Migration] | None = Non
     try:
         try:
             return _migrate_locked(connection, cursor, todo)
-        except mysql.connector.Error as exc:
-            if getattr(exc, "errno", None) in (_ER_TABLEACCESS_DENIED, _ER_SPECIFIC_ACCESS_DENIED):
+        except mysql_errors.Error as exc:
+            if getattr(exc, "errno", None) in _PRIVILEGE_ERRNOS:
                 raise MigrationError(
-                    f"this account may not change the schema ({_one_line(exc)}):"
+                    f"this account may not change the schema ({one_line(exc)}):"
                     " run `pwbus db migrate` as a database administrator"
                 ) from None
             raise
@@ -271,13 +211,11 @@ def migrate(connection: Connection, migrations: Sequence[Migration] | None = Non
             cursor.execute("SELECT RELEASE_LOCK(%s)", (lock,))
             cursor.fetchall()
             cursor.close()
-        except mysql.connector.Error as exc:
-            _LOGGER.debug("could not release %s: %s", lock, _one_line(exc))
+        except mysql_errors.Error as exc:
+            _LOGGER.debug("could not release %s: %s", lock, one_line(exc))
 
 
 def _migrate_locked(connection: Connection, cursor: Any, todo: list[Migration]) -> int:
-    import mysql.connector
-
     applied = applied_versions(connection)
     for version, (file_name, _checksum, total, done, finished) in sorted(applied.items()):
         if finished:
@@ -326,15 +264,12 @@ def _migrate_locked(connection: Connection, cursor: Any, todo: list[Migration]) 
                 cursor.execute(statement)
                 if cursor.with_rows:
                     cursor.fetchall()
-            except mysql.connector.Error as exc:
-                if getattr(exc, "errno", None) in (
-                    _ER_TABLEACCESS_DENIED,
-                    _ER_SPECIFIC_ACCESS_DENIED,
-                ):
+            except mysql_errors.Error as exc:
+                if getattr(exc, "errno", None) in _PRIVILEGE_ERRNOS:
                     raise
                 raise MigrationError(
                     f"migration {migration.file_name} failed at statement {number} of"
-                    f" {len(statements)}: {_one_line(exc)}"
+                    f" {len(statements)}: {one_line(exc)}"
                 ) from None
             cursor.execute(
                 f"UPDATE {VERSION_TABLE} SET statements_applied = %s WHERE version = %s",
@@ -350,112 +285,38 @@ def _migrate_locked(connection: Connection, cursor: Any, todo: list[Migration]) 
     return max(v for v in applied) if applied else 0
 
 
-# --------------------------------------------------------------------------- users
-
-
-WRITER_TABLES: tuple[str, ...] = (
-    "gateways",
-    "meter_readings",
-    "soe_readings",
-    "grid_status_changes",
-    "battery_block_readings",
-    "vitals_devices",
-    "vitals_signals",
-    "vitals_readings",
-    "poller_events",
-)
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{1,32}$")
-_HOST = re.compile(r"^[A-Za-z0-9_.%:-]{1,255}$")
-
-
-def users_sql(
-    *,
-    database: str,
-    writer_password: str,
-    reader_password: str,
-    writer: str = "pwbus",
-    reader: str = "pwbus_report",
-    host: str = "%",
-) -> str:
-    """``schema/users.sql`` with the names and passwords filled in (checked and quoted)."""
-    for key, value in (("database", database), ("writer-user", writer), ("reader-user", reader)):
-        if not _IDENTIFIER.match(value):
-            raise ConfigError(key, "use 1 to 32 letters, digits or _")
-    if writer == reader:
-        raise ConfigError("reader-user", "must differ from the writer user")
-    if not _HOST.match(host):
-        raise ConfigError("user-host", "use a host name, an address or a pattern with %")
-    for key, password in (
-        ("writer-password", writer_password),
-        ("reader-password", reader_password),
-    ):
-        if not password:
-            raise ConfigError(key, "must not be empty")
-        if "\\" in password or any(ord(c) < 32 for c in password):
-            raise ConfigError(key, "must not contain a backslash or control characters")
-    template = resources.files("powerwall_bus.schema").joinpath("users.sql").read_text("utf-8")
-    grants = "\n".join(
-        f"GRANT SELECT, INSERT ON `{database}`.`{table}` TO '{writer}'@'{host}';"
-        for table in WRITER_TABLES
-    )
-    return string.Template(template).substitute(
-        database=database,
-        writer=writer,
-        reader=reader,
-        host=host,
-        writer_password=writer_password.replace("'", "''"),
-        reader_password=reader_password.replace("'", "''"),
-        writer_table_grants=grants,
-    )
-
-
-def apply_sql(connection: Connection, sql: str) -> int:
-    """Run every statement of ``sql`` (split like a migration); returns how many ran."""
-    cursor = connection.cursor()
-    try:
-        statements = split_statements(sql)
-        for statement in statements:
-            cursor.execute(statement)
-            if cursor.with_rows:
-                cursor.fetchall()
-        connection.commit()
-        return len(statements)
-    finally:
-        cursor.close()
-
-
 # --------------------------------------------------------------------------- command
 
 
-def run_db(args: argparse.Namespace, settings: MysqlSettings) -> int:
-    """``pwbus db migrate`` and ``pwbus db users``."""
-    import mysql.connector
-
-    if args.db_action == "users":
-        sql = users_sql(
-            database=settings.database,
-            writer_password=args.writer_password,
-            reader_password=args.reader_password,
-            writer=args.writer_user,
-            reader=args.reader_user,
-            host=args.user_host,
-        )
-        if not args.apply:
-            sys.stdout.write(sql)
-            return 0
+def run_migrate(settings: MysqlSettings) -> int:
+    """``pwbus db migrate``: apply what is pending, print the version in place; 0."""
     connection = connect(settings)
     try:
-        if args.db_action == "migrate":
+        with translated(settings, "applying migrations"):
             version = migrate(connection)
-            sys.stdout.write(f"{settings.safe_url}: schema version {version}\n")
-            return 0
-        count = apply_sql(connection, sql)
-        sys.stdout.write(
-            f"{settings.safe_url}: users {args.writer_user!r} (writer) and"
-            f" {args.reader_user!r} (reports) ready ({count} statements)\n"
-        )
-        return 0
-    except mysql.connector.Error as exc:
-        raise database_error(exc, settings) from None
     finally:
-        connection.close()
+        with contextlib.suppress(Exception):
+            connection.close()
+    sys.stdout.write(f"{settings.safe_url}: schema version {version}\n")
+    return 0
+
+
+def run_db(args: argparse.Namespace, settings: MysqlSettings) -> int:
+    """``pwbus db migrate`` and ``pwbus db users`` from parsed arguments.
+
+    Kept for the command layer, which builds ``args``; the users action is
+    :func:`consumers.mysql.users.run_users`, which takes the passwords as arguments.
+    """
+    if args.db_action != "users":
+        return run_migrate(settings)
+    from powerwall_bus.consumers.mysql.users import run_users
+
+    return run_users(
+        settings,
+        writer_password=args.writer_password,
+        reader_password=args.reader_password,
+        writer=args.writer_user,
+        reader=args.reader_user,
+        host=args.user_host,
+        apply=args.apply,
+    )

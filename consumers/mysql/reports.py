@@ -14,13 +14,15 @@ start and end, its months) is passed the same way, so a day without any data sti
 a row, and a daylight-saving day has its 23 or 25 hours.
 
 Formatting (:func:`format_table`, :func:`format_csv`, :func:`format_json`) is pure; the
-database and the file system are touched only by :func:`run_report`, :func:`plot_report`
-and :func:`run_report_command`.
+database and the file system are touched only by :func:`run_report` and
+:func:`run_report_command`. Charts (``--plot``) are :mod:`~consumers.mysql.plots`, the only
+module that imports matplotlib.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -35,7 +37,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from powerwall_bus.consumers.mysql.migrate import Connection, connect, database_error
+from powerwall_bus.consumers.mysql.connection import connect, translated
+from powerwall_bus.consumers.mysql.migrate import Connection
 from powerwall_bus.shared.errors import ConfigError
 from powerwall_bus.shared.settings import MysqlSettings
 
@@ -44,9 +47,6 @@ _LOGGER = logging.getLogger(__name__)
 FORMATS = ("table", "csv", "json")
 MAX_DAYS = 3660
 DEFAULT_INTERVAL_S = 2.0
-# The chart's size in pixels is FIGURE_INCHES * FIGURE_DPI, whatever the data.
-FIGURE_INCHES = (10.0, 5.5)
-FIGURE_DPI = 100
 _SQL_TIME = "%Y-%m-%d %H:%M:%S"
 _EDGE_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 _EDGE_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
@@ -373,11 +373,12 @@ def render(result: ReportResult, output_format: str) -> str:
     if output_format == "json":
         return format_json(result)
     if output_format == "table":
-        return format_table(result, title=_title(result))
+        return format_table(result, title=report_title(result))
     raise ConfigError("format", f"must be one of {', '.join(FORMATS)}")
 
 
-def _title(result: ReportResult) -> str:
+def report_title(result: ReportResult) -> str:
+    """The title of table and chart, e.g. ``daily: 2024-03-01 to 2024-03-04 (exclusive), UTC``."""
     params = result.params
     if params is None:
         return result.name
@@ -385,197 +386,14 @@ def _title(result: ReportResult) -> str:
     return f"{result.name}: {params.start} to {params.end} (exclusive), {params.timezone}{where}"
 
 
-# --------------------------------------------------------------------------- charts
-
-# Where the energy of a day comes from (stacked up) and where it goes (stacked down).
-_ENERGY_SOURCES = (
-    ("solar_kwh", "solar produced", "#f2b705"),
-    ("grid_import_kwh", "from grid", "#7f7f7f"),
-    ("battery_discharged_kwh", "battery discharged", "#2e9e5b"),
-)
-_ENERGY_USES = (
-    ("home_kwh", "home used", "#3a6fb0"),
-    ("grid_export_kwh", "to grid", "#b5b5b5"),
-    ("battery_charged_kwh", "battery charged", "#9fd8b5"),
-)
-_PROFILE_LINES = (
-    ("solar_w", "solar", "#f2b705"),
-    ("home_w", "home", "#3a6fb0"),
-    ("grid_w", "grid (+ import)", "#7f7f7f"),
-    ("battery_w", "battery (+ discharge)", "#2e9e5b"),
-)
-CHARTS = {
-    "daily": "energy",
-    "monthly": "energy",
-    "hourly": "profile",
-    "completeness": "completeness",
-    "peaks": "peaks",
-}
-
-
-def plot_report(result: ReportResult, path: Path) -> None:
-    """Draw the report as a PNG: stacked energy bars, the hourly profile, or daily bars.
-
-    One panel per gateway. Raises ConfigError for a report without a chart, or when
-    matplotlib is missing (``pip install 'powerwall-bus[plot]'``).
-    """
-    kind = CHARTS.get(result.name)
-    if kind is None:
-        charted = ", ".join(sorted(CHARTS))
-        raise ConfigError("plot", f"report {result.name!r} has no chart; charts: {charted}")
-    try:
-        import matplotlib
-    except ImportError:
-        raise ConfigError("plot", "needs matplotlib: pip install 'powerwall-bus[plot]'") from None
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
-    gateways = sorted({str(g) for g in result.column("gateway")}) or ["(no data)"]
-    figure, axes_grid = pyplot.subplots(
-        len(gateways),
-        1,
-        figsize=FIGURE_INCHES,
-        dpi=FIGURE_DPI,
-        squeeze=False,
-        sharex=True,
-    )
-    try:
-        for axes, gateway in zip(axes_grid[:, 0], gateways, strict=True):
-            rows = [r for r in result.records() if str(r["gateway"]) == gateway]
-            if kind == "energy":
-                _plot_energy(axes, rows, result.columns[0])
-            elif kind == "profile":
-                _plot_profile(axes, rows)
-            elif kind == "completeness":
-                _plot_completeness(axes, rows)
-            else:
-                _plot_peaks(axes, rows)
-            axes.set_title(gateway, fontsize=9, loc="right", color="#555555")
-            axes.grid(axis="y", color="#e0e0e0", linewidth=0.8)
-            axes.set_axisbelow(True)
-            axes.label_outer()
-        figure.suptitle(_title(result), fontsize=11)
-        handles, labels = axes_grid[0, 0].get_legend_handles_labels()
-        if handles:
-            figure.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
-        figure.tight_layout(rect=(0, 0, 0.83 if handles else 1, 1))
-        figure.savefig(path, format="png", dpi=FIGURE_DPI)
-    finally:
-        pyplot.close(figure)
-
-
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) else 0.0
-
-
-def _label_axis(axes: Any, labels: list[str]) -> None:
-    positions = list(range(len(labels)))
-    every = max(1, len(labels) // 16)
-    axes.set_xticks(positions[::every])
-    axes.set_xticklabels(
-        labels[::every],
-        rotation=45 if len(labels) > 8 else 0,
-        ha="right" if len(labels) > 8 else "center",
-        fontsize=8,
-    )
-
-
-def _mark_missing(axes: Any, rows: list[dict[str, Value]], columns: list[str]) -> None:
-    """Write "no data" on the periods whose values are all NULL."""
-    for position, row in enumerate(rows):
-        if all(row[c] is None for c in columns):
-            axes.text(
-                position,
-                0,
-                "no data",
-                ha="center",
-                va="bottom",
-                fontsize=7,
-                color="#888888",
-                rotation=90,
-            )
-
-
-def _plot_energy(axes: Any, rows: list[dict[str, Value]], period: str) -> None:
-    labels = [str(r[period]) for r in rows]
-    positions = list(range(len(rows)))
-    bottom = [0.0] * len(rows)
-    for column, label, colour in _ENERGY_SOURCES:
-        values = [_number(r[column]) for r in rows]
-        axes.bar(positions, values, bottom=bottom, color=colour, label=label, width=0.8)
-        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    bottom = [0.0] * len(rows)
-    for column, label, colour in _ENERGY_USES:
-        values = [-_number(r[column]) for r in rows]
-        axes.bar(
-            positions,
-            values,
-            bottom=bottom,
-            color=colour,
-            label=label,
-            width=0.8,
-            edgecolor="white",
-            linewidth=0.3,
-        )
-        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    axes.axhline(0, color="#333333", linewidth=0.8)
-    axes.set_ylabel("kWh  (up: sources, down: uses)", fontsize=8)
-    _label_axis(axes, labels)
-    _mark_missing(axes, rows, [c for c, _l, _c in _ENERGY_SOURCES + _ENERGY_USES])
-
-
-def _plot_profile(axes: Any, rows: list[dict[str, Value]]) -> None:
-    hours = [_number(r["hour"]) for r in rows]
-    for column, label, colour in _PROFILE_LINES:
-        values = [_number(r[column]) / 1000 for r in rows]
-        axes.plot(hours, values, label=label, color=colour, linewidth=2, marker="o", markersize=3)
-    axes.axhline(0, color="#333333", linewidth=0.8)
-    axes.set_xticks(range(0, 24, 2))
-    axes.set_xlim(-0.5, 23.5)
-    axes.set_xlabel("hour of day", fontsize=8)
-    axes.set_ylabel("average power, kW", fontsize=8)
-
-
-def _plot_completeness(axes: Any, rows: list[dict[str, Value]]) -> None:
-    labels = [str(r["day"]) for r in rows]
-    values = [_number(r["completeness_pct"]) for r in rows]
-    colours = ["#2e9e5b" if v >= 99 else "#f2b705" if v >= 90 else "#c0392b" for v in values]
-    axes.bar(range(len(rows)), values, color=colours, width=0.8)
-    axes.axhline(100, color="#333333", linewidth=0.8, linestyle="--")
-    axes.set_ylabel("samples stored, %", fontsize=8)
-    _label_axis(axes, labels)
-
-
-def _plot_peaks(axes: Any, rows: list[dict[str, Value]]) -> None:
-    labels = [str(r["day"]) for r in rows]
-    positions = range(len(rows))
-    axes.bar(
-        positions,
-        [_number(r["peak_import_w"]) / 1000 for r in rows],
-        color="#7f7f7f",
-        label="peak import",
-        width=0.8,
-    )
-    axes.bar(
-        positions,
-        [-_number(r["peak_export_w"]) / 1000 for r in rows],
-        color="#f2b705",
-        label="peak export",
-        width=0.8,
-    )
-    axes.axhline(0, color="#333333", linewidth=0.8)
-    axes.set_ylabel("kW  (up: import, down: export)", fontsize=8)
-    _label_axis(axes, labels)
-    _mark_missing(axes, rows, ["peak_import_w", "peak_export_w"])
-
-
 # --------------------------------------------------------------------------- command
 
 
 def run_report_command(args: argparse.Namespace, settings: MysqlSettings) -> int:
-    """``pwbus report NAME --from --to [--gateway] [--format] [--plot] [--timezone]``."""
-    import mysql.connector
+    """``pwbus report NAME --from --to [--gateway] [--format] [--plot] [--timezone]``.
 
+    Every argument is checked before connecting; matplotlib is imported only for ``--plot``.
+    """
     load_report(args.name)  # an unknown name fails before connecting
     if args.format not in FORMATS:
         raise ConfigError("format", f"must be one of {', '.join(FORMATS)}")
@@ -586,18 +404,21 @@ def run_report_command(args: argparse.Namespace, settings: MysqlSettings) -> int
         gateway=args.gateway,
         interval_s=args.interval,
     )
-    if args.plot and args.name not in CHARTS:
-        charted = ", ".join(sorted(CHARTS))
-        raise ConfigError("plot", f"report {args.name!r} has no chart; charts: {charted}")
+    if args.plot:
+        from powerwall_bus.consumers.mysql.plots import check_chart
+
+        check_chart(args.name)
     connection = connect(settings)
     try:
-        result = run_report(connection, args.name, params)
-    except mysql.connector.Error as exc:
-        raise database_error(exc, settings) from None
+        with translated(settings, f"running report {args.name}"):
+            result = run_report(connection, args.name, params)
     finally:
-        connection.close()
+        with contextlib.suppress(Exception):
+            connection.close()
     sys.stdout.write(render(result, args.format))
     if args.plot:
+        from powerwall_bus.consumers.mysql.plots import plot_report
+
         plot_report(result, Path(args.plot))
         _LOGGER.info("chart written to %s", args.plot)
     return 0
