@@ -18,6 +18,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from powerwall_bus.shared.errors import ConfigError
+from powerwall_bus.shared.gateway.payloads import gateway_reserve, version_at_least
 
 __all__ = [
     "MAX_POWERWALLS",
@@ -82,10 +83,7 @@ class Firmware:
 
     def at_least(self, *numbers: int) -> bool:
         """True when this firmware is ``numbers`` or newer (23.44 == 23.44.0)."""
-        width = max(len(numbers), len(self.numbers))
-        mine = self.numbers + (0,) * (width - len(self.numbers))
-        theirs = numbers + (0,) * (width - len(numbers))
-        return mine >= theirs
+        return version_at_least(self.numbers, numbers)
 
 
 @dataclass(frozen=True)
@@ -93,9 +91,10 @@ class SiteOptions:
     """How to build a simulated site. Invalid values raise :class:`ConfigError` at once.
 
     ``reserve_percent`` is on the Tesla app scale (0-100); the gateway reports
-    ``5 + 0.95 * reserve`` in ``/api/operation``. ``initial_soe`` is on the gateway scale, the
-    one ``/api/system_status/soe`` reports; ``None`` lets the seed choose. ``start`` is the
-    simulated time at creation (UTC-aware); ``None`` means the clock's "now".
+    ``5 + 0.95 * reserve`` in ``/api/operation`` (``payloads.gateway_reserve``).
+    ``initial_soe`` is on the gateway scale, the one ``/api/system_status/soe`` reports;
+    ``None`` lets the seed choose. ``start`` is the simulated time at creation (UTC-aware);
+    ``None`` means the clock's "now".
     """
 
     seed: int = 1
@@ -144,7 +143,7 @@ class SiteOptions:
     @property
     def gateway_reserve_percent(self) -> float:
         """The backup reserve on the gateway's scale (the app's 0 % is the gateway's 5 %)."""
-        return 5.0 + 0.95 * self.reserve_percent
+        return gateway_reserve(self.reserve_percent)
 
 
 @dataclass(frozen=True)

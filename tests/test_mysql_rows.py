@@ -15,8 +15,6 @@ from powerwall_bus.consumers.mysql.rows import (
     GridStatusTracker,
     MeterRow,
     Rows,
-    app_percentage,
-    number,
     rows_for_envelope,
     rows_for_meter_stream,
 )
@@ -24,6 +22,7 @@ from powerwall_bus.consumers.mysql.writer import MessageCheck
 from powerwall_bus.producers.poller.health import Health
 from powerwall_bus.producers.poller.reader import intervals_for
 from powerwall_bus.shared.errors import MalformedMessage
+from powerwall_bus.shared.gateway.payloads import app_soe, finite_float
 from powerwall_bus.shared.messages import (
     iso_time,
     meter_stream_message,
@@ -138,7 +137,7 @@ def test_meters_give_one_row_per_meter_with_the_published_values() -> None:
     ],
 )
 def test_numbers_that_are_not_finite_become_null(value: Any, stored: float | None) -> None:
-    assert number(value) == stored
+    assert finite_float(value) == stored
     payload = {m: meter(1, 2, 3) for m in ("site", "battery", "load", "solar")}
     payload["site"]["instant_power"] = value
     rows = rows_of("meters", payload)
@@ -192,9 +191,10 @@ def test_meter_stream_rows_land_on_the_envelope_millisecond() -> None:
     [(52.5, 50.0), (100, 100.0), (5, 0.0), (24, 20.0), (2.15, -3.0), (0, -5.0 / 0.95)],
 )
 def test_app_percentage_is_the_apps_scale_not_clamped(raw: float, app: float) -> None:
-    assert app_percentage(raw) == pytest.approx(app)
+    assert app_soe(raw) == pytest.approx(app)
     row = rows_of("soe", {"percentage": raw}).soe[0]
     assert row.percentage == raw and row.app_percentage == pytest.approx(app)
+    assert row.app_percentage == app_soe(raw)  # the very double the proxy shows
 
 
 def test_soe_without_a_number_is_malformed() -> None:

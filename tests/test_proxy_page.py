@@ -25,7 +25,7 @@ import pytest
 import requests
 
 from powerwall_bus.consumers.proxy import page
-from powerwall_bus.consumers.proxy.page import app_level
+from powerwall_bus.shared.gateway.payloads import app_soe_clamped
 from powerwall_bus.shared.settings import ProxySettings
 from powerwall_bus.simulator.endpoints import SimulatedGateway
 from powerwall_bus.simulator.site import SiteOptions
@@ -236,6 +236,28 @@ def test_first_event_without_data_says_so(proxy: ProxyRunner) -> None:
     )
 
 
+def test_latest_event_is_the_stream_event_as_json(proxy: ProxyRunner) -> None:
+    http = _http()
+    empty = http.get(f"{proxy.root}/events/latest", timeout=5)
+    assert empty.status_code == 200 and set(empty.json().values()) == {None}
+    proxy.feed(
+        envelope(AGGREGATES, _aggregates(site=1200, load=900.5, solar=0, battery=-299.5)),
+        envelope(SOE, {"percentage": 2.0}),  # under the gateway's 5 %: the app shows 0 %
+    )
+    latest = http.get(f"{proxy.root}/events/latest", timeout=5)
+    assert latest.headers["Content-Type"].startswith("application/json")
+    assert latest.headers["Access-Control-Allow-Origin"] == "*"
+    assert latest.headers["Cache-Control"].startswith("no-cache")
+    with http.get(f"{proxy.root}/events", stream=True, timeout=5) as response:
+        event = _read_event(response.iter_lines())
+    body = latest.json()
+    assert {k: v for k, v in body.items() if k != "age"} == {
+        k: v for k, v in event.items() if k != "age"
+    }
+    assert (body["grid"], body["home"], body["battery"], body["soe"]) == (1200, 900.5, -299.5, 2.0)
+    assert body["level"] == 0.0
+
+
 def test_events_are_coalesced_and_end_with_the_latest(fed_proxy: ProxyRunner) -> None:
     events: list[dict[str, Any]] = []
     stop = threading.Event()
@@ -404,8 +426,8 @@ def _check_matches_api(shown: dict[str, Any], runner: ProxyRunner, prefix: str =
         assert kw_text.endswith(" kW") and len(kw_text.split()[0].split(".")[1]) == 2
         assert abs(float(kw_text.split()[0]) - abs(watts) / 1000) <= 0.005 + 1e-9, (key, kw_text)
     assert float(shown["level"]["soe"]) == soe
-    assert float(shown["level"]["level"]) == pytest.approx(app_level(soe), abs=1e-9)
-    assert shown["level"]["text"] == f"{round(app_level(soe))}%"
+    assert float(shown["level"]["level"]) == pytest.approx(app_soe_clamped(soe), abs=1e-9)
+    assert shown["level"]["text"] == f"{round(app_soe_clamped(soe))}%"
 
 
 def test_page_renders_and_matches_the_api(
@@ -485,7 +507,7 @@ def test_polling_fallback_when_the_stream_is_refused(
         _check_matches_api(shown, fed_proxy)
         fed_proxy.feed(envelope(AGGREGATES, _aggregates(777.5, 1000, 222.5, 0)))
         assert tab.wait_grid_w(777.5, timeout=3.0) < 3.0  # polled every 2 s
-        assert any(url.endswith("/json") for url in tab.requests)
+        assert any(url.endswith("/events/latest") for url in tab.requests)
     finally:
         tab.close()
 

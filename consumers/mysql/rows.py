@@ -9,16 +9,18 @@ those for the dictionary ids. Decisions, in one place:
   milliseconds (``DATETIME(3)``), exactly like the envelope's ``time`` and ``message_id``.
   A ``MeterStream`` ``timestamp`` is truncated the same way, so it lands on the same
   millisecond as the ``powerwall.meters`` message of the same reading.
-* **Numbers**: every stored number is a finite ``float``. A missing field, ``null`` (a
-  disabled battery pack reports null readings), a boolean where a number belongs, a string,
-  NaN or an infinity all become ``None`` (SQL NULL) in the nullable columns.
+* **Numbers**: every stored number is a finite ``float``
+  (:func:`~powerwall_bus.shared.gateway.payloads.finite_float`). A missing field, ``null``
+  (a disabled battery pack reports null readings), a boolean where a number belongs, a
+  string, NaN or an infinity all become ``None`` (SQL NULL) in the nullable columns.
 * **Meters**: one row per meter for ``site``, ``battery``, ``load`` and ``solar`` (the
   column is an ENUM of those four); extra meters of old firmware (``busway``,
   ``frequency``, ``generator``) are not stored.
-* **State of energy**: ``app_percentage = (percentage - 5) / 0.95``, **not clamped**, the
-  same as the proxy's ``level(scale=True)``: the raw value stays recoverable, and a raw
-  reading under 5 % (which the gateway keeps in reserve) shows as a small negative number
-  rather than silently as 0.
+* **State of energy**: ``app_percentage`` is the Tesla app's scale
+  (:func:`~powerwall_bus.shared.gateway.payloads.app_soe`, ``(percentage - 5) / 0.95``),
+  **not clamped**, the very double the proxy's ``/api/system_status/soe`` shows: the raw
+  value stays recoverable, and a raw reading under 5 % (which the gateway keeps in reserve)
+  shows as a small negative number rather than silently as 0.
 * **Grid status** is stored only when it changes, per gateway, plus the first sample when
   the :class:`GridStatusTracker` knows nothing about the gateway yet (the writer seeds it
   from ``grid_status_changes`` at start, so a restart does not store a change that was none).
@@ -49,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeGuard
 
 from powerwall_bus.shared.errors import MalformedMessage
+from powerwall_bus.shared.gateway.payloads import app_soe, finite_float
 from powerwall_bus.shared.messages import Envelope, MeterStream
 
 METERS = ("site", "battery", "load", "solar")
@@ -90,7 +93,6 @@ MAX_GATEWAY_STATE = 32  # poller_events.gateway_state
 MAX_GRID_STATUS = 40  # grid_status_changes.grid_status
 
 _EPOCH = dt.datetime(1970, 1, 1)
-_isfinite = math.isfinite
 
 
 # --------------------------------------------------------------------------- rows
@@ -227,20 +229,6 @@ class Rows:
 # --------------------------------------------------------------------------- values
 
 
-def number(value: Any) -> float | None:
-    """A finite float, or None for null, missing, booleans, text, NaN and infinities."""
-    kind = type(value)
-    if kind is float:
-        return value if _isfinite(value) else None
-    if kind is int or (isinstance(value, int) and not isinstance(value, bool)):
-        try:
-            converted = float(value)
-        except OverflowError:
-            return None
-        return converted if math.isfinite(converted) else None
-    return None
-
-
 def utc_millis(moment: dt.datetime) -> dt.datetime:
     """A naive UTC datetime truncated to whole milliseconds (what DATETIME(3) stores)."""
     if moment.tzinfo is not None:
@@ -256,11 +244,6 @@ def epoch_millis(epoch: float) -> dt.datetime:
         return _EPOCH + dt.timedelta(milliseconds=int(epoch * 1000))
     except OverflowError:
         raise MalformedMessage("timestamp is out of range") from None
-
-
-def app_percentage(percentage: float) -> float:
-    """The Tesla app's scale: ``(raw - 5) / 0.95``, not clamped."""
-    return (percentage - 5.0) / 0.95
 
 
 def storable(text: object, limit: int) -> TypeGuard[str]:
@@ -341,14 +324,14 @@ def meter_rows(gateway: str, ts: dt.datetime, aggregates: Any) -> list[MeterRow]
                 gateway,
                 ts,
                 meter,
-                number(get("instant_power")),
-                number(get("instant_reactive_power")),
-                number(get("instant_apparent_power")),
-                number(get("instant_average_voltage")),
-                number(get("frequency")),
-                number(get("instant_total_current")),
-                number(get("energy_imported")),
-                number(get("energy_exported")),
+                finite_float(get("instant_power")),
+                finite_float(get("instant_reactive_power")),
+                finite_float(get("instant_apparent_power")),
+                finite_float(get("instant_average_voltage")),
+                finite_float(get("frequency")),
+                finite_float(get("instant_total_current")),
+                finite_float(get("energy_imported")),
+                finite_float(get("energy_exported")),
             )
         )
     return rows
@@ -356,10 +339,10 @@ def meter_rows(gateway: str, ts: dt.datetime, aggregates: Any) -> list[MeterRow]
 
 def soe_row(gateway: str, ts: dt.datetime, percentage: Any) -> SoeRow:
     """The soe_readings row for a raw percentage."""
-    value = number(percentage)
+    value = finite_float(percentage)
     if value is None:
         raise MalformedMessage("percentage is missing or not a number")
-    return SoeRow(gateway, ts, value, app_percentage(value))
+    return SoeRow(gateway, ts, value, app_soe(value))
 
 
 def grid_status_rows(
@@ -392,9 +375,8 @@ def battery_block_rows(gateway: str, ts: dt.datetime, payload: Any) -> list[Batt
         serial = block.get("PackageSerialNumber")
         if not storable(serial, MAX_SERIAL):
             continue
-        rows.append(
-            BatteryBlockRow(gateway, ts, serial, *(number(block.get(f)) for f in BLOCK_FIELDS))
-        )
+        values = (finite_float(block.get(f)) for f in BLOCK_FIELDS)
+        rows.append(BatteryBlockRow(gateway, ts, serial, *values))
     return rows
 
 
@@ -408,7 +390,7 @@ def vitals_rows(gateway: str, ts: dt.datetime, decoded: Any) -> list[VitalsRow]:
         for name, raw in signals.items():
             if name in VITALS_IDENTITY or not storable(name, MAX_SIGNAL):
                 continue
-            value = float(raw) if isinstance(raw, bool) else number(raw)
+            value = float(raw) if isinstance(raw, bool) else finite_float(raw)
             if value is not None:
                 rows.append(VitalsRow(gateway, device, name, ts, value))
     return rows

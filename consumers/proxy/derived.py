@@ -10,12 +10,27 @@ where they are made:
   TETHC whose serial has no battery block, a version string with an empty part, more than
   nine PVAC inverters. These functions give the obvious answer instead.
 * pyPowerwall collects alerts in a set, so its order changes from run to run; ours is sorted.
+
+What the gateway's numbers mean (what counts as a number, the Tesla-app scale of the state
+of energy and the reserve, firmware versions) is not decided here but in
+:mod:`powerwall_bus.shared.gateway.payloads`, which every consumer shares; ``number`` and
+``parse_version`` are that module's functions under the names the renderer uses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from powerwall_bus.shared.gateway.payloads import (
+    app_reserve,
+    app_soe,
+    lenient_float,
+    meter_power,
+    number,
+    pypowerwall_vint,
+    soe_percent,
+)
 
 Payload = Any
 Vitals = Mapping[str, Mapping[str, Any]]
@@ -74,13 +89,6 @@ def section(payload: Payload, key: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def number(value: Any) -> float | int | None:
-    """A JSON number (not a bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value
-
-
 def blocks_of(system_status: Payload) -> list[dict[str, Any]]:
     """The ``battery_blocks`` of /api/system_status (objects only)."""
     blocks = system_status.get("battery_blocks") if isinstance(system_status, dict) else None
@@ -109,21 +117,18 @@ def _suffix(index: int) -> str:
 
 def level(soe: Payload, *, scale: bool = False) -> float | None:
     """/api/system_status/soe percentage; ``scale`` gives the Tesla-app value (not clamped)."""
-    value = number(soe.get("percentage")) if isinstance(soe, dict) else None
+    value = soe_percent(soe)
     if value is None:
         return None
-    return (value / 0.95) - (5 / 0.95) if scale else value
+    return app_soe(value) if scale else value
 
 
 def reserve(operation: Payload) -> float | None:
     """``get_reserve()``: /api/operation backup_reserve_percent on the app scale, >= 0."""
     if not isinstance(operation, dict) or "backup_reserve_percent" not in operation:
         return None
-    try:
-        percent = float(operation["backup_reserve_percent"])
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (percent / 0.95) - (5 / 0.95))
+    percent = lenient_float(operation["backup_reserve_percent"])  # pyPowerwall: float(...)
+    return None if percent is None else app_reserve(percent)
 
 
 def mode(operation: Payload) -> Any:
@@ -156,7 +161,7 @@ def time_remaining(system_status: Payload, aggregates: Payload) -> float | None:
     remaining = number(status.get("nominal_energy_remaining"))
     if remaining is None:
         return None
-    load = number((section(aggregates, "load") or {}).get("instant_power")) or 0
+    load = meter_power(aggregates, "load") or 0
     return remaining / load if load > 0 else None
 
 
@@ -178,8 +183,7 @@ def power_values(
     PW_NEG_SOLAR=no moves negative solar into home, then small grid values become 0."""
 
     def watts(name: str) -> Any:
-        part = section(aggregates, name) or {}
-        return number(part.get("instant_power", 0)) or 0
+        return meter_power(aggregates, name) or 0
 
     grid, home, solar, battery = watts("site"), watts("load"), watts("solar"), watts("battery")
     if not neg_solar and solar < 0:
@@ -192,24 +196,8 @@ def power_values(
 
 # --------------------------------------------------------------------------- version
 
-
-def parse_version(version: Any) -> int | None:
-    """pyPowerwall's integer firmware version: "23.44.0 9064fc6a" -> 234400.
-
-    The text before the first space, less every character but digits and ``./\\``, padded
-    to three dot-separated parts; then ``major*10000 + minor*100 + patch`` (a fourth part
-    would weigh 10**6). An empty part counts as 0 (pyPowerwall raises there).
-    """
-    if not isinstance(version, str):
-        return None
-    text = "".join(ch for ch in version.split(" ")[0] if ch.isdigit() or ch in "./\\")
-    parts = text.split(".")
-    parts += ["0"] * (3 - len(parts))
-    total = 0
-    for part in parts:
-        digits = "".join(ch for ch in part if ch.isdigit())
-        total = total * 100 + (int(digits) if digits else 0)
-    return total
+#: ``/version``'s ``vint`` (pyPowerwall's integer form of the firmware version).
+parse_version = pypowerwall_vint
 
 
 # --------------------------------------------------------------------------- vitals views

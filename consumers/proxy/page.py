@@ -1,7 +1,9 @@
 """The power-flow page: ``/``, its static files and the live update stream.
 
 ``/`` is our own page (``web/index.html`` with the style applied here), ``/static/<name>``
-its assets and ``/events`` a Server-Sent Events stream of the numbers the page shows.
+its assets, ``/events`` a Server-Sent Events stream of the numbers the page shows and
+``/events/latest`` the same numbers once, as JSON (what the page polls when it cannot have
+the stream).
 
 The assets are a fixed table read once from the package's ``web`` folder: a request only
 ever selects an entry of that table by exact name, so no path from a request reaches the
@@ -23,7 +25,6 @@ import hashlib
 import html
 import json
 import logging
-import math
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from aiohttp import web
 
 from powerwall_bus.consumers.proxy.render import RenderOptions, aggregates_view
 from powerwall_bus.consumers.proxy.state import GRID_STATUS, METERS, SOE, ProxyState
+from powerwall_bus.shared.gateway.payloads import Flow, app_soe_clamped, finite_float, soe_percent
 from powerwall_bus.shared.settings import ProxySettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -51,7 +53,7 @@ LIVE_KINDS = frozenset({METERS, SOE, GRID_STATUS})
 
 STATIC_PREFIX = "/static/"
 #: The page's own paths besides the static files (the app routes only these here).
-PATHS = frozenset({"/", "/events"})
+PATHS = frozenset({"/", "/events", "/events/latest"})
 _TEMPLATE = "index.html"
 _TYPES = {
     ".js": "text/javascript; charset=utf-8",
@@ -132,6 +134,8 @@ async def serve(
         return _static(request, path[len(STATIC_PREFIX) :], settings)
     if path == "/events":
         return await _events(request, state, options, settings)
+    if path == "/events/latest":
+        return _latest(state, options)
     return None
 
 
@@ -185,20 +189,24 @@ def _static(request: web.Request, name: str, settings: ProxySettings) -> web.Str
 
 
 def snapshot(state: ProxyState, options: RenderOptions) -> dict[str, Any]:
-    """What one event says: powers (W, exactly as ``/aggregates``), battery, grid, time."""
-    view = aggregates_view(state, options)
-    soe = _finite(state.soe)
+    """What one event says: powers (W, exactly as ``/aggregates``), battery, grid, time.
+
+    ``level`` is the Tesla app's battery level (0..100), computed here so that the page
+    never needs to know the gateway's scale.
+    """
+    flow = Flow.from_aggregates(aggregates_view(state, options))
+    soe = finite_float(soe_percent(state.payload(SOE)))
     grid = state.payload(GRID_STATUS)
     grid_status = grid.get("grid_status") if isinstance(grid, dict) else None
     meters = state.item(METERS)
     age = state.age(METERS)
     return {
-        "grid": _power(view, "site"),
-        "home": _power(view, "load"),
-        "solar": _power(view, "solar"),
-        "battery": _power(view, "battery"),
+        "grid": flow.site,
+        "home": flow.load,
+        "solar": flow.solar,
+        "battery": flow.battery,
         "soe": soe,
-        "level": None if soe is None else app_level(soe),
+        "level": None if soe is None else app_soe_clamped(soe),
         "grid_status": grid_status if isinstance(grid_status, str) else None,
         "time": None
         if meters is None
@@ -209,21 +217,13 @@ def snapshot(state: ProxyState, options: RenderOptions) -> dict[str, Any]:
     }
 
 
-def app_level(soe: float) -> float:
-    """The Tesla app's battery level: the gateway's 5 % reserve hidden, clamped to 0..100."""
-    return min(100.0, max(0.0, (soe - 5.0) / 0.95))
-
-
-def _power(view: dict[str, Any] | None, meter: str) -> float | int | None:
-    part = view.get(meter) if isinstance(view, dict) else None
-    value = part.get("instant_power") if isinstance(part, dict) else None
-    return _finite(value)
-
-
-def _finite(value: Any) -> float | int | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return value
+def _latest(state: ProxyState, options: RenderOptions) -> web.Response:
+    """``/events/latest``: one event's numbers, for the page's polling fallback."""
+    return web.Response(
+        text=json.dumps(snapshot(state, options), separators=(",", ":"), allow_nan=False),
+        content_type="application/json",
+        headers={**_CORS, "Cache-Control": "no-cache, no-store"},
+    )
 
 
 # --------------------------------------------------------------------------- /events
@@ -271,7 +271,7 @@ async def _events(
         _LOGGER.info("refused an event stream: %d are open (the page will poll)", len(clients))
         return web.Response(
             status=503,
-            text=json.dumps({"error": "too many event streams; poll /json instead"}),
+            text=json.dumps({"error": "too many event streams; poll events/latest instead"}),
             content_type="application/json",
             headers={**_CORS, "Retry-After": "30"},
         )

@@ -43,7 +43,7 @@ from powerwall_bus.shared.errors import (
     TLSFingerprintMismatch,
     UnexpectedResponse,
 )
-from powerwall_bus.shared.gateway.firmware import vitals_supported
+from powerwall_bus.shared.gateway.payloads import parse_firmware, vitals_supported
 from powerwall_bus.shared.gateway.session_store import SessionStore
 from powerwall_bus.shared.gateway.transport import fetch_fingerprint, new_session
 from powerwall_bus.shared.gateway.vitals import decode_vitals
@@ -381,7 +381,7 @@ class GatewayClient:
             ) from None
 
     def _note_identity(self, status: dict[str, Any]) -> None:
-        firmware = status["version"].split()[0] if status["version"].strip() else status["version"]
+        firmware = parse_firmware(status["version"]).release
         if self.firmware is not None and firmware != self.firmware:
             _LOGGER.warning("gateway firmware changed from %s to %s", self.firmware, firmware)
             self.forget_missing()

@@ -1,6 +1,8 @@
 // powerwall-bus power-flow page: live numbers from `events` (Server-Sent Events), or by
-// polling `json` every 2 s when the stream is unavailable. All URLs are relative, so the
-// page works behind PROXY_BASE_URL.
+// polling `events/latest` (the same numbers, once) every 2 s when the stream is unavailable.
+// The server sends the battery level already on the Tesla app's scale (`level`), so the
+// gateway's scale is known in one place only. All URLs are relative, so the page works
+// behind PROXY_BASE_URL.
 (function () {
   "use strict";
 
@@ -200,25 +202,16 @@
     };
   }
 
-  function fromJson(j) {
-    var soe = isNum(j.soe) ? j.soe : null;
-    return {
-      grid: j.grid, home: j.home, solar: j.solar, battery: j.battery, soe: soe,
-      level: soe === null ? null : Math.max(0, Math.min(100, (soe - 5) / 0.95)),
-      grid_status: j.grid_status, time: null
-    };
-  }
-
   function poll() {
-    fetch("json", { cache: "no-store" })
+    fetch("events/latest", { cache: "no-store" })
       .then(function (r) {
         if (!r.ok) throw new Error("HTTP " + r.status);
         return r.json();
       })
-      .then(function (j) {
-        if (!j || typeof j !== "object") throw new Error("not a JSON object");
+      .then(function (d) {
+        if (!d || typeof d !== "object") throw new Error("not a JSON object");
         transport = "polling";
-        receive(fromJson(j), 0);
+        receive(d, d.age);
       })
       .catch(function () {
         transport = "polling-failed";
