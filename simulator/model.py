@@ -11,6 +11,10 @@ Powers are whole watts inside the model (battery blocks in 10 W steps, as the ga
 reports them), so ``load = site + solar + battery`` holds exactly and the battery sign is
 shared by every block. Energy counters are float Wh integrated from those powers; they only
 ever grow.
+
+What the batteries cannot influence (sun, household demand, mains) is
+:mod:`~simulator.environment`; what the model hands to the endpoints is a
+:class:`~simulator.snapshot.Snapshot` (its types are re-exported here).
 """
 
 from __future__ import annotations
@@ -21,9 +25,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
+from powerwall_bus.simulator.environment import TICK_STEPS, Environment
 from powerwall_bus.simulator.site import SiteIdentity, SiteOptions, seeded_rng
+from powerwall_bus.simulator.snapshot import (
+    GRID_CONNECTED,
+    GRID_ISLANDED,
+    GRID_TRANSITION,
+    BlockState,
+    MeterState,
+    PvString,
+    Snapshot,
+)
 
 __all__ = [
     "GRID_CONNECTED",
@@ -39,12 +52,7 @@ __all__ = [
 ]
 
 STEP_SECONDS = 1  # the integration grid; also the meters' update rate on a real gateway
-TICK_STEPS = 10  # slow processes (sun position, appliances, clouds) change every 10 s
 RECONNECT_SECONDS = 5  # time spent in SystemTransitionToGrid after the grid returns
-
-GRID_CONNECTED = "SystemGridConnected"
-GRID_ISLANDED = "SystemIslandedActive"
-GRID_TRANSITION = "SystemTransitionToGrid"
 
 BLOCK_MAX_POWER_W = 5000.0  # continuous charge and discharge limit of one Powerwall 2
 BLOCK_STEP_W = 10.0  # resolution of p_out in /api/system_status
@@ -58,130 +66,6 @@ _TOP_OFF_WH = 0.05  # closer to full than this counts as full, so charging reall
 _TAPER_FRACTION = 0.02  # power tapers over the last 2 % before full / before the floor
 _MIN_TAPER = 0.04
 
-_LATITUDE_BY_ZONE_PREFIX = (
-    ("Australia/", -33.9),
-    ("Pacific/Auckland", -36.8),
-    ("America/Argentina", -34.6),
-    ("America/Sao_Paulo", -23.5),
-    ("Africa/Johannesburg", -26.2),
-    ("Europe/", 51.0),
-    ("Asia/Tokyo", 35.7),
-    ("America/Anchorage", 61.2),
-    ("America/", 37.5),
-)
-
-# (watts, seconds, expected starts per day, typical hour, spread in hours)
-_APPLIANCES = (
-    (1800.0, 150, 2.0, 7.3, 1.2),  # kettle
-    (1150.0, 200, 2.5, 12.5, 4.5),  # microwave
-    (2400.0, 2700, 0.6, 18.0, 1.0),  # oven
-    (2600.0, 3000, 0.4, 14.0, 3.5),  # tumble dryer
-    (1300.0, 3600, 0.7, 21.5, 1.5),  # dishwasher
-    (600.0, 3000, 0.5, 10.5, 2.5),  # washing machine
-    (3200.0, 900, 0.5, 15.5, 2.0),  # air conditioner burst
-)
-
-
-@dataclass(frozen=True, slots=True)
-class MeterState:
-    """One aggregate meter (site, battery, load or solar) at one instant.
-
-    ``power_w`` follows the gateway's signs: site > 0 imports, battery > 0 discharges, solar
-    > 0 produces. ``voltage_v`` is the line-to-line voltage the meter sees (0 when there is
-    none) and ``frequency_hz`` the frequency it could measure; the gateway's reporting quirks
-    (0 Hz for synchrometer meters, odd voltage averages) are applied by the renderer.
-    """
-
-    power_w: float
-    reactive_power_var: float
-    voltage_v: float
-    frequency_hz: float
-    current_a: float
-    energy_imported_wh: float
-    energy_exported_wh: float
-
-    @property
-    def apparent_power_va(self) -> float:
-        """|S| from P and Q."""
-        return math.hypot(self.power_w, self.reactive_power_var)
-
-
-@dataclass(frozen=True, slots=True)
-class BlockState:
-    """One Powerwall's battery block as ``/api/system_status`` ``battery_blocks`` shows it."""
-
-    power_w: float  # p_out: > 0 discharging, < 0 charging, a multiple of 10 W
-    reactive_power_var: float
-    voltage_v: float
-    frequency_hz: float
-    current_a: float
-    nominal_energy_remaining_wh: int
-    nominal_full_pack_energy_wh: int
-    energy_charged_wh: float  # whole Wh, AC side, lifetime
-    energy_discharged_wh: float
-    available_charge_power_w: float
-    available_discharge_power_w: float
-    temperature_c: float
-    off_grid: bool
-
-    @property
-    def soe_percent(self) -> float:
-        """This block's state of energy on the gateway scale."""
-        return 100.0 * self.nominal_energy_remaining_wh / self.nominal_full_pack_energy_wh
-
-
-@dataclass(frozen=True, slots=True)
-class PvString:
-    """One PV string on the Powerwall+ inverter (inputs A-D)."""
-
-    name: str
-    connected: bool
-    voltage_v: float
-    current_a: float
-    power_w: float
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """Everything the endpoints render, taken at one step of simulated time."""
-
-    step: int
-    time: datetime  # simulated UTC time of this step
-    utc_offset_s: int  # the site time zone's offset at this instant
-    site: MeterState
-    battery: MeterState
-    load: MeterState
-    solar: MeterState
-    blocks: tuple[BlockState, ...]
-    soe_percent: float  # 100 * Σ remaining / Σ full, from the integer block values
-    nominal_energy_remaining_wh: int
-    nominal_full_pack_energy_wh: int
-    battery_target_power_w: float
-    grid_status: str
-    site_controller_running: bool
-    grid_voltage_l1n_v: float  # 0 while the grid is down
-    grid_voltage_l2n_v: float
-    grid_frequency_hz: float
-    home_voltage_l1n_v: float  # what the house sees: the grid's, or the Powerwalls' off grid
-    home_voltage_l2n_v: float
-    home_frequency_hz: float
-    site_power_a_w: float  # the site power split over the two legs of the split phase
-    site_power_b_w: float
-    solar_power_limit_w: float | None  # set while surplus solar is being curtailed off grid
-    pv_strings: tuple[PvString, ...]
-    ambient_temperature_c: float
-    grid_fault_times_ms: tuple[int, ...]  # epoch ms of recent grid losses, newest last
-
-    @property
-    def epoch(self) -> float:
-        """Simulated time as epoch seconds."""
-        return self.time.timestamp()
-
-    @property
-    def grid_connected(self) -> bool:
-        """True only in SystemGridConnected (not while islanded or re-synchronising)."""
-        return self.grid_status == GRID_CONNECTED
-
 
 def _jitter(step: int, salt: int) -> float:
     """Deterministic noise in [-1, 1) for a step: render-time wobble that needs no state."""
@@ -192,136 +76,6 @@ def _jitter(step: int, salt: int) -> float:
     x = (x * 0x297A2D39) & 0xFFFFFFFF
     x ^= x >> 15
     return x / 2147483648.0 - 1.0
-
-
-def _bump(hours: float, centre: float, spread: float) -> float:
-    """A Gaussian bump on the 24-hour circle (so 23:30 is close to 00:30)."""
-    distance = abs(hours - centre)
-    distance = min(distance, 24.0 - distance)
-    return math.exp(-0.5 * (distance / spread) ** 2)
-
-
-class _Environment:
-    """What the battery cannot influence: available sun, household demand, grid wobble.
-
-    Its random streams depend only on the seed, so the same seed gives the same weather and
-    the same kettle at 07:12 whatever the batteries or the grid do.
-    """
-
-    def __init__(self, options: SiteOptions) -> None:
-        seed = options.seed
-        self._zone = ZoneInfo(options.timezone)
-        self._weather = seeded_rng(seed, "weather")
-        self._house = seeded_rng(seed, "household")
-        self._mains = seeded_rng(seed, "mains")
-        shape = seeded_rng(seed, "site-shape")
-        self.peak_solar_w = options.solar_kw * 1000.0
-        self.latitude = math.radians(
-            next(
-                (
-                    lat
-                    for prefix, lat in _LATITUDE_BY_ZONE_PREFIX
-                    if options.timezone.startswith(prefix)
-                ),
-                37.5,
-            )
-        )
-        self._solar_noon_h = 12.0 + shape.uniform(-0.4, 0.4)  # where the house sits in its zone
-        self.night_draw_w = float(shape.randrange(2, 9)) if options.has_solar else 0.0
-        self._base_w = shape.uniform(180.0, 420.0)
-        self._morning_w = shape.uniform(300.0, 900.0)
-        self._evening_w = shape.uniform(700.0, 1800.0)
-        self._daytime_w = shape.uniform(100.0, 600.0)
-        self.noise_w = shape.uniform(8.0, 25.0)
-        self._fridge_phase = shape.randrange(2400)
-        self.mains_base_v = shape.uniform(119.8, 122.4)
-        self.mains_leg_offset_v = shape.uniform(-0.8, 0.8)
-        self.site_reactive_var = -shape.uniform(120.0, 330.0)
-        self.leg_imbalance = shape.uniform(-0.25, 0.25)
-        self.indoor_c = shape.uniform(17.0, 23.0)
-        # state, refreshed on ticks
-        self.utc_offset_s = 0
-        self.local_hours = 0.0
-        self.clear_sky_w = 0.0
-        self.cloud_target = 1.0
-        self.attenuation = 1.0
-        self._cloud_until = 0.0
-        self._cloudiness = 0.0
-        self._cloud_day = -1
-        self.demand_w = self._base_w
-        self._running: dict[int, float] = {}  # appliance index -> end epoch
-        self.mains_walk_v = 0.0
-        self.frequency_walk_hz = 0.0
-
-    def tick(self, epoch: float) -> None:
-        """Recompute the slow processes for the 10 s starting at ``epoch``."""
-        local = datetime.fromtimestamp(epoch, self._zone)
-        offset = local.utcoffset()
-        self.utc_offset_s = int(offset.total_seconds()) if offset is not None else 0
-        hours = local.hour + local.minute / 60.0 + local.second / 3600.0
-        self.local_hours = hours
-        dst = local.dst()
-        standard_hours = hours - (dst.total_seconds() / 3600.0 if dst else 0.0)
-        day_of_year = local.timetuple().tm_yday
-        self._tick_sun(epoch, standard_hours, day_of_year)
-        self._tick_house(epoch, hours, weekend=local.weekday() >= 5)
-        self._tick_mains()
-
-    def _tick_sun(self, epoch: float, standard_hours: float, day_of_year: int) -> None:
-        if self.peak_solar_w <= 0:
-            return
-        declination = math.radians(23.44) * math.sin(2.0 * math.pi * (284 + day_of_year) / 365.0)
-        hour_angle = math.radians(15.0 * (standard_hours - self._solar_noon_h))
-        sin_elevation = math.sin(self.latitude) * math.sin(declination) + math.cos(
-            self.latitude
-        ) * math.cos(declination) * math.cos(hour_angle)
-        # Tilted panels flatten the curve; 0.88 covers soiling, heat and inverter losses.
-        self.clear_sky_w = (
-            0.88 * self.peak_solar_w * sin_elevation**0.8 if sin_elevation > 0 else 0.0
-        )
-        day = int((epoch + self.utc_offset_s) // 86400)
-        if day != self._cloud_day:
-            self._cloud_day = day
-            self._cloudiness = self._weather.random() ** 2  # most days are mostly clear
-        rnd = self._weather.random
-        if epoch >= self._cloud_until:
-            self.cloud_target = 1.0
-            if rnd() < 0.05 * self._cloudiness:
-                self._cloud_until = epoch + 60.0 + 840.0 * rnd()
-                self.cloud_target = 1.0 - (0.25 + 0.6 * rnd()) * (0.5 + 0.5 * self._cloudiness)
-
-    def _tick_house(self, epoch: float, hours: float, *, weekend: bool) -> None:
-        daytime = self._daytime_w * (1.6 if weekend else 0.6)
-        profile = (
-            self._base_w
-            + self._morning_w * _bump(hours, 7.2, 1.1)
-            + self._evening_w * _bump(hours, 19.2, 1.8)
-            + daytime * _bump(hours, 13.5, 3.0)
-        )
-        fridge = 110.0 if (epoch + self._fridge_phase) % 2400.0 < 840.0 else 0.0
-        rnd = self._house.random
-        running = self._running
-        appliances_w = 0.0
-        for index, (watts, seconds, per_day, centre, spread) in enumerate(_APPLIANCES):
-            end = running.get(index)
-            if end is not None and end <= epoch:
-                del running[index]
-                end = None
-            # chance to start in this tick: per-day rate shaped by a bump whose area is 1 day
-            chance = (
-                per_day * _bump(hours, centre, spread) / (spread * 2.5066) * TICK_STEPS / 3600.0
-            )
-            if rnd() < chance and end is None:
-                running[index] = epoch + seconds
-                end = epoch + seconds
-            if end is not None:
-                appliances_w += watts
-        self.demand_w = profile + fridge + appliances_w
-
-    def _tick_mains(self) -> None:
-        rnd = self._mains.random
-        self.mains_walk_v = 0.97 * self.mains_walk_v + (rnd() - 0.5) * 0.5
-        self.frequency_walk_hz = 0.95 * self.frequency_walk_hz + (rnd() - 0.5) * 0.006
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,7 +127,7 @@ class SiteModel:
         self._wall_start = clock()
         start = options.start or datetime.fromtimestamp(self._wall_start, UTC)
         self._start_epoch = start.timestamp()
-        self._env = _Environment(options)
+        self._env = Environment(options)
         self._noise = seeded_rng(options.seed, "noise").random
         history = _Counters.history(options)
         self._site_imported = history.site_imported
