@@ -74,10 +74,6 @@ _GRID_SEED = (
 )
 
 
-def _number(value: float | None) -> str:
-    return "NULL" if value is None else repr(value)
-
-
 def _chunks(items: Sequence[T], size: int = STATEMENT_ROWS) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -17,6 +17,7 @@ from typing import Any
 
 from powerwall_bus.consumers.mysql.reports import ReportResult, Value, report_title
 from powerwall_bus.shared.errors import ConfigError
+from powerwall_bus.shared.gateway.payloads import finite_float
 
 # The chart's size in pixels is FIGURE_INCHES * FIGURE_DPI, whatever the data.
 FIGURE_INCHES = (10.0, 5.5)
@@ -105,8 +106,9 @@ def plot_report(result: ReportResult, path: Path) -> None:
         pyplot.close(figure)
 
 
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) else 0.0
+def _number_or_zero(value: Any) -> float:
+    """A report value as a bar or point height: no number (SQL NULL) is drawn at 0."""
+    return finite_float(value) or 0.0
 
 
 def _label_axis(axes: Any, labels: list[str]) -> None:
@@ -142,12 +144,12 @@ def _plot_energy(axes: Any, rows: list[dict[str, Value]], period: str) -> None:
     positions = list(range(len(rows)))
     bottom = [0.0] * len(rows)
     for column, label, colour in _ENERGY_SOURCES:
-        values = [_number(r[column]) for r in rows]
+        values = [_number_or_zero(r[column]) for r in rows]
         axes.bar(positions, values, bottom=bottom, color=colour, label=label, width=0.8)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     bottom = [0.0] * len(rows)
     for column, label, colour in _ENERGY_USES:
-        values = [-_number(r[column]) for r in rows]
+        values = [-_number_or_zero(r[column]) for r in rows]
         axes.bar(
             positions,
             values,
@@ -166,9 +168,9 @@ def _plot_energy(axes: Any, rows: list[dict[str, Value]], period: str) -> None:
 
 
 def _plot_profile(axes: Any, rows: list[dict[str, Value]]) -> None:
-    hours = [_number(r["hour"]) for r in rows]
+    hours = [_number_or_zero(r["hour"]) for r in rows]
     for column, label, colour in _PROFILE_LINES:
-        values = [_number(r[column]) / 1000 for r in rows]
+        values = [_number_or_zero(r[column]) / 1000 for r in rows]
         axes.plot(hours, values, label=label, color=colour, linewidth=2, marker="o", markersize=3)
     axes.axhline(0, color="#333333", linewidth=0.8)
     axes.set_xticks(range(0, 24, 2))
@@ -179,7 +181,7 @@ def _plot_profile(axes: Any, rows: list[dict[str, Value]]) -> None:
 
 def _plot_completeness(axes: Any, rows: list[dict[str, Value]]) -> None:
     labels = [str(r["day"]) for r in rows]
-    values = [_number(r["completeness_pct"]) for r in rows]
+    values = [_number_or_zero(r["completeness_pct"]) for r in rows]
     colours = ["#2e9e5b" if v >= 99 else "#f2b705" if v >= 90 else "#c0392b" for v in values]
     axes.bar(range(len(rows)), values, color=colours, width=0.8)
     axes.axhline(100, color="#333333", linewidth=0.8, linestyle="--")
@@ -192,14 +194,14 @@ def _plot_peaks(axes: Any, rows: list[dict[str, Value]]) -> None:
     positions = range(len(rows))
     axes.bar(
         positions,
-        [_number(r["peak_import_w"]) / 1000 for r in rows],
+        [_number_or_zero(r["peak_import_w"]) / 1000 for r in rows],
         color="#7f7f7f",
         label="peak import",
         width=0.8,
     )
     axes.bar(
         positions,
-        [-_number(r["peak_export_w"]) / 1000 for r in rows],
+        [-_number_or_zero(r["peak_export_w"]) / 1000 for r in rows],
         color="#f2b705",
         label="peak export",
         width=0.8,
