@@ -172,21 +172,22 @@ def _db_load(sources: Sources, args: argparse.Namespace) -> DbCommand:
 
 
 def _db_run(command: DbCommand) -> int:
-    from powerwall_bus.consumers.mysql.migrate import run_db
+    if command.users is None:
+        from powerwall_bus.consumers.mysql.migrate import run_migrate
+
+        return run_migrate(command.mysql)
+    from powerwall_bus.consumers.mysql.users import run_users
 
     users = command.users
-    args = argparse.Namespace(db_action=command.action)
-    if users is not None:
-        args = argparse.Namespace(
-            db_action=command.action,
-            writer_password=users.writer_password,
-            reader_password=users.reader_password,
-            writer_user=users.writer_user,
-            reader_user=users.reader_user,
-            user_host=users.host,
-            apply=users.apply,
-        )
-    return run_db(args, command.mysql)
+    return run_users(
+        command.mysql,
+        writer_password=users.writer_password,
+        reader_password=users.reader_password,
+        writer=users.writer_user,
+        reader=users.reader_user,
+        host=users.host,
+        apply=users.apply,
+    )
 
 
 DB = Command(
@@ -256,8 +257,7 @@ def _report_load(sources: Sources, args: argparse.Namespace) -> ReportCommand:
 def _report_run(command: ReportCommand) -> int:
     from powerwall_bus.consumers.mysql.reports import run_report_command
 
-    fields = {k: v for k, v in vars(command).items() if k != "mysql"}
-    return run_report_command(argparse.Namespace(**fields), command.mysql)
+    return run_report_command(command)
 
 
 REPORT = Command(

@@ -18,7 +18,6 @@ Concurrent runs (two writers starting at once) are serialised with ``GET_LOCK``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import logging
@@ -299,24 +298,3 @@ def run_migrate(settings: MysqlSettings) -> int:
             connection.close()
     sys.stdout.write(f"{settings.safe_url}: schema version {version}\n")
     return 0
-
-
-def run_db(args: argparse.Namespace, settings: MysqlSettings) -> int:
-    """``pwbus db migrate`` and ``pwbus db users`` from parsed arguments.
-
-    Kept for the command layer, which builds ``args``; the users action is
-    :func:`consumers.mysql.users.run_users`, which takes the passwords as arguments.
-    """
-    if args.db_action != "users":
-        return run_migrate(settings)
-    from powerwall_bus.consumers.mysql.users import run_users
-
-    return run_users(
-        settings,
-        writer_password=args.writer_password,
-        reader_password=args.reader_password,
-        writer=args.writer_user,
-        reader=args.reader_user,
-        host=args.user_host,
-        apply=args.apply,
-    )

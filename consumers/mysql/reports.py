@@ -21,7 +21,6 @@ module that imports matplotlib.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import io
@@ -34,13 +33,15 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from powerwall_bus.consumers.mysql.connection import connect, translated
 from powerwall_bus.consumers.mysql.migrate import Connection
 from powerwall_bus.shared.errors import ConfigError
-from powerwall_bus.shared.settings import MysqlSettings
+
+if TYPE_CHECKING:
+    from powerwall_bus.consumers.mysql.command import ReportCommand
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -389,7 +390,7 @@ def report_title(result: ReportResult) -> str:
 # --------------------------------------------------------------------------- command
 
 
-def run_report_command(args: argparse.Namespace, settings: MysqlSettings) -> int:
+def run_report_command(args: ReportCommand) -> int:
     """``pwbus report NAME --from --to [--gateway] [--format] [--plot] [--timezone]``.
 
     Every argument is checked before connecting; matplotlib is imported only for ``--plot``.
@@ -408,6 +409,7 @@ def run_report_command(args: argparse.Namespace, settings: MysqlSettings) -> int
         from powerwall_bus.consumers.mysql.plots import check_chart
 
         check_chart(args.name)
+    settings = args.mysql
     connection = connect(settings)
     try:
         with translated(settings, f"running report {args.name}"):
