@@ -144,7 +144,15 @@ def build_parser(table: Sequence[Command[Any]]) -> argparse.ArgumentParser:
             ),
         )
         command.add_arguments(sub)
+        _readable_placeholders(sub)
     return parser
+
+
+def _readable_placeholders(parser: argparse.ArgumentParser) -> None:
+    """``--port PORT``, not ``--port SIMULATOR.PORT``, for flags named after a setting key."""
+    for action in parser._actions:  # argparse offers no public way to walk them
+        if action.metavar is None and action.option_strings and "." in action.dest:
+            action.metavar = action.dest.rsplit(".", 1)[1].upper()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

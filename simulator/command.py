@@ -48,7 +48,13 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         dest="simulator.variant",
         help="with --fixtures: the __variant to serve, e.g. 21.44-running",
     )
-    parser.add_argument("--seed", dest="simulator.seed", help="random seed (1)")
+    parser.add_argument("--seed", dest="simulator.seed", metavar="N", help="random seed (1)")
+    parser.add_argument(
+        "--din",
+        dest="simulator.din",
+        metavar="DIN",
+        help="the gateway's DIN, PART--SERIAL (default: made from the seed)",
+    )
     parser.add_argument(
         "--speed",
         dest="simulator.speed",
@@ -92,6 +98,7 @@ def build_server(settings: SimulatorSettings) -> GatewayServer:
             timezone=settings.timezone,
             solar_kw=settings.solar_kw,
             speed=settings.speed,
+            din=settings.din or None,
         )
     )
     replay = (

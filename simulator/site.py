@@ -30,6 +30,8 @@ __all__ = [
 ]
 
 MAX_POWERWALLS = 4
+#: A gateway DIN as the simulator accepts it: "<part number>--<serial>", no dots or spaces.
+_DIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*--[A-Za-z0-9]+")
 
 _VERSION_RE = re.compile(r"^(\d+(?:\.\d+){0,3})(?:\s+([0-9a-f]{6,40}))?$")
 
@@ -108,8 +110,13 @@ class SiteOptions:
     start: datetime | None = None
     reserve_percent: float = 20.0
     initial_soe: float | None = None
+    din: str | None = None  # "<part number>--<serial>"; None: made from the seed
 
     def __post_init__(self) -> None:
+        if self.din is not None and not _DIN.fullmatch(self.din):
+            raise ConfigError(
+                "din", f"must look like 1232100-00-E--TG123456789ABC, got {self.din!r}"
+            )
         if not 1 <= self.powerwalls <= MAX_POWERWALLS:
             raise ConfigError("powerwalls", f"must be 1..{MAX_POWERWALLS}, got {self.powerwalls}")
         if not self.speed > 0:
@@ -225,9 +232,13 @@ class SiteIdentity:
             for index in range(options.powerwalls)
         )
         short_id = f"{rng.randrange(10000, 99999)}"
+        seeded_serial = _tesla_serial(rng)  # drawn always, so --din changes nothing else
+        part, serial = (
+            options.din.split("--", 1) if options.din else ("1232100-00-E", seeded_serial)
+        )
         return cls(
-            gateway_part_number="1232100-00-E",
-            gateway_serial_number=_tesla_serial(rng),
+            gateway_part_number=part,
+            gateway_serial_number=serial,
             powerwalls=powerwalls,
             sync_part_number=rng.choice(("1493315-01-F", "1493315-02-F")),
             meter_serial_number=f"JBL{rng.randrange(10000, 99999)}Y1F{rng.randrange(1000):03d}",

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from powerwall_bus.shared.errors import ConfigError
 from powerwall_bus.shared.gateway.vitals import decode_vitals
 from powerwall_bus.simulator.endpoints import PROTOBUF_CONTENT_TYPE, SimulatedGateway
 from powerwall_bus.simulator.model import GRID_ISLANDED
@@ -561,3 +562,17 @@ def test_switches_can_be_flipped_while_other_threads_render() -> None:
         poller.join()
     assert not failures
     assert statuses == {200, 404, 502}
+
+
+def test_din_option_gives_two_simulated_gateways_different_identities() -> None:
+    chosen = "1232100-00-E--TG1234567890AB"
+    first, _ = make_gateway(din=chosen)
+    second, _ = make_gateway()  # same seed, no DIN: the seeded one
+    assert body(first, "/api/status")["din"] == chosen
+    assert body(second, "/api/status")["din"] != chosen
+    # Everything but the identity stays what the seed makes it.
+    assert body(first, "/api/meters/aggregates") == body(second, "/api/meters/aggregates")
+    devices = decode_vitals(first.get("/api/devices/vitals").body)
+    assert f"STSTSM--{chosen}" in devices
+    with pytest.raises(ConfigError, match="din"):
+        SiteOptions(din="not a din")

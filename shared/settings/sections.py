@@ -237,6 +237,11 @@ class SimulatorSettings:
     """The gateway simulator (``pwbus simulate``)."""
 
     host: str = setting("127.0.0.1", env=("PWBUS_SIM_HOST",), help="address to listen on")
+    din: str = setting(
+        "",
+        env=("PWBUS_SIM_DIN",),
+        help="the simulated gateway's DIN, PART--SERIAL (empty: made from the seed)",
+    )
     port: int = setting(
         8443, env=("PWBUS_SIM_PORT",), help="HTTPS port (0 picks a free one)", check=port_number
     )
