@@ -80,12 +80,18 @@ def test_example_config_is_current_and_loads(tmp_path: Path) -> None:
         "run: pwbus config --example > configuration/pwbus.toml.example"
     )
     uncommented = "\n".join(
-        line[2:] if re.match(r"^# [a-z_]+ = ", line) else line for line in shipped.splitlines()
+        line[2:] if re.match(r"^# ([a-z_]+ = |\[gateways\.)", line) else line
+        for line in shipped.splitlines()
     )
     config = tmp_path / "pwbus.toml"
     config.write_text(uncommented)
-    gateway = load(GatewaySettings, "gateway", Sources.gather(env={}, config_file=config))
-    assert gateway.port == 443
+    sources = Sources.gather(env={"PW_HOST": "10.0.0.9"}, config_file=config)
+    gateway = load(GatewaySettings, "gateway", sources)
+    assert (gateway.host, gateway.port) == ("10.0.0.9", 443)
+    assert sources.gateway_names() == ["home", "garage"]
+    garage = load(GatewaySettings, "gateway", sources.for_gateway("garage"))
+    assert (garage.name, garage.host) == ("garage", "192.168.1.21")  # the table beats PW_HOST
+    assert garage.session_file.name == "gateway-session-garage.json"
 
 
 def test_credentials_example_is_tesla_api_layout(tmp_path: Path) -> None:

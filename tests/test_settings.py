@@ -187,3 +187,21 @@ def test_every_option_has_help_and_a_unique_environment_name() -> None:
             if name in seen and name != "PW_PASSWORD":
                 pytest.fail(f"{name} is used by {seen[name]} and {key}")
             seen[name] = key
+
+
+def test_named_gateway_tables_are_checked_like_the_gateway_section(tmp_path: Path) -> None:
+    config = tmp_path / "pwbus.toml"
+    config.write_text('[gateways.home]\nhost = "10.0.0.2"\n[gateways.garage]\nhots = "x"\n')
+    with pytest.raises(ConfigError) as typo:
+        Sources.gather(env={}, config_file=config)
+    assert typo.value.key == "gateways.garage.hots"
+    config.write_text('[gateways."my home"]\nhost = "10.0.0.2"\n')
+    with pytest.raises(ConfigError, match="letters, digits"):
+        Sources.gather(env={}, config_file=config)
+    config.write_text('[gateway]\nhost = "10.0.0.1"\n[gateways.home]\nhost = "10.0.0.2"\n')
+    sources = Sources.gather(env={}, config_file=config)
+    with pytest.raises(ConfigError, match=r"no \[gateways.away\] table .*known: home"):
+        sources.for_gateway("away")
+    flagged = Sources.gather(flags={"gateway.host": "10.0.0.3"}, env={}, config_file=config)
+    assert load(GatewaySettings, "gateway", flagged.for_gateway("home")).host == "10.0.0.3"
+    assert load(GatewaySettings, "gateway", sources).host == "10.0.0.1"

@@ -6,7 +6,13 @@ import argparse
 from dataclasses import dataclass
 
 from powerwall_bus.shared.command import Command
-from powerwall_bus.shared.settings import AmqpSettings, ProxySettings, Sources, load
+from powerwall_bus.shared.settings import (
+    AmqpSettings,
+    GatewaySettings,
+    ProxySettings,
+    Sources,
+    load,
+)
 
 
 @dataclass(frozen=True)
@@ -15,9 +21,16 @@ class ProxyConfig:
 
     proxy: ProxySettings
     amqp: AmqpSettings
+    follow: str = ""  # the gateway to serve: a DIN or a poller's name; "" = the only one
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--gateway",
+        dest="gateway.name",
+        metavar="DIN_OR_NAME",
+        help="serve this gateway (default: the only one on the bus)",
+    )
     parser.add_argument("--port", dest="proxy.port", metavar="PORT", help="HTTP port (8675)")
     parser.add_argument(
         "--exchange", dest="amqp.exchange", metavar="NAME", help="topic exchange (Tesla)"
@@ -26,7 +39,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def _load(sources: Sources, args: argparse.Namespace) -> ProxyConfig:
     return ProxyConfig(
-        proxy=load(ProxySettings, "proxy", sources), amqp=load(AmqpSettings, "amqp", sources)
+        proxy=load(ProxySettings, "proxy", sources),
+        amqp=load(AmqpSettings, "amqp", sources),
+        follow=load(GatewaySettings, "gateway", sources).name,
     )
 
 

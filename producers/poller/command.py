@@ -26,6 +26,12 @@ class PollerConfig:
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--gateway",
+        dest="gateway.name",
+        metavar="NAME",
+        help="this gateway's name; reads the config file's [gateways.NAME] table if it has one",
+    )
+    parser.add_argument(
         "--meters-interval",
         dest="poller.meters_interval",
         metavar="SECONDS",
@@ -37,6 +43,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(sources: Sources, args: argparse.Namespace) -> PollerConfig:
+    name = load(GatewaySettings, "gateway", sources).name
+    if name in sources.gateway_names():
+        sources = sources.for_gateway(name)
     config = PollerConfig(
         gateway=load(GatewaySettings, "gateway", sources),
         amqp=load(AmqpSettings, "amqp", sources),

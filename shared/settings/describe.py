@@ -94,4 +94,17 @@ def example_config() -> str:
             else:
                 rendered = str(default)
             lines.append(f"# {f.name} = {rendered}")
+    lines += [
+        "",
+        "# Several gateways on one bus: one [gateways.NAME] table each, with any [gateway]",
+        "# key. A table's values beat the environment. `pwbus stack` runs a poller (and a",
+        "# proxy) per table; alone, run `pwbus poller --gateway NAME` for each. A consumer",
+        "# follows one gateway: PWBUS_GATEWAY / --gateway NAME (or the gateway's DIN).",
+        "# [gateways.home]",
+        '# host = "192.168.1.20"',
+        '# password = ""',
+        "# [gateways.garage]",
+        '# host = "192.168.1.21"',
+        '# password = ""',
+    ]
     return "\n".join(lines) + "\n"

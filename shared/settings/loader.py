@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tomllib
 import types
 import typing
@@ -28,14 +29,27 @@ _TRUE = frozenset({"1", "true", "yes", "on", "y"})
 _FALSE = frozenset({"0", "false", "no", "off", "n", ""})
 
 
+#: The config file's tables of named gateways: ``[gateways.NAME]`` holds ``[gateway]`` keys.
+GATEWAYS_TABLE = "gateways"
+_GATEWAY_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 @dataclass(frozen=True)
 class Sources:
-    """The three layers settings come from, highest priority first."""
+    """The layers settings come from, highest priority first.
+
+    Flags, then (for a process given the name of a ``[gateways.NAME]`` table, see
+    :meth:`for_gateway`) that table, then the environment, then the config file. A named
+    table beats the environment because it is specific: with two gateways in one file, a
+    ``PW_HOST`` left in the environment must not send both pollers to the same one.
+    """
 
     flags: Mapping[str, Any] = field(default_factory=dict)  # dotted key -> value
     env: Mapping[str, str] = field(default_factory=dict)
     file: Mapping[str, Any] = field(default_factory=dict)  # dotted key -> value
     file_name: str = ""
+    named: Mapping[str, Any] = field(default_factory=dict)  # dotted key -> value
+    named_origin: str = ""
 
     @classmethod
     def gather(
@@ -55,12 +69,37 @@ class Sources:
         """The raw value for a key and a description of where it came from."""
         if key in self.flags:
             return self.flags[key], "command line"
+        if key in self.named:
+            return self.named[key], self.named_origin
         for name in env_names:
             if name in self.env and self.env[name] != "":
                 return self.env[name], f"environment {name}"
         if key in self.file:
             return self.file[key], f"config file {self.file_name}"
         return None
+
+    def gateway_names(self) -> list[str]:
+        """The names of the config file's ``[gateways.NAME]`` tables, in file order."""
+        prefix = GATEWAYS_TABLE + "."
+        names = [key[len(prefix) :].split(".", 1)[0] for key in self.file if key.startswith(prefix)]
+        return list(dict.fromkeys(names))
+
+    def for_gateway(self, name: str) -> Sources:
+        """These layers with ``[gateways.NAME]`` as the ``gateway`` section (and its name)."""
+        if name not in self.gateway_names():
+            known = ", ".join(self.gateway_names()) or "none"
+            raise ConfigError(
+                "gateway.name", f"no [gateways.{name}] table in the config file (known: {known})"
+            )
+        prefix = f"{GATEWAYS_TABLE}.{name}."
+        named = {
+            "gateway." + key[len(prefix) :]: value
+            for key, value in self.file.items()
+            if key.startswith(prefix)
+        }
+        named["gateway.name"] = name
+        origin = f"config file {self.file_name} [gateways.{name}]"
+        return dataclasses.replace(self, named=named, named_origin=origin)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -83,6 +122,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError("config", f"{path} must hold an object/table at the top level")
     flat: dict[str, Any] = {}
     for section, values in data.items():
+        if section == GATEWAYS_TABLE and strict:
+            flat.update(_named_gateways(values, path))
+            continue
         if section not in SECTIONS:
             if strict:
                 raise ConfigError(section, f"unknown section in {path}")
@@ -96,6 +138,24 @@ def read_config_file(path: Path) -> dict[str, Any]:
                     raise ConfigError(f"{section}.{name}", f"unknown key in {path}")
                 continue
             flat[f"{section}.{name}"] = value
+    return flat
+
+
+def _named_gateways(tables: Any, path: Path) -> dict[str, Any]:
+    """``[gateways.NAME]`` tables, each checked like ``[gateway]``, as dotted keys."""
+    if not isinstance(tables, dict) or not all(isinstance(v, dict) for v in tables.values()):
+        raise ConfigError(GATEWAYS_TABLE, f"must hold [gateways.NAME] tables in {path}")
+    known = {f.name for f in dataclasses.fields(SECTIONS["gateway"])} - {"name"}
+    flat: dict[str, Any] = {}
+    for name, values in tables.items():
+        if not _GATEWAY_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{GATEWAYS_TABLE}.{name}", "a gateway name is letters, digits, '-' and '_'"
+            )
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"{GATEWAYS_TABLE}.{name}.{key}", f"unknown key in {path}")
+            flat[f"{GATEWAYS_TABLE}.{name}.{key}"] = value
     return flat
 
 

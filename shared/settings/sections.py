@@ -35,8 +35,19 @@ def default_state_dir() -> Path:
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    """How to reach and log in to the Tesla Energy Gateway."""
+    """How to reach and log in to the Tesla Energy Gateway, and which one a process is for.
 
+    ``name`` says which gateway a process is about when several share the bus. For the
+    poller it names its gateway (and picks the config file's ``[gateways.NAME]`` table when
+    there is one); for a consumer it is the gateway to follow, by DIN or by that name.
+    """
+
+    name: str = setting(
+        "",
+        env=("PWBUS_GATEWAY",),
+        help="which gateway this process is for: a DIN, or the NAME of a [gateways.NAME] "
+        "table (empty: the only gateway on the bus)",
+    )
     host: str = setting(
         "", env=("PWBUS_GATEWAY_HOST", "PW_HOST"), help="gateway address, host or host:port"
     )
@@ -104,7 +115,9 @@ class GatewaySettings:
         state_dir = self.state_dir or default_state_dir()
         object.__setattr__(self, "state_dir", Path(state_dir).expanduser())
         if self.session_file is None:
-            object.__setattr__(self, "session_file", self.state_dir / "gateway-session.json")
+            # Two pollers on one machine (two gateways) must not share a saved session.
+            file_name = f"gateway-session-{self.name}.json" if self.name else "gateway-session.json"
+            object.__setattr__(self, "session_file", self.state_dir / file_name)
         fingerprint = self.tls_fingerprint.strip()
         if fingerprint and fingerprint.lower() != "tofu":
             fingerprint = fingerprint.replace(":", "").lower()
