@@ -342,3 +342,45 @@ def test_child_log_records_keep_their_level() -> None:
     assert decode_record("Traceback (most recent call last):") is None
     assert decode_record("{not json") is None
     assert decode_record('{"level": 3}') is None
+
+
+def test_plan_runs_a_simulator_poller_and_proxy_per_named_gateway(tmp_path: Path) -> None:
+    import shutil
+    import stat
+    import tomllib
+
+    from powerwall_bus.shared.settings import LogSettings, Sources
+    from powerwall_bus.stack.plan import plan_stack, simulated_din
+
+    config = tmp_path / "pwbus.toml"
+    config.write_text(
+        '[proxy]\nport = 9100\n[gateways.home]\nhost = "10.0.0.2"\npassword = "Home-pass1"\n'
+        '[gateways.garage]\nhost = "10.0.0.3"\npassword = "Garage-pass2"\n'
+    )
+    sources = Sources.gather(env={"PW_HOST": "10.9.9.9"}, config_file=config)
+    plan = plan_stack(None, simulate=True, sources=sources, log=LogSettings(), config_file=None)
+    try:
+        names = [child.name for child in plan.children]
+        assert names == [
+            "simulate.home", "simulate.garage", "poller.home", "poller.garage",
+            "proxy.home", "proxy.garage", "mysql",
+        ]  # fmt: skip
+        by_name = {child.name: child for child in plan.children}
+        assert by_name["poller.garage"].argv[-2:] == ("--gateway", "garage")
+        assert by_name["proxy.home"].argv[-4:] == ("--gateway", "home", "--port", "9100")
+        assert by_name["proxy.garage"].argv[-4:] == ("--gateway", "garage", "--port", "9101")
+        home_sim = by_name["simulate.home"].argv
+        assert home_sim[home_sim.index("--din") + 1] == simulated_din("home")
+        assert simulated_din("home") != simulated_din("garage")
+        # The pollers read a private copy of the file whose tables point at the simulators.
+        private = Path(by_name["poller.home"].env["PWBUS_CONFIG"])
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600
+        tables = tomllib.loads(private.read_text())["gateways"]
+        home_port = home_sim[home_sim.index("--port") + 1]
+        assert tables["home"]["host"] == f"127.0.0.1:{home_port}"
+        assert tables["home"]["password"] == by_name["simulate.home"].env["PWBUS_SIM_PASSWORD"]
+        assert tables["home"]["password"] not in ("Home-pass1", tables["garage"]["password"])
+        assert {tables["home"]["password"], tables["garage"]["password"]} <= set(plan.secrets)
+    finally:
+        assert plan.scratch_dir is not None
+        shutil.rmtree(plan.scratch_dir)

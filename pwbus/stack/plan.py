@@ -27,10 +27,12 @@ from powerwall_bus.shared.settings import (
     GatewaySettings,
     LogSettings,
     MysqlSettings,
+    ProxySettings,
     Sources,
     load,
     secret_values,
 )
+from powerwall_bus.shared.settings.describe import to_toml
 
 SIMULATOR = "simulate"
 
@@ -43,14 +45,15 @@ class Component:
     argv: tuple[str, ...]  # the ``pwbus`` arguments
     needs_gateway: bool = False  # with --simulate: pointed at the simulator
     env: Mapping[str, str] = field(default_factory=dict)  # added to the inherited environment
+    per_gateway: bool = False  # one instance per [gateways.NAME] table, with --gateway NAME
 
 
 #: Every component the stack knows, in start order. A new consumer is one line here, e.g.
 #: ``Component("proxy", ("proxy",))`` or ``Component("mysql", ("mysql",))``.
 COMPONENTS: tuple[Component, ...] = (
-    Component(SIMULATOR, ("simulate", "--host", "127.0.0.1")),
-    Component("poller", ("poller",), needs_gateway=True),
-    Component("proxy", ("proxy",)),
+    Component(SIMULATOR, ("simulate", "--host", "127.0.0.1"), per_gateway=True),
+    Component("poller", ("poller",), needs_gateway=True, per_gateway=True),
+    Component("proxy", ("proxy",), per_gateway=True),
     Component("mysql", ("mysql",)),
 )
 KNOWN = {component.name: component for component in COMPONENTS}
@@ -107,6 +110,45 @@ def _certificate_fingerprint(cert_file: Path) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
+@dataclass(frozen=True)
+class _SimulatedGateway:
+    """One simulator of a ``--simulate`` run and how its poller reaches it."""
+
+    port: int
+    password: str
+    fingerprint: str
+    state_dir: Path
+    cert: Path
+    key: Path
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def _simulated_gateway(scratch: Path, tag: str, password: str) -> _SimulatedGateway:
+    from powerwall_bus.shared.certs import make_self_signed
+
+    cert, key = make_self_signed(scratch / f"simulator-tls{tag}")
+    state_dir = scratch / f"state{tag}"
+    state_dir.mkdir(mode=0o700)
+    return _SimulatedGateway(
+        free_port(), password, _certificate_fingerprint(cert), state_dir, cert, key
+    )
+
+
+def simulated_din(name: str) -> str:
+    """A stable, valid DIN for the simulated gateway of ``[gateways.NAME]``."""
+    serial = hashlib.sha256(name.encode()).hexdigest()[:12].upper()
+    return f"1232100-00-E--TG{serial}"
+
+
+def _write_private_config(path: Path, flat: Mapping[str, object]) -> Path:
+    path.touch(mode=0o600)  # it holds passwords
+    path.write_text(to_toml(flat), encoding="utf-8")
+    return path
+
+
 def plan_stack(
     components: str | None,
     *,
@@ -115,13 +157,23 @@ def plan_stack(
     log: LogSettings,
     config_file: str | None = None,
 ) -> StackPlan:
-    """Check the selection and the settings, and build every child's command and environment."""
+    """Check the selection and the settings, and build every child's command and environment.
+
+    With ``[gateways.NAME]`` tables in the config file, the simulator, the poller and the
+    proxy run once per table (``poller.NAME``, ``proxy.NAME`` on the proxy port + 0, 1, ...),
+    each with ``--gateway NAME``; the writer stores them all.
+    """
     selected = select_components(components, simulate=simulate)
     simulate = any(c.name == SIMULATOR for c in selected)  # naming it counts as --simulate
     amqp = load(AmqpSettings, "amqp", sources)
     mysql = load(MysqlSettings, "mysql", sources)
+    proxy_port = load(ProxySettings, "proxy", sources).port
     # The database URL as a whole is a secret; registering it would mask the safe URL too.
     found_secrets = secret_values(amqp) + ([mysql.password] if mysql.password else [])
+    names = sources.gateway_names()
+    for name in names:  # every table must hold a complete, valid gateway
+        named = load(GatewaySettings, "gateway", sources.for_gateway(name))
+        found_secrets += secret_values(named)
 
     base_env = dict(sources.env)
     base_env.update(
@@ -135,56 +187,75 @@ def plan_stack(
     command = (sys.executable, "-m", "powerwall_bus")
     summary = f"broker {amqp.safe_url} (exchange {amqp.exchange!r}), database {mysql.safe_url}"
     scratch: Path | None = None
-    sim_env: dict[str, str] = {}
-    gateway_env: dict[str, str] = {}
-    port = 0
+    simulated: dict[str, _SimulatedGateway] = {}
     if simulate:
-        from powerwall_bus.shared.certs import make_self_signed
-
         gateway = load(GatewaySettings, "gateway", sources)
-        password = gateway.password or secrets.token_urlsafe(12)
-        found_secrets.append(password)
-        port = free_port()
         scratch = Path(tempfile.mkdtemp(prefix="pwbus-stack-"))
-        cert, key = make_self_signed(scratch / "simulator-tls")
-        address = f"127.0.0.1:{port}"
-        sim_env = {
-            "PWBUS_SIM_PASSWORD": password,
-            "PWBUS_SIM_CERT": str(cert),
-            "PWBUS_SIM_KEY": str(key),
-        }
-        state_dir = scratch / "state"
-        state_dir.mkdir(mode=0o700)
-        # The PWBUS_GATEWAY_* names come first in the lookup, so they beat a real gateway's
-        # settings in the environment; PW_* are set too for anyone reading those.
-        gateway_env = {
-            "PW_HOST": address,
-            "PWBUS_GATEWAY_HOST": address,
-            "PW_PASSWORD": password,
-            "PWBUS_GATEWAY_PASSWORD": password,
-            "PWBUS_STATE_DIR": str(state_dir),
-            "PWBUS_GATEWAY_SESSION_FILE": str(state_dir / "gateway-session.json"),
-            "PWBUS_GATEWAY_TLS_FINGERPRINT": _certificate_fingerprint(cert),
-        }
-        summary += f"; simulated gateway https://{address}, state in {state_dir}"
+        for name in names or [""]:
+            password = gateway.password if not name else ""
+            password = password or secrets.token_urlsafe(12)
+            found_secrets.append(password)
+            simulated[name] = _simulated_gateway(scratch, f"-{name}" if name else "", password)
+        states = ", ".join(str(sim.state_dir) for sim in simulated.values())
+        addresses = ", ".join(f"https://{sim.address}" for sim in simulated.values())
+        summary += f"; simulated gateway {addresses}, state in {states}"
+        if names:  # the named tables point at the simulators, in a private copy of the file
+            flat = dict(sources.file)
+            for name, sim in simulated.items():
+                flat.update(
+                    {
+                        f"gateways.{name}.host": sim.address,
+                        f"gateways.{name}.password": sim.password,
+                        f"gateways.{name}.tls_fingerprint": sim.fingerprint,
+                        f"gateways.{name}.state_dir": str(sim.state_dir),
+                    }
+                )
+            private = _write_private_config(scratch / "pwbus.toml", flat)
+            base_env["PWBUS_CONFIG"] = str(private)
 
     children = []
     for component in selected:
-        env = {**base_env, **component.env}
-        argv = command + component.argv
-        if component.name == SIMULATOR:
-            env.update(sim_env)
-            argv += ("--port", str(port))
-        elif component.needs_gateway:
-            env.update(gateway_env)
-        children.append(
-            ChildSpec(
-                component.name,
-                argv,
-                env,
-                ready_url=f"https://127.0.0.1:{port}/api/status"
-                if component.name == SIMULATOR
-                else None,
+        for index, name in enumerate(names if component.per_gateway and names else [""]):
+            env = {**base_env, **component.env}
+            argv = command + component.argv
+            ready_url = None
+            if name and component.name != SIMULATOR:
+                argv += ("--gateway", name)
+            if component.name == "proxy" and name:
+                argv += ("--port", str(proxy_port + index))
+            if component.name == SIMULATOR:
+                sim = simulated[name]
+                env.update(
+                    PWBUS_SIM_PASSWORD=sim.password,
+                    PWBUS_SIM_CERT=str(sim.cert),
+                    PWBUS_SIM_KEY=str(sim.key),
+                )
+                argv += ("--port", str(sim.port))
+                if name:
+                    argv += ("--din", simulated_din(name), "--seed", str(index + 1))
+                ready_url = f"https://{sim.address}/api/status"
+            elif component.needs_gateway and simulate and not name:
+                env.update(_gateway_env(simulated[""]))
+            children.append(
+                ChildSpec(
+                    f"{component.name}.{name}" if name else component.name, argv, env, ready_url
+                )
             )
-        )
     return StackPlan(tuple(children), tuple(found_secrets), summary, scratch)
+
+
+def _gateway_env(sim: _SimulatedGateway) -> dict[str, str]:
+    """The poller's gateway settings for the one unnamed simulated gateway.
+
+    The PWBUS_GATEWAY_* names come first in the lookup, so they beat a real gateway's
+    settings in the environment; PW_* are set too for anyone reading those.
+    """
+    return {
+        "PW_HOST": sim.address,
+        "PWBUS_GATEWAY_HOST": sim.address,
+        "PW_PASSWORD": sim.password,
+        "PWBUS_GATEWAY_PASSWORD": sim.password,
+        "PWBUS_STATE_DIR": str(sim.state_dir),
+        "PWBUS_GATEWAY_SESSION_FILE": str(sim.state_dir / "gateway-session.json"),
+        "PWBUS_GATEWAY_TLS_FINGERPRINT": sim.fingerprint,
+    }

@@ -108,3 +108,32 @@ def example_config() -> str:
         '# password = ""',
     ]
     return "\n".join(lines) + "\n"
+
+
+def to_toml(flat: Mapping[str, Any]) -> str:
+    """Dotted keys (as :class:`~powerwall_bus.shared.settings.Sources` holds a config file)
+    written back as TOML tables, so a program can hand a changed copy to another process.
+
+    Values are what a config file holds: strings, numbers, booleans, lists of them, paths.
+    """
+    tables: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        table, _, name = key.rpartition(".")
+        tables.setdefault(table, {})[name] = value
+    blocks: list[str] = []
+    for table, values in tables.items():
+        parts = (part if part.isidentifier() else json.dumps(part) for part in table.split("."))
+        body = [f"[{'.'.join(parts)}]"]
+        body += [f"{name} = {_toml_value(value)}" for name, value in values.items()]
+        blocks.append("\n".join(body))
+    return "\n\n".join(blocks) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
