@@ -182,3 +182,35 @@ def test_pip_install_from_source_runs_beside_pypi_schema(tmp_path: Path, editabl
         [str(python), "-m", "powerwall_bus", "--help"], capture_output=True, text=True, cwd=tmp_path
     )
     assert help_text.returncode == 0 and "poller" in help_text.stdout
+
+
+def test_runs_without_the_fast_extra() -> None:
+    """The Raspberry Pi path: no jsonschema-rs (no armv7 wheel); pure-Python checks instead."""
+    script = """
+import importlib, json, pkgutil, sys
+sys.modules["jsonschema_rs"] = None  # as if it were not installed: importing it fails
+count = 0
+for package in sys.argv[1:]:
+    for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        if not module.name.startswith("__"):
+            importlib.import_module(f"{package}.{module.name}")
+            count += 1
+assert count > 50, count
+from powerwall_bus.consumers.mysql.writer import MessageCheck
+check = MessageCheck()
+good = {"version": 1, "kind": "soe", "time": "2026-01-01T00:00:00.000Z",
+        "gateway": "1232100-00-E--TG1", "endpoint": "/api/system_status/soe",
+        "payload": {"percentage": 55.5}}
+bad = dict(good, payload={"percentage": "full"})
+print(json.dumps([check.fast, check.problems("powerwall.soe", json.dumps(good).encode()),
+                  bool(check.problems("powerwall.soe", json.dumps(bad).encode()))]))
+"""
+    ran = subprocess.run(
+        [sys.executable, "-c", script, *SETUPTOOLS["packages"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "[false, [], true]"
