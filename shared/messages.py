@@ -11,9 +11,10 @@ Two families share the exchange:
        "gateway": "1232100-00-E--TG1234567890AB", "endpoint": "/api/meters/aggregates",
        "payload": {...the gateway JSON as received...}}
 
-  ``kind`` is the routing key without ``powerwall.``. Vitals carry the raw protobuf as
-  base64 in ``payload`` (``"payload_encoding": "base64"``) and pyPowerwall's decoded dict in
-  ``decoded``. The poller status carries ``endpoint: null``.
+  The kind and the routing key of a reading come from the contract table
+  (:mod:`shared.contract`). Vitals carry the raw protobuf as base64 in ``payload``
+  (``"payload_encoding": "base64"``) and pyPowerwall's decoded dict in ``decoded``. The
+  poller status carries ``endpoint: null``.
 
 Every message has content type ``application/json``, persistent delivery, a ``message_id``
 derived from gateway + endpoint + reading time (a redelivery or resync answer carries the
@@ -31,8 +32,26 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from powerwall_bus.shared.contract import kind_of, routing_key_for
 from powerwall_bus.shared.errors import MalformedMessage
-from powerwall_bus.shared.topology import METER_STREAM, POLLER_STATUS, routing_key_for
+from powerwall_bus.shared.topology import METER_STREAM, POLLER_STATUS
+
+__all__ = [
+    "APP_ID",
+    "CONTENT_TYPE",
+    "SCHEMA_VERSION",
+    "Envelope",
+    "MeterStream",
+    "OutgoingMessage",
+    "Reading",
+    "iso_time",
+    "kind_of",
+    "meter_stream_message",
+    "parse_envelope",
+    "parse_meter_stream",
+    "poller_status_message",
+    "reading_message",
+]
 
 SCHEMA_VERSION = 1
 APP_ID = "pwbus-poller"
@@ -93,11 +112,6 @@ class MeterStream:
     timestamp: float
     state_of_energy: float
     readings: dict[str, Any]
-
-
-def kind_of(routing_key: str) -> str:
-    """``powerwall.api.status`` -> ``api.status``."""
-    return routing_key.removeprefix("powerwall.")
 
 
 def iso_time(epoch: float) -> str:

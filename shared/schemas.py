@@ -28,8 +28,8 @@ from jsonschema.protocols import Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from powerwall_bus.shared.messages import kind_of
-from powerwall_bus.shared.topology import METER_STREAM
+from powerwall_bus.shared import contract
+from powerwall_bus.shared.contract import kind_of
 
 __all__ = [
     "SCHEMA_DIR",
@@ -42,18 +42,6 @@ __all__ = [
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schema" / "messages"
 
-#: Kinds with a schema of their own; any other ``api.*`` kind uses ``api.json``.
-_FILES = {
-    METER_STREAM: "meter-stream.json",
-    "meters": "meters.json",
-    "soe": "soe.json",
-    "grid_status": "grid-status.json",
-    "vitals": "vitals.json",
-    "poller.status": "poller-status.json",
-    "api.status": "api-status.json",
-    "api.system_status": "api-system-status.json",
-}
-_API_FILE = "api.json"
 _MAX_ERRORS = 20
 _MAX_ERROR_LENGTH = 300
 
@@ -93,12 +81,9 @@ def _registry() -> Registry[Any]:
 
 
 def schema_file_for(kind: str) -> str:
-    """The schema file describing ``kind`` (a kind, a routing key or ``MeterStream``)."""
-    if kind != METER_STREAM:
-        kind = kind_of(kind)
-    name = _FILES.get(kind)
-    if name is None and kind.startswith("api.") and len(kind) > len("api."):
-        name = _API_FILE
+    """The schema file describing ``kind`` (a kind or a routing key), from the contract
+    table: every ``api.<path>`` without a schema of its own uses ``api.json``."""
+    name = contract.schema_file(kind_of(kind))
     if name is None:
         raise UnknownKind(f"no schema for message kind {kind!r}")
     return name
@@ -150,7 +135,7 @@ def validate_message(routing_key: str, body: bytes) -> list[str]:
     problems = [_one_line(error) for error in errors[:_MAX_ERRORS]]
     if len(errors) > _MAX_ERRORS:
         problems.append(f"... and {len(errors) - _MAX_ERRORS} more errors")
-    if routing_key != METER_STREAM and isinstance(document, dict):
+    if routing_key != contract.METER_STREAM and isinstance(document, dict):
         expected = kind_of(routing_key)
         kind = document.get("kind")
         reported = any(list(error.absolute_path) == ["kind"] for error in errors)

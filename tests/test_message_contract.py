@@ -23,6 +23,7 @@ from jsonschema import Draft202012Validator
 from powerwall_bus.producers.poller.health import Health
 from powerwall_bus.producers.poller.reader import METERS_PATH, SOE_PATH, intervals_for
 from powerwall_bus.shared import schemas
+from powerwall_bus.shared.contract import routing_key_for
 from powerwall_bus.shared.errors import MalformedMessage
 from powerwall_bus.shared.gateway.client import STATUS_PATH, VITALS_PATH
 from powerwall_bus.shared.gateway.vitals import decode_vitals
@@ -43,7 +44,7 @@ from powerwall_bus.shared.schemas import (
     validator_for,
 )
 from powerwall_bus.shared.settings import PollerSettings
-from powerwall_bus.shared.topology import METER_STREAM, POLLER_STATUS, RESYNC, routing_key_for
+from powerwall_bus.shared.topology import METER_STREAM, POLLER_STATUS, RESYNC
 from powerwall_bus.simulator.endpoints import SimulatedGateway
 from powerwall_bus.simulator.site import SiteOptions
 

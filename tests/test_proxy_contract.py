@@ -25,9 +25,11 @@ import pytest
 
 from powerwall_bus.consumers.proxy import derived
 from powerwall_bus.consumers.proxy.render import (
-    ALLOW_LIST,
     CSV,
+    DISABLED,
     JSON,
+    OWN_PATHS,
+    PASS_THROUGH,
     PW_NAMES,
     Body,
     RenderOptions,
@@ -717,10 +719,50 @@ def test_pw_is_connected_follows_data_age_and_is_not_cacheable(
 # /api/* pass-throughs -------------------------------------------------------------------
 
 
-def test_allow_list_is_the_newest_proxys() -> None:
+#: The newest pyPowerwall proxy's pass-through allow list (the reference, section 1.3): t12's
+#: 24 paths plus /api/auth/toggle/supported and /api/solar_powerwall.
+ALLOW_LIST = frozenset(
+    {
+        "/api/status",
+        "/api/site_info/site_name",
+        "/api/meters/site",
+        "/api/meters/solar",
+        "/api/sitemaster",
+        "/api/powerwalls",
+        "/api/customer/registration",
+        "/api/system_status",
+        "/api/system_status/grid_status",
+        "/api/system/update/status",
+        "/api/site_info",
+        "/api/system_status/grid_faults",
+        "/api/operation",
+        "/api/site_info/grid_codes",
+        "/api/solars",
+        "/api/solars/brands",
+        "/api/customer",
+        "/api/meters",
+        "/api/installer",
+        "/api/networks",
+        "/api/system/networks",
+        "/api/meters/readings",
+        "/api/synchrometer/ct_voltage_references",
+        "/api/troubleshooting/problems",
+        "/api/auth/toggle/supported",
+        "/api/solar_powerwall",
+    }
+)
+
+
+def test_the_allow_list_is_the_newest_proxys() -> None:
     assert len(ALLOW_LIST) == 26
-    assert {"/api/auth/toggle/supported", "/api/solar_powerwall"} <= ALLOW_LIST
-    assert "/api/devices/vitals" not in ALLOW_LIST
+    # Every allow-listed path is passed through, refused (DISABLED) or, like pyPowerwall's
+    # /api/troubleshooting/problems, answered by a route of our own; nothing else is.
+    own = ALLOW_LIST - PASS_THROUGH - DISABLED
+    assert own == {"/api/troubleshooting/problems"}
+    assert own <= OWN_PATHS
+    assert PASS_THROUGH | DISABLED <= ALLOW_LIST
+    assert {"/api/customer/registration"} == DISABLED
+    assert "/api/devices/vitals" not in PASS_THROUGH | DISABLED | OWN_PATHS
 
 
 def test_pass_through_reserialises_the_latest_snapshot(site_a: ProxyState) -> None:

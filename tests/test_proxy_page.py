@@ -1,7 +1,7 @@
 """The power-flow page (``/``, ``/static/*``, ``/events``) over real sockets and in a real
 headless Chromium.
 
-The proxy runs ``build_app`` on 127.0.0.1 in a background thread (tests/support/proxy_runner)
+The proxy runs ``create_app`` on 127.0.0.1 in a background thread (tests/support/proxy_runner)
 and is fed the envelopes the poller would publish for simulator readings. The browser
 tests need the Debian packages ``chromium`` (and ``chromium-driver``) and the PyPI package
 ``playwright`` (the system Chromium is used: never ``playwright install``); without them
@@ -290,11 +290,11 @@ def test_listener_is_removed_when_the_client_disconnects(fed_proxy: ProxyRunner)
     baseline = len(fed_proxy.state.listeners)
     response = _http().get(f"{fed_proxy.root}/events", stream=True, timeout=5)
     _read_event(response.iter_lines())
-    assert page.stream_count(fed_proxy.state) == 1
+    assert fed_proxy.stream_count() == 1
     assert len(fed_proxy.state.listeners) == baseline + 1
     response.close()
     _wait_until(lambda: len(fed_proxy.state.listeners) == baseline, 3, "the listener cleanup")
-    assert page.stream_count(fed_proxy.state) == 0
+    assert fed_proxy.stream_count() == 0
     fed_proxy.feed(*simulated_envelopes(_gateway()))  # nothing left to notify
 
 

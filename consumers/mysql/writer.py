@@ -77,6 +77,7 @@ from powerwall_bus.consumers.mysql.rows import (
     rows_for_meter_stream,
 )
 from powerwall_bus.shared.bus import connection_parameters
+from powerwall_bus.shared.contract import routing_key
 from powerwall_bus.shared.errors import (
     ConfigError,
     DatabaseError,
@@ -86,19 +87,12 @@ from powerwall_bus.shared.errors import (
 from powerwall_bus.shared.messages import kind_of, parse_envelope, parse_meter_stream
 from powerwall_bus.shared.schemas import schema_file_for, schemas, validate_message
 from powerwall_bus.shared.settings import WriterSettings
-from powerwall_bus.shared.topology import METER_STREAM, POLLER_STATUS, declare_exchange
+from powerwall_bus.shared.topology import METER_STREAM, declare_exchange
 
 _LOGGER = logging.getLogger(__name__)
 
-#: The routing keys the writer stores (MeterStream only with writer.meter_stream).
-WRITER_KEYS = (
-    "powerwall.meters",
-    "powerwall.soe",
-    "powerwall.grid_status",
-    "powerwall.api.system_status",
-    "powerwall.vitals",
-    POLLER_STATUS,
-)
+#: The routing keys of the kinds the writer stores (MeterStream only with writer.meter_stream).
+WRITER_KEYS = tuple(routing_key(kind) for kind in sorted(STORED_KINDS))
 
 REASON_HEADER = "x-pwbus-reason"
 ROUTING_KEY_HEADER = "x-pwbus-routing-key"

@@ -1,8 +1,17 @@
-"""The proxy's aiohttp application: routing, compatibility headers, statistics, health.
+"""The proxy's aiohttp application: :func:`create_app` and its one catch-all dispatcher.
 
-Data routes are rendered by :mod:`consumers.proxy.render` from the bus state and cached
-until that state changes, so a dashboard polling every second costs a dictionary lookup.
-Nothing here talks to the gateway: an unknown path is a 404, never forwarded.
+Data routes are rendered by :mod:`consumers.proxy.render` from the bus state and cached,
+encoded, until that state changes, so a dashboard polling every second costs a dictionary
+lookup. That is why there is one catch-all route rather than one aiohttp route per path:
+it was measured faster, and the routing tables it consults (the service routes, the page's
+paths, the data routes derived from the contract's table) are listed by
+:func:`routed_paths` / :data:`ROUTED_PREFIXES`, which ``tests/test_contract.py`` holds
+against the contract and ``/openapi.json``. Nothing here talks to the gateway: an unknown
+path is a 404, never forwarded.
+
+The application follows aiohttp's conventions: shared objects live under typed keys
+(:mod:`consumers.proxy.keys`), the bus subscription and the ``/events`` streams are
+``cleanup_ctx`` entries, so they start and stop with the application.
 
 Compatibility with the pyPowerwall proxy: GET answers carry
 ``Access-Control-Allow-Origin: *``; missing data is HTTP 200 with ``null`` or the route's
@@ -13,80 +22,101 @@ unknown paths are 404 (not 200 "Not Found"), methods other than GET/HEAD are 405
 
 from __future__ import annotations
 
-import datetime as dt
-import html
 import json
-import logging
-import resource
-import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
-from powerwall_bus import __version__
 from powerwall_bus.consumers.proxy import page
-from powerwall_bus.consumers.proxy.openapi import openapi_document
-from powerwall_bus.consumers.proxy.render import Body, RenderOptions, render
-from powerwall_bus.consumers.proxy.state import METERS, POLLER_STATUS, SITE_NAME, ProxyState, Stats
-from powerwall_bus.shared.settings import ProxySettings
+from powerwall_bus.consumers.proxy.bus_feed import bus_subscription
+from powerwall_bus.consumers.proxy.keys import AMQP, OPTIONS, SETTINGS, STATE, STATS
+from powerwall_bus.consumers.proxy.render import (
+    DATA_PATHS,
+    DATA_PREFIXES,
+    Body,
+    RenderOptions,
+    render,
+)
+from powerwall_bus.consumers.proxy.service import CORS, SERVICE_ROUTES
+from powerwall_bus.consumers.proxy.state import ProxyState, Stats
+from powerwall_bus.shared.settings import AmqpSettings, ProxySettings
 
-_LOGGER = logging.getLogger(__name__)
-
-VERSION = f"powerwall-bus {__version__}"
-_CORS = {"Access-Control-Allow-Origin": "*"}
 _MAX_PATH = 2048
+_MAX_CACHED = 512  # bounded: query strings are client-controlled
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Path prefixes a family of routes answers (``/static/<name>``, ``/pw/<name>``, ...).
+ROUTED_PREFIXES = (page.STATIC_PREFIX, *DATA_PREFIXES)
 
 
-class ProxyApp:
-    """State, statistics and the handlers that read them."""
+def routed_paths() -> frozenset[str]:
+    """Every path the dispatcher answers exactly, whatever the state."""
+    return frozenset(SERVICE_ROUTES) | page.PATHS | DATA_PATHS
 
-    def __init__(self, state: ProxyState, stats: Stats, settings: ProxySettings) -> None:
-        self.state = state
-        self.stats = stats
-        self.settings = settings
-        self.options = RenderOptions(
-            neg_solar=settings.neg_solar,
-            site_zero_threshold=settings.site_zero_threshold,
-            connected_max_age=settings.health_max_age,
-        )
+
+def create_app(
+    settings: ProxySettings,
+    amqp: AmqpSettings | None = None,
+    *,
+    state: ProxyState | None = None,
+    stats: Stats | None = None,
+) -> web.Application:
+    """The proxy application.
+
+    With ``amqp`` it subscribes to that broker while it runs; without, the caller feeds
+    ``app[STATE]`` (tests). ``state`` and ``stats`` default to new, empty ones.
+    """
+    app = web.Application(client_max_size=4096)
+    app[SETTINGS] = settings
+    app[OPTIONS] = RenderOptions(
+        neg_solar=settings.neg_solar,
+        site_zero_threshold=settings.site_zero_threshold,
+        connected_max_age=settings.health_max_age,
+    )
+    app[STATE] = ProxyState() if state is None else state
+    app[STATS] = Stats() if stats is None else stats
+    app.cleanup_ctx.append(page.event_streams)
+    # Open streams would hold the shutdown for its whole timeout: end them before aiohttp
+    # waits for the running handlers (cleanup_ctx exits only after that wait).
+    app.on_shutdown.append(page.end_event_streams)
+    if amqp is not None:
+        app[AMQP] = amqp
+        app.cleanup_ctx.append(bus_subscription)
+    app.router.add_route("*", "/{tail:.*}", _Dispatcher(app).dispatch)
+    return app
+
+
+class _Dispatcher:
+    """The catch-all handler, holding direct references so the hot path has no lookups
+    beyond its answer cache."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.state = app[STATE]
+        self.stats = app[STATS]
+        self.settings = app[SETTINGS]
+        self.options = app[OPTIONS]
         self._cache: dict[str, tuple[int, _Answer]] = {}
-        self._own: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {
-            "/stats": self._stats,
-            "/stats/clear": self._stats_clear,
-            "/health": self._health,
-            "/health/reset": self._health_reset,
-            "/help": self._help,
-            "/openapi.json": self._openapi,
-        }
 
-    # ------------------------------------------------------------------ routing
-
-    def application(self) -> web.Application:
-        """The aiohttp application (one catch-all route; routing is done here)."""
-        app = web.Application(client_max_size=4096)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        return app
-
-    def _refuse(self, request: web.Request) -> web.StreamResponse | None:
-        """Answers for what is not a plain GET/HEAD of a sane path."""
-        if request.method not in ("GET", "HEAD", "OPTIONS"):
-            return _json_error(405, "method not allowed", {"Allow": "GET, HEAD"})
-        if request.method == "OPTIONS":
-            return web.Response(
-                status=204,
-                headers={
-                    **_CORS,
-                    "Access-Control-Allow-Methods": "GET, HEAD",
-                    "Access-Control-Allow-Headers": "*",
-                },
-            )
-        if len(request.raw_path) > _MAX_PATH:
-            return _json_error(414, "URI too long")
-        return None
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        if request.method != "GET" or len(request.raw_path) > _MAX_PATH:
+            refused = _refuse(request)
+            if refused is not None:
+                return refused
+        path = self._route_path(request)
+        if path is None or "\x00" in path:
+            return _json_error(404, "not found")
+        service = SERVICE_ROUTES.get(path)
+        if service is not None:
+            return await service(request)
+        if path in page.PATHS or path.startswith(page.STATIC_PREFIX):
+            served = await page.serve(request, path, self.state, self.options, self.settings)
+            if served is not None:
+                self.stats.count(path)
+                return served
+        answer = self._answer(path, request.query_string)
+        if answer is None:
+            return _json_error(404, "not found")
+        self.stats.count(path, "timeout" if answer.no_data else "ok")
+        return web.Response(body=answer.body, headers=answer.headers)
 
     def _route_path(self, request: web.Request) -> str | None:
         """The path to route, without PROXY_BASE_URL; None when outside the prefix."""
@@ -100,28 +130,6 @@ class ProxyApp:
             path = path[len(base) :]
         return path
 
-    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        if request.method != "GET" or len(request.raw_path) > _MAX_PATH:
-            refused = self._refuse(request)
-            if refused is not None:
-                return refused
-        path = self._route_path(request)
-        if path is None or "\x00" in path:
-            return _json_error(404, "not found")
-        own = self._own.get(path)
-        if own is not None:
-            return await own(request)
-        if path in page.PATHS or path.startswith(page.STATIC_PREFIX):
-            served = await page.serve(request, path, self.state, self.options, self.settings)
-            if served is not None:
-                self.stats.count(path)
-                return served
-        answer = self._answer(path, request.query_string)
-        if answer is None:
-            return _json_error(404, "not found")
-        self.stats.count(path, "timeout" if answer.no_data else "ok")
-        return web.Response(body=answer.body, headers=answer.headers)
-
     def _answer(self, path: str, query: str) -> _Answer | None:
         """The encoded answer for a data route, rendered once per state version."""
         key = f"{path}?{query}"
@@ -133,106 +141,10 @@ class ProxyApp:
             return None
         answer = _Answer.of(body)
         if body.cacheable:
-            if len(self._cache) > 512:  # bounded: query strings are client-controlled
+            if len(self._cache) > _MAX_CACHED:
                 self._cache.clear()
             self._cache[key] = (self.state.version, answer)
         return answer
-
-    # ------------------------------------------------------------------ stats, health
-
-    def stats_document(self) -> dict[str, Any]:
-        """The /stats object: pyPowerwall's keys where they mean something here, plus ours."""
-        now = time.time()
-        site = self.state.payload(SITE_NAME)
-        return {
-            "pypowerwall": VERSION,
-            "mode": "Bus",
-            "gets": self.stats.gets,
-            "errors": self.stats.errors,
-            "timeout": self.stats.timeout,
-            "uri": dict(self.stats.uri),
-            "ts": int(now),
-            "start": int(self.stats.start),
-            "clear": int(self.stats.clear),
-            "uptime": str(dt.timedelta(seconds=int(now - self.stats.start))),
-            "mem": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            "site_name": site.get("site_name") if isinstance(site, dict) else None,
-            "cloudmode": False,
-            "tedapi": False,
-            "bus": {
-                "connected": self.state.bus_connected,
-                "age_seconds": {
-                    kind: round(age, 3)
-                    for kind in self.state.kinds()
-                    if (age := self.state.age(kind)) is not None
-                },
-            },
-        }
-
-    def health_document(self) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, body) of /health: 503 when data is stale or the gateway is down."""
-        problems = []
-        meters_age = self.state.age(METERS)
-        if not self.state.bus_connected:
-            problems.append("not connected to the message bus")
-        if meters_age is None:
-            problems.append("no meter data received yet")
-        elif meters_age > self.settings.health_max_age:
-            problems.append(f"meter data is {meters_age:.0f} s old")
-        poller = self.state.payload(POLLER_STATUS)
-        gateway_state = poller.get("gateway_state") if isinstance(poller, dict) else None
-        if gateway_state in ("unreachable", "login_refused", "cooldown"):
-            problems.append(f"the poller reports the gateway as {gateway_state}")
-        body = {
-            "status": "ok" if not problems else "unhealthy",
-            "problems": problems,
-            "bus_connected": self.state.bus_connected,
-            "gateway_state": gateway_state,
-            "meters_age_seconds": None if meters_age is None else round(meters_age, 3),
-            "max_age_seconds": self.settings.health_max_age,
-            "proxy_stats": {
-                "total_gets": self.stats.gets,
-                "total_errors": self.stats.errors,
-                "total_timeouts": self.stats.timeout,
-            },
-            "current_time": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-        return (200 if not problems else 503), body
-
-    async def _stats(self, request: web.Request) -> web.Response:
-        self.stats.count("/stats")
-        return _json(self.stats_document())
-
-    async def _stats_clear(self, request: web.Request) -> web.Response:
-        self.stats.reset()
-        return _json(self.stats_document())
-
-    async def _health(self, request: web.Request) -> web.Response:
-        status, body = self.health_document()
-        return _json(body, status=status)
-
-    async def _health_reset(self, request: web.Request) -> web.Response:
-        cleared = len(self.stats.uri)
-        self.stats.reset()
-        self.stats.timeout = 0
-        return _json(
-            {
-                "status": "reset_complete",
-                "health_counters_reset": True,
-                "cache_cleared": False,
-                "cache_entries_removed": 0,
-                "endpoint_stats_cleared": cleared,
-            }
-        )
-
-    async def _help(self, request: web.Request) -> web.Response:
-        self.stats.count("/help")
-        return web.Response(
-            text=_help_page(self.stats_document()), content_type="text/html", headers=_CORS
-        )
-
-    async def _openapi(self, request: web.Request) -> web.Response:
-        return _json(openapi_document(self.settings.base_url))
 
 
 @dataclass(frozen=True)
@@ -247,18 +159,25 @@ class _Answer:
     def of(cls, body: Body) -> _Answer:
         media, _, charset = body.content_type.partition(";")
         content_type = media.strip() + (f"; {charset.strip()}" if charset else "")
-        return cls(body.text.encode(), {**_CORS, "Content-Type": content_type}, body.no_data)
+        return cls(body.text.encode(), {**CORS, "Content-Type": content_type}, body.no_data)
 
 
-def build_app(state: ProxyState, stats: Stats, settings: ProxySettings) -> web.Application:
-    """The proxy application for this state."""
-    return ProxyApp(state, stats, settings).application()
-
-
-def _json(document: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        text=json.dumps(document), status=status, content_type="application/json", headers=_CORS
-    )
+def _refuse(request: web.Request) -> web.StreamResponse | None:
+    """Answers for what is not a plain GET/HEAD of a sane path."""
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        return _json_error(405, "method not allowed", {"Allow": "GET, HEAD"})
+    if request.method == "OPTIONS":
+        return web.Response(
+            status=204,
+            headers={
+                **CORS,
+                "Access-Control-Allow-Methods": "GET, HEAD",
+                "Access-Control-Allow-Headers": "*",
+            },
+        )
+    if len(request.raw_path) > _MAX_PATH:
+        return _json_error(414, "URI too long")
+    return None
 
 
 def _json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -266,36 +185,5 @@ def _json_error(status: int, message: str, headers: dict[str, str] | None = None
         text=json.dumps({"error": message}),
         status=status,
         content_type="application/json",
-        headers={**_CORS, **(headers or {})},
-    )
-
-
-def _help_page(stats: dict[str, Any]) -> str:
-    """A small HTML page of the statistics (refreshes every 5 s, like pyPowerwall's)."""
-    rows = []
-    for key, value in stats.items():
-        if key in ("uri", "bus"):
-            continue
-        rows.append(f"<tr><td>{html.escape(key)}</td><td>{html.escape(str(value))}</td></tr>")
-    uris = "".join(
-        f"<tr><td>{html.escape(path)}</td><td>{count}</td></tr>"
-        for path, count in sorted(stats["uri"].items())
-    )
-    ages = "".join(
-        f"<tr><td>{html.escape(kind)}</td><td>{age:.1f} s</td></tr>"
-        for kind, age in stats["bus"]["age_seconds"].items()
-    )
-    connected = "connected" if stats["bus"]["connected"] else "NOT connected"
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        "<meta http-equiv='refresh' content='5'><title>powerwall-bus proxy</title>"
-        "<style>body{font-family:sans-serif;margin:2em}td{padding:2px 12px}"
-        "table{border-collapse:collapse;margin-bottom:1.5em}tr:nth-child(odd){background:#eee}"
-        "</style></head><body><h1>powerwall-bus proxy</h1>"
-        f"<p>Message bus: {connected}. Data comes from the poller; this proxy never "
-        "calls the gateway.</p>"
-        f"<h2>Statistics</h2><table>{''.join(rows)}</table>"
-        f"<h2>Requests by path</h2><table>{uris}</table>"
-        f"<h2>Age of the data</h2><table>{ages}</table>"
-        "<p>API description: <a href='openapi.json'>openapi.json</a></p></body></html>"
+        headers={**CORS, **(headers or {})},
     )

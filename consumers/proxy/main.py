@@ -1,28 +1,25 @@
-"""``pwbus proxy``: wire the bus subscription, the state and the HTTP server together."""
+"""``pwbus proxy``: serve the proxy application (TLS, limits, signals) until told to stop."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import ssl
 import tempfile
 from pathlib import Path
 
-import pika
 from aiohttp import web
 
-from powerwall_bus.consumers.proxy import page
-from powerwall_bus.consumers.proxy.app import build_app
+from powerwall_bus.consumers.proxy.app import create_app
 from powerwall_bus.consumers.proxy.command import ProxyConfig
-from powerwall_bus.consumers.proxy.state import ProxyState, Stats
-from powerwall_bus.shared.bus import BusSubscriber
+from powerwall_bus.consumers.proxy.keys import STATE
+from powerwall_bus.consumers.proxy.state import ProxyState
 from powerwall_bus.shared.certs import make_self_signed
-from powerwall_bus.shared.errors import ConfigError, MalformedMessage
-from powerwall_bus.shared.messages import parse_envelope, parse_meter_stream
+from powerwall_bus.shared.errors import ConfigError
 from powerwall_bus.shared.settings import ProxySettings
-from powerwall_bus.shared.topology import METER_STREAM
+
+__all__ = ["ProxyConfig", "ProxyServer", "run_proxy", "tls_context"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -30,46 +27,6 @@ _LOGGER = logging.getLogger(__name__)
 _MAX_LINE = 4096
 _MAX_FIELD = 4096
 _MAX_HEADERS = 64
-
-
-class BusFeed:
-    """Turns bus deliveries (on the subscriber's thread) into state updates on the loop."""
-
-    def __init__(self, state: ProxyState, loop: asyncio.AbstractEventLoop) -> None:
-        self._state = state
-        self._loop = loop
-        self.malformed = 0
-
-    def on_message(self, routing_key: str, properties: pika.BasicProperties, body: bytes) -> None:
-        """Parse on the bus thread (keeps the loop free), apply on the loop."""
-        kind = properties.type or routing_key
-        try:
-            if kind == METER_STREAM:
-                stream = parse_meter_stream(body)
-                self._loop.call_soon_threadsafe(self._state.update_meter_stream, stream)
-            else:
-                envelope = parse_envelope(body)
-                self._loop.call_soon_threadsafe(self._state.update, envelope)
-        except MalformedMessage as exc:
-            self.malformed += 1
-            if self.malformed == 1 or self.malformed % 100 == 0:
-                _LOGGER.warning(
-                    "ignoring a malformed message on %s: %s (%d so far)",
-                    routing_key,
-                    exc,
-                    self.malformed,
-                )
-        except RuntimeError:
-            pass  # the loop is closing
-
-    def on_connection(self, connected: bool) -> None:
-        """Record the bus state (shown by /stats and /health)."""
-
-        def apply() -> None:
-            self._state.bus_connected = connected
-
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(apply)
 
 
 def tls_context(settings: ProxySettings) -> ssl.SSLContext | None:
@@ -89,31 +46,29 @@ def tls_context(settings: ProxySettings) -> ssl.SSLContext | None:
 
 
 class ProxyServer:
-    """The running proxy: HTTP server plus bus subscription. Usable in tests and the stack."""
+    """The running proxy: the application (with its bus subscription) on a TCP site.
+
+    Usable in tests and the stack: :meth:`start` returns once the port is open, :meth:`stop`
+    ends the event streams, the server and the subscription, in that order.
+    """
 
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
-        self.state = ProxyState()
-        self.stats = Stats()
+        self.app = create_app(config.proxy, config.amqp)
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
-        self._subscriber: BusSubscriber | None = None
+
+    @property
+    def state(self) -> ProxyState:
+        """What the proxy knows (fed by the bus subscription while it runs)."""
+        return self.app[STATE]
 
     async def start(self) -> None:
         """Subscribe to the bus and start listening."""
         settings = self.config.proxy
         context = tls_context(settings)
-        feed = BusFeed(self.state, asyncio.get_running_loop())
-        self._subscriber = BusSubscriber(
-            self.config.amqp,
-            ["powerwall.#"],
-            feed.on_message,
-            name="proxy",
-            on_connection=feed.on_connection,
-        ).start()
-        app = build_app(self.state, self.stats, settings)
         self._runner = web.AppRunner(
-            app,
+            self.app,
             access_log=None,
             handle_signals=False,
             shutdown_timeout=2.0,
@@ -121,7 +76,7 @@ class ProxyServer:
             max_field_size=_MAX_FIELD,
             max_headers=_MAX_HEADERS,
         )
-        await self._runner.setup()
+        await self._runner.setup()  # starts the cleanup_ctx entries: the bus subscription
         site = web.TCPSite(
             self._runner,
             settings.bind_address or None,
@@ -150,14 +105,10 @@ class ProxyServer:
         )
 
     async def stop(self) -> None:
-        """Stop serving and unsubscribe."""
-        page.close_streams(self.state)  # open /events streams would delay the shutdown
+        """Stop serving and unsubscribe (the application's shutdown and cleanup)."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._subscriber is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._subscriber.stop)
-            self._subscriber = None
 
 
 def run_proxy(config: ProxyConfig) -> int:

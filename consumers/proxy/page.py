@@ -26,7 +26,7 @@ import html
 import json
 import logging
 import time
-import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -239,20 +239,45 @@ class _Client:
             self.changed.set()
 
 
-_streams: weakref.WeakKeyDictionary[ProxyState, set[_Client]] = weakref.WeakKeyDictionary()
+class EventStreams:
+    """The open ``/events`` streams of one application (``app[EVENT_STREAMS]``)."""
+
+    def __init__(self) -> None:
+        self._clients: set[_Client] = set()
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def add(self, client: _Client) -> None:
+        """A stream opened."""
+        self._clients.add(client)
+
+    def discard(self, client: _Client) -> None:
+        """A stream ended."""
+        self._clients.discard(client)
+
+    def close_all(self) -> None:
+        """End every open stream: each sends nothing more and returns."""
+        for client in self._clients:
+            client.closing = True
+            client.changed.set()
 
 
-def stream_count(state: ProxyState) -> int:
-    """How many ``/events`` clients are connected to this state."""
-    return len(_streams.get(state, ()))
+EVENT_STREAMS = web.AppKey("event_streams", EventStreams)
 
 
-def close_streams(state: ProxyState) -> None:
-    """End every ``/events`` stream of this state (call before stopping the server, so the
-    shutdown does not wait for them)."""
-    for client in _streams.get(state, ()):
-        client.closing = True
-        client.changed.set()
+async def event_streams(app: web.Application) -> AsyncIterator[None]:
+    """``cleanup_ctx``: the registry of open ``/events`` streams, for the application's life;
+    whatever is still open at cleanup is ended."""
+    streams = app[EVENT_STREAMS] = EventStreams()
+    yield
+    streams.close_all()
+
+
+async def end_event_streams(app: web.Application) -> None:
+    """``on_shutdown``: end the open streams before aiohttp waits for running handlers, so an
+    open page does not hold a shutdown for the whole shutdown timeout."""
+    app[EVENT_STREAMS].close_all()
 
 
 async def _events(
@@ -266,7 +291,7 @@ async def _events(
     }
     if request.method == "HEAD":
         return web.Response(headers=headers)
-    clients = _streams.setdefault(state, set())
+    clients = request.app[EVENT_STREAMS]
     if len(clients) >= MAX_STREAMS:
         _LOGGER.info("refused an event stream: %d are open (the page will poll)", len(clients))
         return web.Response(

@@ -10,8 +10,10 @@ latest message of each kind in :class:`ProxyState` instead of from the gateway:
   /api/* pass-throughs, the route's empty shape elsewhere, zeros for CSV. Such bodies carry
   ``no_data=True`` so the app can count them as pyPowerwall's "timeout".
 * The query string is ignored except for ``headers`` on /csv*.
-* Nothing here ever reaches a gateway: /api/* paths outside the allow list render as None
-  (the app answers 404), TEDAPI/cloud/FleetAPI/control answer "not enabled".
+* Which /api/* paths answer, and how, is the contract's table (:mod:`shared.contract`):
+  pass-throughs re-serialise the latest payload, refused paths say "API Disabled", and
+  every other /api/* path renders as None (the app answers 404). Nothing here ever reaches
+  a gateway; TEDAPI/cloud/FleetAPI/control answer "not enabled".
 
 Rendering depends only on the state's data (and so may be cached per ``state.version``),
 except bodies marked ``cacheable=False`` (/pw/is_connected depends on the clock too).
@@ -36,50 +38,23 @@ from powerwall_bus.consumers.proxy.state import (
     SYSTEM_STATUS,
     ProxyState,
 )
+from powerwall_bus.shared import contract
 
 JSON = "application/json"
 CSV = "text/plain; charset=utf-8"
 
-#: The newest proxy's pass-through allow list (24 paths of t12 plus two).
-ALLOW_LIST = frozenset(
-    {
-        "/api/status",
-        "/api/site_info/site_name",
-        "/api/meters/site",
-        "/api/meters/solar",
-        "/api/sitemaster",
-        "/api/powerwalls",
-        "/api/customer/registration",
-        "/api/system_status",
-        "/api/system_status/grid_status",
-        "/api/system/update/status",
-        "/api/site_info",
-        "/api/system_status/grid_faults",
-        "/api/operation",
-        "/api/site_info/grid_codes",
-        "/api/solars",
-        "/api/solars/brands",
-        "/api/customer",
-        "/api/meters",
-        "/api/installer",
-        "/api/networks",
-        "/api/system/networks",
-        "/api/meters/readings",
-        "/api/synchrometer/ct_voltage_references",
-        "/api/troubleshooting/problems",
-        "/api/auth/toggle/supported",
-        "/api/solar_powerwall",
-    }
-)
-#: Allow-listed paths the proxy refuses anyway.
-DISABLED = frozenset({"/api/customer/registration"})
+#: Gateway paths answered with the latest payload read from them (the contract's table).
+PASS_THROUGH = contract.proxy_paths(contract.Proxy.PASS_THROUGH)
+#: Gateway paths pyPowerwall allow-lists but refuses anyway (its DISABLED list).
+DISABLED = contract.proxy_paths(contract.Proxy.REFUSED)
 
 _NOT_ENABLED = {
     "/tedapi": {"error": "TEDAPI not enabled"},
     "/cloud": {"error": "Cloud API not enabled"},
     "/fleetapi": {"error": "FleetAPI not enabled"},
 }
-_CONTROL = (
+#: The control commands pyPowerwall answers (disabled here, as without PW_CONTROL_SECRET).
+CONTROL = (
     "/control/reserve",
     "/control/mode",
     "/control/grid_charging",
@@ -206,11 +181,6 @@ def _soe_scaled(state: ProxyState, _options: RenderOptions) -> Body:
     return _json(None if level is None else {"percentage": level}, no_data=level is None)
 
 
-def _grid_status(state: ProxyState, _options: RenderOptions) -> Body:
-    payload = state.payload(GRID_STATUS)
-    return _json(payload, no_data=payload is None)
-
-
 def _csv(path: str, query: str, state: ProxyState, options: RenderOptions) -> Body:
     """/csv and /csv/v2 (every path starting with them), zeros when data is missing."""
     aggregates = state.aggregates
@@ -327,12 +297,17 @@ def _disabled(_state: ProxyState, _options: RenderOptions) -> Body:
     return _json({"status": "404 Response - API Disabled"})
 
 
-def _pass_through(path: str, state: ProxyState) -> Body:
-    """An allow-listed /api/* path: the latest payload read from it, re-serialised."""
-    payload = state.api(path)
-    if isinstance(payload, bytes | bytearray):
-        payload = payload.decode("utf-8", "replace")  # a non-JSON reply: a string literal
-    return _json(payload, no_data=payload is None)
+def _pass_through(path: str) -> _Route:
+    """A pass-through /api/* path: the latest payload read from it, re-serialised."""
+    kind = contract.kind_for_path(path)
+
+    def route(state: ProxyState, _options: RenderOptions) -> Body:
+        payload = state.payload(kind)
+        if isinstance(payload, bytes | bytearray):
+            payload = payload.decode("utf-8", "replace")  # a non-JSON reply: a string literal
+        return _json(payload, no_data=payload is None)
+
+    return route
 
 
 # --------------------------------------------------------------------------- /pw/<name>
@@ -474,13 +449,15 @@ def _pw(name: str, state: ProxyState, options: RenderOptions) -> Body:
 # --------------------------------------------------------------------------- routing
 
 _Route = Callable[[ProxyState, RenderOptions], Body]
+_PrefixRoute = Callable[[str, str, ProxyState, RenderOptions], Body]
 
-_EXACT: dict[str, _Route] = {
+#: The data routes of the proxy's own, by exact path (some at a gateway path: the contract's
+#: table marks those ``Proxy.OWN_ROUTE``).
+_OWN: dict[str, _Route] = {
     "/aggregates": _aggregates,
     "/api/meters/aggregates": _aggregates,
     "/soe": _soe,
     "/api/system_status/soe": _soe_scaled,
-    "/api/system_status/grid_status": _grid_status,
     "/vitals": _vitals_route,
     "/strings": _strings_route,
     "/temps": _temps_route,
@@ -494,6 +471,33 @@ _EXACT: dict[str, _Route] = {
     "/api/troubleshooting/problems": _problems,
     "/fans": _empty,
 }
+_EXACT: dict[str, _Route] = {
+    **{path: _pass_through(path) for path in sorted(PASS_THROUGH)},
+    **dict.fromkeys(sorted(DISABLED), _disabled),
+    **_OWN,
+}
+
+
+def _fixed(value: Any) -> _PrefixRoute:
+    body = _json(value)
+    return lambda _path, _query, _state, _options: body
+
+
+#: Families of routes by path prefix, tried in order after the exact paths.
+_PREFIXED: tuple[tuple[str, _PrefixRoute], ...] = (
+    ("/csv", _csv),
+    *((prefix, _fixed(answer)) for prefix, answer in _NOT_ENABLED.items()),
+    *((prefix, _fixed(_CONTROL_DISABLED)) for prefix in CONTROL),
+    ("/fans/pw", lambda _path, _query, state, options: _empty(state, options)),
+    ("/pw/", lambda path, _query, state, options: _pw(path[len("/pw/") :], state, options)),
+)
+
+#: Every path a data route answers exactly.
+DATA_PATHS = frozenset(_EXACT)
+#: The data routes of the proxy's own (not pass-through, not refused).
+OWN_PATHS = frozenset(_OWN)
+#: Every path prefix a family of data routes answers.
+DATA_PREFIXES = tuple(prefix for prefix, _ in _PREFIXED)
 
 
 def render(path: str, query: str, state: ProxyState, options: RenderOptions) -> Body | None:
@@ -502,19 +506,7 @@ def render(path: str, query: str, state: ProxyState, options: RenderOptions) -> 
     route = _EXACT.get(path)
     if route is not None:
         return route(state, options)
-    if path.startswith("/csv"):
-        return _csv(path, query, state, options)
-    for prefix, answer in _NOT_ENABLED.items():
+    for prefix, family in _PREFIXED:
         if path.startswith(prefix):
-            return _json(answer)
-    if path in DISABLED:
-        return _disabled(state, options)
-    if path in ALLOW_LIST:
-        return _pass_through(path, state)
-    if path.startswith(_CONTROL):
-        return _json(_CONTROL_DISABLED)
-    if path.startswith("/fans/pw"):
-        return _empty(state, options)
-    if path.startswith("/pw/"):
-        return _pw(path[len("/pw/") :], state, options)
+            return family(path, query, state, options)
     return None

@@ -14,20 +14,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from powerwall_bus.shared import contract
 from powerwall_bus.shared.messages import Envelope, MeterStream
-from powerwall_bus.shared.topology import kind_of_endpoint
 
-#: Kinds the proxy's computed routes are made from.
-METERS = "meters"
-SOE = "soe"
-GRID_STATUS = "grid_status"
-VITALS = "vitals"
-SYSTEM_STATUS = "api.system_status"
-OPERATION = "api.operation"
-STATUS = "api.status"
-SOLAR_POWERWALL = "api.solar_powerwall"
-SITE_NAME = "api.site_info.site_name"
-POLLER_STATUS = "poller.status"
+
+def _kind(path: str) -> str:
+    return contract.endpoint(path).kind
+
+
+#: Kinds the proxy's computed routes are made from, by the gateway path they are read from.
+METERS = _kind("/api/meters/aggregates")
+SOE = _kind("/api/system_status/soe")
+GRID_STATUS = _kind("/api/system_status/grid_status")
+VITALS = _kind("/api/devices/vitals")
+SYSTEM_STATUS = _kind("/api/system_status")
+OPERATION = _kind("/api/operation")
+STATUS = _kind("/api/status")
+SOLAR_POWERWALL = _kind("/api/solar_powerwall")
+SITE_NAME = _kind("/api/site_info/site_name")
+POLLER_STATUS = contract.POLLER_STATUS
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,6 @@ class ProxyState:
         """The latest payload of a kind, or None."""
         item = self._items.get(kind)
         return None if item is None else item.payload
-
-    def api(self, path: str) -> Any:
-        """The latest payload read from a gateway path such as ``/api/site_info``."""
-        return self.payload(kind_of_endpoint(path))
 
     def age(self, kind: str) -> float | None:
         """Seconds since the latest message of a kind arrived, or None."""

@@ -23,6 +23,7 @@ from typing import Any
 from powerwall_bus.producers.poller.health import Health
 from powerwall_bus.producers.poller.outbox import Outbox
 from powerwall_bus.producers.poller.schedule import Schedule
+from powerwall_bus.shared import contract
 from powerwall_bus.shared.errors import (
     EndpointNotFound,
     GatewayAuthError,
@@ -49,18 +50,12 @@ SOE_PATH = "/api/system_status/soe"
 
 
 def intervals_for(settings: PollerSettings) -> dict[str, float]:
-    """Endpoint -> interval, in the order ties are broken (SoE just before the meters)."""
-    intervals = {
-        # /api/status first: it tells the DIN and firmware every other message needs.
-        STATUS_PATH: settings.slow_interval,
-        SOE_PATH: settings.soe_interval,
-        METERS_PATH: settings.meters_interval,
-        "/api/system_status/grid_status": settings.grid_status_interval,
-        "/api/system_status": settings.system_status_interval,
-        "/api/operation": settings.operation_interval,
-        VITALS_PATH: settings.vitals_interval,
-        "/api/solar_powerwall": settings.solar_powerwall_interval,
-    }
+    """Endpoint -> interval, in the contract table's order (ties are broken by it: /api/status
+    first, the state of energy just before the meters), then the listed slow endpoints."""
+    intervals: dict[str, float] = {}
+    for endpoint in contract.ENDPOINTS:
+        if endpoint.poll is not None and endpoint.poll != contract.LISTED:
+            intervals[endpoint.path] = float(getattr(settings, endpoint.poll))
     for path in settings.slow_endpoints:
         intervals.setdefault(path, settings.slow_interval)
     return intervals

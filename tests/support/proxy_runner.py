@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from powerwall_bus.consumers.proxy import page
-from powerwall_bus.consumers.proxy.app import build_app
+from powerwall_bus.consumers.proxy.app import create_app
 from powerwall_bus.consumers.proxy.state import ProxyState, Stats
 from powerwall_bus.shared.loop_thread import LoopThread
 from powerwall_bus.shared.messages import Envelope, Reading, parse_envelope, reading_message
@@ -47,7 +47,8 @@ def simulated_envelopes(gateway: SimulatedGateway, at: float | None = None) -> l
 
 
 class ProxyRunner:
-    """``build_app(state, stats, settings)`` served in a background thread."""
+    """``create_app(settings, state=..., stats=...)`` served in a background thread (no bus:
+    tests feed the state themselves)."""
 
     def __init__(self, settings: ProxySettings | None = None) -> None:
         self.settings = settings or ProxySettings()
@@ -55,6 +56,7 @@ class ProxyRunner:
         self.state.bus_connected = True
         self.stats = Stats()
         self.port = 0
+        self.app = create_app(self.settings, state=self.state, stats=self.stats)
         self._runner: web.AppRunner | None = None
         self._loop: LoopThread | None = None
 
@@ -80,9 +82,8 @@ class ProxyRunner:
         return self
 
     async def _start(self) -> None:
-        app = build_app(self.state, self.stats, self.settings)
         self._runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -103,10 +104,13 @@ class ProxyRunner:
 
         self.call(apply)
 
+    def stream_count(self) -> int:
+        """How many ``/events`` streams are open."""
+        return self.call(lambda: len(self.app[page.EVENT_STREAMS]))
+
     def stop(self) -> None:
-        """Stop the server and its loop (open event streams are ended first)."""
+        """Stop the server (the application ends open event streams first) and its loop."""
         if self._loop is not None:
-            self._loop.call(page.close_streams, self.state)
             if self._runner is not None:
                 self._loop.run(self._runner.cleanup())
             self._loop.stop()
