@@ -52,10 +52,10 @@ from tests.support.mysql_writer import (
     query,
     queue_depth,
     replace,
-    wait_until,
     writer_settings,
 )
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import wait_until
 
 if TYPE_CHECKING:
     from tests.conftest import TestBus

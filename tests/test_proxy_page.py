@@ -37,6 +37,7 @@ from tests.support.proxy_runner import (
     envelope,
     simulated_envelopes,
 )
+from tests.support.waiting import wait_until
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -97,14 +98,6 @@ def _read_event(lines: Iterator[bytes]) -> dict[str, Any]:
         if line.startswith("data:"):
             data.append(line[5:].strip())
     raise AssertionError("the event stream ended")
-
-
-def _wait_until(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -273,13 +266,13 @@ def test_events_are_coalesced_and_end_with_the_latest(fed_proxy: ProxyRunner) ->
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
-    _wait_until(lambda: events, 5, "the first event")
+    assert wait_until(lambda: events, 5), "no first event"
     started = time.monotonic()
     for i in range(100):  # ~100 updates/s for one second
         fed_proxy.feed(envelope(AGGREGATES, _aggregates(i, 1000 + i, 0, 0)))
         time.sleep(0.01)
     elapsed = time.monotonic() - started
-    _wait_until(lambda: events[-1]["grid"] == 99, 2, "the last update")
+    assert wait_until(lambda: events[-1]["grid"] == 99, 2), "no last update"
     stop.set()
     updates = len(events) - 1
     assert 2 <= updates <= 10 * elapsed + 3, (updates, elapsed)
@@ -293,7 +286,7 @@ def test_listener_is_removed_when_the_client_disconnects(fed_proxy: ProxyRunner)
     assert fed_proxy.stream_count() == 1
     assert len(fed_proxy.state.listeners) == baseline + 1
     response.close()
-    _wait_until(lambda: len(fed_proxy.state.listeners) == baseline, 3, "the listener cleanup")
+    assert wait_until(lambda: len(fed_proxy.state.listeners) == baseline, 3), "listeners left"
     assert fed_proxy.stream_count() == 0
     fed_proxy.feed(*simulated_envelopes(_gateway()))  # nothing left to notify
 

@@ -20,6 +20,7 @@ from powerwall_bus.shared.messages import MeterStream, parse_meter_stream
 from powerwall_bus.shared.topology import METER_STREAM, declare_exchange
 from powerwall_bus.stack.relay import decode_record
 from powerwall_bus.stack.supervise import Backoff
+from tests.support.waiting import wait_until
 
 if TYPE_CHECKING:  # imported by name, pytest would try to collect it as a test class
     from tests.conftest import TestBus
@@ -235,10 +236,8 @@ def test_children_do_not_outlive_a_killed_stack(bus: TestBus, amqp_base_url: str
         assert len(children) == 2 and all(_running(pid) for pid in children)
         stack.process.kill()  # no chance to clean up: the kernel must tell the children
         stack.process.wait(10)
-        deadline = time.monotonic() + 15
-        while any(_running(pid) for pid in children) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not any(_running(pid) for pid in children), "orphaned children still run"
+        gone = wait_until(lambda: not any(_running(pid) for pid in children), 15, step=0.1)
+        assert gone, "orphaned children still run"
     finally:
         stack.kill_everything()
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import mysql.connector
@@ -77,17 +76,6 @@ def count(settings: MysqlSettings, table: str) -> int:
 def counts(settings: MysqlSettings) -> dict[str, int]:
     """Rows per data table."""
     return {table: count(settings, table) for table in TABLES}
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, step: float = 0.2) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` s pass; its last answer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(step)
 
 
 def writer_settings(queue: str, dead: str, **overrides: Any) -> WriterSettings:
