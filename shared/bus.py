@@ -4,41 +4,39 @@ One background thread owns a pika connection. On every (re)connect it declares t
 exchange (so it does not matter whether the poller started first), binds a fresh exclusive
 queue to the wanted routing keys and, unless told otherwise, asks the poller for the latest
 message of every kind (``control.resync``), so a consumer that starts late, or reconnects
-after an outage, is complete within a second. It reconnects by itself with a capped,
-jittered back-off and reports the connection state through a callback.
+after an outage, is complete within a second. Reconnecting, and deciding what a failure
+means, is :class:`~powerwall_bus.shared.amqp.BrokerLink`'s job; the connection state is
+reported through a callback.
+
+The thread never dies quietly: a broker that refuses our settings, or a bug, ends it and
+goes to ``on_fatal``, by default the process's handler (:mod:`powerwall_bus.shared.threads`:
+the main thread stops and exits 2 or 1, or without one the process ends at once).
 
 Durable, acknowledged consumption (the MySQL writer) does not use this class.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import random
 import threading
 from collections.abc import Callable, Iterable
 
 import pika
-import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
+from powerwall_bus.shared.amqp import BrokerLink, connection_parameters
+from powerwall_bus.shared.retry import Backoff
 from powerwall_bus.shared.settings import AmqpSettings
+from powerwall_bus.shared.threads import FatalHandler, fatal, guarded
 from powerwall_bus.shared.topology import RESYNC, declare_exchange
 
 _LOGGER = logging.getLogger(__name__)
 
+__all__ = ["BusSubscriber", "MessageHandler", "connection_parameters"]
+
 MessageHandler = Callable[[str, pika.BasicProperties, bytes], None]
 
-
-def connection_parameters(settings: AmqpSettings, name: str) -> pika.URLParameters:
-    """pika parameters for the broker, with a connection name and sane timeouts."""
-    parameters = pika.URLParameters(settings.url)
-    parameters.heartbeat = settings.heartbeat
-    parameters.connection_attempts = 1
-    parameters.socket_timeout = 5
-    parameters.blocked_connection_timeout = 60
-    parameters.client_properties = {"connection_name": name, "product": "powerwall-bus"}
-    return parameters
+_TICK = 0.2  # longest wait in the pika loop: how quickly stop() is noticed
 
 
 class BusSubscriber:
@@ -53,6 +51,7 @@ class BusSubscriber:
         name: str,
         resync: bool = True,
         on_connection: Callable[[bool], None] | None = None,
+        on_fatal: FatalHandler | None = None,
         backoff_max: float = 30.0,
     ) -> None:
         self._settings = settings
@@ -61,15 +60,28 @@ class BusSubscriber:
         self._name = name
         self._resync = resync
         self._on_connection = on_connection or (lambda connected: None)
-        self._backoff_max = backoff_max
+        self._on_fatal = on_fatal or fatal
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._connection: pika.BlockingConnection | None = None
+        self._link = BrokerLink(
+            settings,
+            f"pwbus-{name}",
+            self._stop,
+            backoff=Backoff(first=1.0, cap=backoff_max, jitter=0.5),
+            on_state=self._state,
+            logger=_LOGGER,
+        )
         self.queue: str | None = None
         self.connected = threading.Event()
+        self.error: BaseException | None = None  # what ended the thread, if anything did
 
     def start(self) -> BusSubscriber:
         """Start consuming in the background."""
-        self._thread = threading.Thread(target=self._run, name=f"bus-{self._name}", daemon=True)
+        name = f"bus-{self._name}"
+        self._thread = threading.Thread(
+            target=guarded(self._run, name, self._fatal), name=name, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -80,39 +92,18 @@ class BusSubscriber:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            connection = None
-            try:
-                connection = self._connect()
-                if failures:
-                    _LOGGER.info("message bus %s is back", self._settings.safe_url)
-                failures = 0
-                while not self._stop.is_set():
-                    connection.process_data_events(time_limit=0.2)
-            except (pika.exceptions.AMQPError, OSError) as exc:
-                failures += 1
-                self.connected.clear()
-                self._on_connection(False)
-                log = _LOGGER.warning if failures == 1 else _LOGGER.debug
-                log(
-                    "message bus %s unavailable (%s); retrying",
-                    self._settings.safe_url,
-                    type(exc).__name__,
-                )
-                delay = min(self._backoff_max, 2.0 ** min(failures - 1, 8))
-                self._stop.wait(delay * random.uniform(0.5, 1.0))
-            finally:
-                if connection is not None and connection.is_open:
-                    with contextlib.suppress(pika.exceptions.AMQPError, OSError):
-                        connection.close()
-        self.connected.clear()
-        self._on_connection(False)
+        try:
+            self._link.run(self._open, self._serve)
+        finally:
+            self._connection = None
+            self.connected.clear()
+            self._on_connection(False)
 
-    def _connect(self) -> pika.BlockingConnection:
-        connection = pika.BlockingConnection(
-            connection_parameters(self._settings, f"pwbus-{self._name}")
-        )
+    def _fatal(self, exc: BaseException) -> None:
+        self.error = exc
+        self._on_fatal(exc)
+
+    def _open(self, connection: pika.BlockingConnection) -> None:
         channel = connection.channel()
         declare_exchange(channel, self._settings.exchange)
         declared = channel.queue_declare(queue="", exclusive=True, auto_delete=True)
@@ -120,7 +111,6 @@ class BusSubscriber:
         for key in self._bindings:
             channel.queue_bind(queue=queue, exchange=self._settings.exchange, routing_key=key)
         channel.basic_consume(queue=queue, on_message_callback=self._deliver, auto_ack=True)
-        self.queue = queue
         if self._resync:
             channel.basic_publish(
                 exchange=self._settings.exchange,
@@ -128,10 +118,22 @@ class BusSubscriber:
                 body=b"",
                 properties=pika.BasicProperties(reply_to=queue, app_id=f"pwbus-{self._name}"),
             )
-        _LOGGER.info("subscribed to %s on %s", ", ".join(self._bindings), self._settings.safe_url)
-        self.connected.set()
-        self._on_connection(True)
-        return connection
+        self.queue = queue
+        self._connection = connection
+
+    def _serve(self) -> None:
+        assert self._connection is not None
+        while not self._stop.is_set():
+            self._connection.process_data_events(time_limit=_TICK)
+
+    def _state(self, up: bool) -> str | None:
+        if up:
+            self.connected.set()
+        else:
+            self._connection = None
+            self.connected.clear()
+        self._on_connection(up)
+        return f"subscribed to {', '.join(self._bindings)}" if up else None
 
     def _deliver(
         self,

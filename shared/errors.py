@@ -107,7 +107,19 @@ class MalformedMessage(PwbusError):
 
 
 class BusUnavailable(PwbusError):
-    """The broker cannot be reached or refused us (down, wrong credentials, no such vhost)."""
+    """The broker cannot be reached, does not answer, or dropped the connection.
+
+    Transient: the client keeps what it has and reconnects with a back-off. Whatever pika or
+    the socket under it raises is this, unless it is a :class:`BrokerRefused`.
+    """
+
+
+class BrokerRefused(ConfigError):
+    """The broker answered and refused us: the login, the virtual host or a permission.
+
+    A configuration error, not an outage: retrying with the same settings would fail the
+    same way forever, so the process ends (exit status 2) and the stack stops.
+    """
 
 
 # --------------------------------------------------------------------------- database

@@ -34,8 +34,11 @@ only the offending messages are dead-lettered.
 Database down: the batch is **not acknowledged**; the writer logs once, keeps the broker
 connection alive (heartbeats) while it waits with a capped exponential back-off
 (1 s doubling to ``writer.retry_max``), and writes the same batch when the database is
-back, logging the recovery. Broker down: the writer drops what it holds (the broker
-redelivers every unacknowledged message) and reconnects with a capped, jittered back-off.
+back, logging the recovery. Broker down, hung or dropping us: the writer drops what it
+holds (the broker redelivers every unacknowledged message) and reconnects with a capped,
+jittered back-off (:class:`~powerwall_bus.shared.amqp.BrokerLink`). A broker that refuses
+our login, virtual host or permissions is a configuration error: :meth:`Writer.run` raises
+it and ``pwbus mysql`` exits 2.
 Note RabbitMQ's ``consumer_timeout`` (30 min by default): a database outage longer than
 that makes the broker close the channel; the writer reconnects and holds the redelivered
 messages again.
@@ -53,10 +56,8 @@ closed and :meth:`Writer.run` returns.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -76,7 +77,7 @@ from powerwall_bus.consumers.mysql.rows import (
     rows_for_envelope,
     rows_for_meter_stream,
 )
-from powerwall_bus.shared.bus import connection_parameters
+from powerwall_bus.shared.amqp import BrokerLink
 from powerwall_bus.shared.contract import routing_key
 from powerwall_bus.shared.errors import (
     ConfigError,
@@ -85,6 +86,7 @@ from powerwall_bus.shared.errors import (
     MalformedMessage,
 )
 from powerwall_bus.shared.messages import kind_of, parse_envelope, parse_meter_stream
+from powerwall_bus.shared.retry import Backoff
 from powerwall_bus.shared.schemas import schema_file_for, schemas, validate_message
 from powerwall_bus.shared.settings import WriterSettings
 from powerwall_bus.shared.topology import METER_STREAM, declare_exchange
@@ -296,8 +298,16 @@ class Writer:
         self._migrated = False
         self._database_ready = False
         self._ever_connected_database = False
-        self._database_failures = 0
+        self._database_backoff = Backoff(first=1.0, cap=self.settings.retry_max, jitter=0.25)
         self._database_down_since: float | None = None
+        self._broker = BrokerLink(
+            config.amqp,
+            "pwbus-mysql",
+            self._stop,
+            backoff=Backoff(first=1.0, cap=30.0, jitter=0.5),
+            on_state=self._broker_state,
+            logger=_LOGGER,
+        )
         self.ready = threading.Event()  # set once consuming (tests wait on it)
 
     # ------------------------------------------------------------------ control
@@ -312,7 +322,8 @@ class Writer:
         return self._stop.is_set()
 
     def run(self) -> None:
-        """Write until stopped. Raises ConfigError or DatabaseError when retrying is futile."""
+        """Write until stopped. Raises ConfigError (BrokerRefused: the broker refused our
+        login or permissions) or DatabaseError when retrying is futile."""
         settings = self.settings
         if settings.prefetch > _MAX_PREFETCH:
             raise ConfigError("writer.prefetch", f"must be at most {_MAX_PREFETCH} (AMQP limit)")
@@ -330,28 +341,14 @@ class Writer:
             settings.batch_size,
             settings.batch_wait,
         )
-        broker_failures = 0
         try:
             try:
                 self._prepare_database()
             except DatabaseUnavailable as exc:
                 self._database_unavailable(exc, held=0)
-            while not self._stop.is_set():
-                try:
-                    self._connect_broker()
-                    if broker_failures:
-                        _LOGGER.info("broker %s is back", self.config.amqp.safe_url)
-                    broker_failures = 0
-                    self._consume()
-                except (pika.exceptions.AMQPError, OSError) as exc:
-                    broker_failures += 1
-                    self._broker_lost(exc, broker_failures)
-                    if self._stop.is_set():
-                        break
-                    delay = min(30.0, 2.0 ** min(broker_failures - 1, 5))
-                    self._stop.wait(delay * random.uniform(0.5, 1.0))
+            self._broker.run(self._open_broker, self._consume)
         finally:
-            self._close_broker()
+            self._connection = self._channel = None
             self.db.close()
             self.ready.clear()
             _LOGGER.info(
@@ -383,10 +380,12 @@ class Writer:
         self._ever_connected_database = True
         self._database_ready = True
 
-    def _database_unavailable(self, exc: DatabaseUnavailable, held: int) -> None:
-        self._database_failures += 1
+    def _database_unavailable(self, exc: DatabaseUnavailable, held: int) -> float:
+        """Log the outage once; the delay before the next attempt."""
+        first = self._database_backoff.failures == 0
+        delay = self._database_backoff.next_delay()
         self._database_ready = False
-        if self._database_failures == 1:
+        if first:
             self._database_down_since = self._clock()
             self.stats.database_outages += 1
             _LOGGER.warning(
@@ -397,68 +396,50 @@ class Writer:
             )
         else:
             _LOGGER.debug(
-                "database still unavailable (attempt %d): %s", self._database_failures, exc
+                "database still unavailable (attempt %d): %s", self._database_backoff.failures, exc
             )
+        return delay
 
     def _database_back(self) -> None:
-        if self._database_failures:
+        if self._database_backoff.failures:
             down = self._clock() - (self._database_down_since or self._clock())
             _LOGGER.info(
                 "database %s is back after %.0f s: the held messages are written",
                 self.config.mysql.safe_url,
                 down,
             )
-        self._database_failures = 0
+        self._database_backoff.succeeded()
         self._database_down_since = None
-
-    def _retry_delay(self) -> float:
-        return min(self.settings.retry_max, 2.0 ** min(self._database_failures - 1, 10))
 
     # ------------------------------------------------------------------ broker
 
-    def _connect_broker(self) -> None:
+    def _open_broker(self, connection: pika.BlockingConnection) -> None:
+        """On every (re)connect: the topology, the prefetch, confirms, the consumer."""
         settings = self.settings
-        amqp = self.config.amqp
-        self._connection = pika.BlockingConnection(connection_parameters(amqp, "pwbus-mysql"))
-        channel = self._connection.channel()
-        declare_topology(channel, amqp.exchange, settings)
+        self._pending.clear()  # delivery tags of an earlier channel mean nothing here
+        channel = connection.channel()
+        declare_topology(channel, self.config.amqp.exchange, settings)
         channel.basic_qos(prefetch_count=settings.prefetch)
         channel.confirm_delivery()  # for dead letters: acknowledged only once the broker has them
         self._consumer_tag = channel.basic_consume(
             settings.queue, on_message_callback=self._on_delivery
         )
-        self._channel = channel
-        _LOGGER.info(
-            "consuming %r on %s (exchange %r: %s)",
-            settings.queue,
-            amqp.safe_url,
-            amqp.exchange,
-            ", ".join(bindings(settings)),
-        )
-        self.ready.set()
+        self._connection, self._channel = connection, channel
 
-    def _broker_lost(self, exc: BaseException, failures: int) -> None:
+    def _broker_state(self, up: bool) -> str:
+        """The broker link's state changes; the detail of its log line."""
+        if up:
+            self.ready.set()
+            return (
+                f"consuming {self.settings.queue!r} (exchange {self.config.amqp.exchange!r}: "
+                f"{', '.join(bindings(self.settings))})"
+            )
         self.ready.clear()
         held = len(self._pending)
         self._pending.clear()  # the broker redelivers whatever was not acknowledged
-        self._close_broker()
-        if failures == 1:
-            self.stats.broker_outages += 1
-            _LOGGER.warning(
-                "broker %s unavailable (%s); %d unacknowledged messages will be redelivered; "
-                "reconnecting",
-                self.config.amqp.safe_url,
-                _describe(exc),
-                held,
-            )
-        else:
-            _LOGGER.debug("broker still unavailable (%s), attempt %d", _describe(exc), failures)
-
-    def _close_broker(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and connection.is_open:
-            with contextlib.suppress(pika.exceptions.AMQPError, OSError):
-                connection.close()
+        self._connection = self._channel = None
+        self.stats.broker_outages += 1
+        return f"{held} unacknowledged messages will be redelivered"
 
     def _on_delivery(
         self,
@@ -585,17 +566,17 @@ class Writer:
                     job, inserted = self._one_by_one(job, exc)
                 break
             except DatabaseUnavailable as exc:
-                self._database_unavailable(exc, held=len(self._pending))
+                delay = self._database_unavailable(exc, held=len(self._pending))
                 if self._stop.is_set():
                     raise _Abandon() from None
-                self._wait(self._retry_delay())
+                self._wait(delay)
                 if self._stop.is_set():
                     raise _Abandon() from None
         self._acknowledge(job, inserted)
 
     def _wait(self, seconds: float) -> None:
         """Wait while keeping the broker connection served; returns early on stop."""
-        deadline = self._clock() + seconds * random.uniform(0.75, 1.0)
+        deadline = self._clock() + seconds
         while not self._stop.is_set():
             left = deadline - self._clock()
             if left <= 0:
@@ -676,13 +657,3 @@ class Writer:
                 original.message_id,
                 item.reason,
             )
-
-
-def _describe(exc: BaseException) -> str:
-    """A short reason for a broker failure, never with credentials."""
-    if isinstance(exc, pika.exceptions.ProbableAuthenticationError):
-        return "login refused: check the AMQP user and password"
-    if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
-        return "access refused: check the AMQP virtual host and permissions"
-    text = str(exc).strip() or type(exc).__name__
-    return _one_line(f"{type(exc).__name__}: {text}")[:200]

@@ -18,6 +18,7 @@ from powerwall_bus.consumers.proxy.state import ProxyState
 from powerwall_bus.shared.certs import make_self_signed
 from powerwall_bus.shared.errors import ConfigError
 from powerwall_bus.shared.settings import ProxySettings
+from powerwall_bus.shared.threads import ThreadFailures, fatal_errors_to
 
 __all__ = ["ProxyConfig", "ProxyServer", "run_proxy", "tls_context"]
 
@@ -112,7 +113,8 @@ class ProxyServer:
 
 
 def run_proxy(config: ProxyConfig) -> int:
-    """Serve until SIGTERM/SIGINT."""
+    """Serve until SIGTERM/SIGINT, or until the bus thread fails (then exit 2 or 1)."""
+    failures = ThreadFailures()
 
     async def main() -> None:
         server = ProxyServer(config)
@@ -120,11 +122,13 @@ def run_proxy(config: ProxyConfig) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        failures.wake_with(lambda: loop.call_soon_threadsafe(stop.set))
         await server.start()
         await stop.wait()
         _LOGGER.info("proxy stopping")
         await server.stop()
         _LOGGER.info("proxy stopped")
 
-    asyncio.run(main())
-    return 0
+    with fatal_errors_to(failures):  # the bus thread's refusal or crash ends the proxy
+        asyncio.run(main())
+    return failures.exit_status()

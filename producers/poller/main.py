@@ -20,6 +20,7 @@ from powerwall_bus.producers.poller.publisher import Publisher
 from powerwall_bus.producers.poller.reader import GatewayReader, intervals_for, messages_per_hour
 from powerwall_bus.shared.gateway.client import GatewayClient
 from powerwall_bus.shared.settings import PollerSettings
+from powerwall_bus.shared.threads import ThreadFailures, guarded
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class Poller:
             backoff_max=min(30.0, config.poller.backoff_max),
         )
         self._threads: list[threading.Thread] = []
+        self.failures = ThreadFailures()  # what ended a thread, if one ended on its own
 
     def start(self) -> Poller:
         """Start the reader and publisher threads."""
@@ -60,8 +62,13 @@ class Poller:
             self.config.amqp.safe_url,
             self.outbox.capacity,
         )
-        self._reader_thread = threading.Thread(target=self.reader.run, name="gateway-reader")
-        self._publisher_thread = threading.Thread(target=self.publisher.run, name="publisher")
+        self._reader_thread = threading.Thread(
+            target=guarded(self.reader.run, "gateway-reader", self.failures),
+            name="gateway-reader",
+        )
+        self._publisher_thread = threading.Thread(
+            target=guarded(self.publisher.run, "publisher", self.failures), name="publisher"
+        )
         self._threads = [self._reader_thread, self._publisher_thread]
         for thread in self._threads:
             thread.start()
@@ -85,7 +92,12 @@ class Poller:
 
 
 def run_poller(config: PollerConfig) -> int:
-    """Run until SIGTERM/SIGINT; exit status 0 after a clean shutdown."""
+    """Run until SIGTERM/SIGINT; exit status 0 after a clean shutdown.
+
+    A thread that ends on its own ends the process: a configuration error (the broker
+    refused our login) is raised for ``pwbus`` to print and exit 2; anything else was logged
+    by the thread's guard, and the status is 1 so a supervisor restarts us.
+    """
     poller = Poller(config)
     stopping = threading.Event()
 
@@ -95,12 +107,14 @@ def run_poller(config: PollerConfig) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    poller.failures.wake_with(stopping.set)  # half a poller is no poller: stop it all
     poller.start()
     while not stopping.wait(1.0):
-        if not poller.alive():
-            _LOGGER.error("a poller thread died unexpectedly; exiting so a supervisor restarts us")
+        if not poller.alive() and not poller.failures.failed.is_set():  # returned: a bug
+            _LOGGER.error("a poller thread ended unexpectedly; exiting so a supervisor restarts us")
             poller.stop()
             return 1
     poller.stop()
+    status = poller.failures.exit_status()  # raises a thread's PwbusError (exit 2 or 1)
     _LOGGER.info("poller stopped")
-    return 0
+    return status

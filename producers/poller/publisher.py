@@ -14,21 +14,19 @@ own queue; the answer is the latest message of every kind, sent straight to that
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
 
 import pika
-import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 from powerwall_bus.producers.poller.health import Health
 from powerwall_bus.producers.poller.outbox import Outbox
-from powerwall_bus.shared.bus import connection_parameters
+from powerwall_bus.shared.amqp import BrokerLink
 from powerwall_bus.shared.messages import APP_ID, CONTENT_TYPE, OutgoingMessage
+from powerwall_bus.shared.retry import Backoff
 from powerwall_bus.shared.settings import AmqpSettings
 from powerwall_bus.shared.topology import RESYNC, declare_exchange
 
@@ -72,97 +70,72 @@ class Publisher:
         self._outbox = outbox
         self._health = health
         self._stop = stop
-        self._backoff_max = backoff_max
         self._flush_timeout = flush_timeout
         self._clock = clock
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
-        self._failures = 0
+        self._deadline: float | None = None
+        self._link = BrokerLink(
+            settings,
+            "pwbus-poller",
+            stop,
+            backoff=Backoff(first=1.0, cap=backoff_max, jitter=0.5),
+            on_state=self._state,
+            logger=_LOGGER,
+        )
         self.published = 0
         self.resyncs = 0
 
     def run(self) -> None:
-        """Publish until stopped, then flush what is left (bounded by ``flush_timeout``)."""
-        deadline: float | None = None
-        while True:
-            if self._stop.is_set():
-                deadline = deadline or time.monotonic() + self._flush_timeout
-                if not len(self._outbox) or time.monotonic() > deadline:
-                    break
-            try:
-                if self._channel is None:
-                    self._connect()
-                self._pump(deadline)
-            except (pika.exceptions.AMQPError, OSError) as exc:
-                self._lost(exc)
-                if self._stop.is_set():
-                    break
-                delay = min(self._backoff_max, 2.0 ** min(self._failures - 1, 8))
-                self._stop.wait(delay * random.uniform(0.5, 1.0))
+        """Publish until stopped, then flush what is left (bounded by ``flush_timeout``).
+
+        Raises BrokerRefused when the broker refuses our settings (the poller then exits 2).
+        """
+        try:
+            self._link.run(self._open, self._pump, wanted=lambda: not self._finished())
+        finally:
+            self._connection = self._channel = None
         left = len(self._outbox)
         if left:
             _LOGGER.warning("stopping with %d messages not yet confirmed by the broker", left)
-        self._close()
         _LOGGER.info("publisher stopped after %d messages", self.published)
+
+    def _finished(self) -> bool:
+        """After stop: True once the outbox is empty or the flush time is over."""
+        if not self._stop.is_set():
+            return False
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self._flush_timeout
+        return not len(self._outbox) or time.monotonic() > self._deadline
 
     # ------------------------------------------------------------------ connection
 
-    def _connect(self) -> None:
-        self._connection = pika.BlockingConnection(
-            connection_parameters(self._settings, "pwbus-poller")
-        )
-        channel = self._connection.channel()
+    def _open(self, connection: pika.BlockingConnection) -> None:
+        channel = connection.channel()
         declare_exchange(channel, self._settings.exchange)
         channel.confirm_delivery()
         resync = channel.queue_declare(queue="", exclusive=True, auto_delete=True)
         queue = resync.method.queue
         channel.queue_bind(queue=queue, exchange=self._settings.exchange, routing_key=RESYNC)
         channel.basic_consume(queue=queue, on_message_callback=self._on_resync, auto_ack=True)
-        self._channel = channel
-        if self._failures:
-            _LOGGER.info(
-                "broker %s is back: publishing %d held messages",
-                self._settings.safe_url,
-                len(self._outbox),
-            )
-        else:
-            _LOGGER.info(
-                "connected to broker %s, exchange %r",
-                self._settings.safe_url,
-                self._settings.exchange,
-            )
-        self._failures = 0
-        self._health.broker(True)
+        self._connection, self._channel = connection, channel
 
-    def _lost(self, exc: BaseException) -> None:
-        self._failures += 1
-        self._health.broker(False)
-        reason = _describe(exc)
-        if self._failures == 1:
-            _LOGGER.warning(
-                "broker %s unavailable (%s): holding readings and retrying",
-                self._settings.safe_url,
-                reason,
-            )
-        else:
-            _LOGGER.debug("broker still unavailable (%s), attempt %d", reason, self._failures)
-        self._close()
-
-    def _close(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
-        if connection is not None and connection.is_open:
-            with contextlib.suppress(pika.exceptions.AMQPError, OSError):
-                connection.close()
+    def _state(self, up: bool) -> str:
+        self._health.broker(up)
+        if not up:
+            self._connection = self._channel = None
+            return "holding readings"
+        if self._link.outages:
+            return f"publishing {len(self._outbox)} held messages"
+        return f"publishing to exchange {self._settings.exchange!r} with confirms"
 
     # ------------------------------------------------------------------ publishing
 
-    def _pump(self, deadline: float | None) -> None:
+    def _pump(self) -> None:
         assert self._connection is not None and self._channel is not None
         while True:
-            if self._stop.is_set():
-                deadline = deadline or time.monotonic() + self._flush_timeout
-                if not len(self._outbox) or time.monotonic() > deadline:
-                    return
+            if self._finished():
+                return
             entries = self._outbox.peek(_BATCH, timeout=0 if self._stop.is_set() else _IDLE_WAIT)
             for entry in entries:
                 message = entry.expand()
@@ -198,13 +171,3 @@ class Publisher:
             )
         self.resyncs += 1
         _LOGGER.debug("answered a resync to %s with %d messages", reply_to, len(latest))
-
-
-def _describe(exc: BaseException) -> str:
-    """A short reason for a broker failure, never with credentials."""
-    if isinstance(exc, pika.exceptions.ProbableAuthenticationError):
-        return "login refused: check the AMQP user and password"
-    if isinstance(exc, pika.exceptions.ProbableAccessDeniedError):
-        return "access refused: check the AMQP virtual host and permissions"
-    text = str(exc).strip() or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:200]

@@ -1,6 +1,7 @@
 """The gateway side of the poller: read on schedule, turn readings into messages.
 
-One thread, one request at a time. Errors follow the client's types:
+One thread, one request at a time. What follows a failed read is decided by the client's
+error type, in the table of :mod:`~powerwall_bus.producers.poller.error_policy`:
 
 * 429 (``RateLimited``): every endpoint waits for the end of the cool-down; not one request
   is sent meanwhile (the client refuses too, as a second guard).
@@ -20,20 +21,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from powerwall_bus.producers.poller.error_policy import (
+    LOUD_ATTEMPTS,
+    PAUSE_ON_503,
+    Then,
+    error_label,
+    policy_for,
+)
 from powerwall_bus.producers.poller.health import Health
 from powerwall_bus.producers.poller.outbox import Outbox
 from powerwall_bus.producers.poller.schedule import Schedule
 from powerwall_bus.shared import contract
-from powerwall_bus.shared.errors import (
-    EndpointNotFound,
-    GatewayAuthError,
-    GatewayError,
-    GatewayHTTPError,
-    GatewayUnreachable,
-    RateLimited,
-    SessionRejected,
-    SiteControllerStopped,
-)
+from powerwall_bus.shared.errors import GatewayError, RateLimited
 from powerwall_bus.shared.gateway.client import STATUS_PATH, VITALS_PATH, GatewayClient
 from powerwall_bus.shared.messages import (
     Reading,
@@ -41,6 +40,7 @@ from powerwall_bus.shared.messages import (
     poller_status_message,
     reading_message,
 )
+from powerwall_bus.shared.retry import Backoff
 from powerwall_bus.shared.settings import PollerSettings
 
 _LOGGER = logging.getLogger(__name__)
@@ -91,7 +91,10 @@ class GatewayReader:
         self._clock = clock
         self._rng = rng or random.Random()
         self.schedule = Schedule(intervals_for(settings), clock())
-        self._unreachable_streak = 0
+        # Unreachable: 2 s, 4 s, ... up to backoff_max, jittered so restarts do not synchronise.
+        self._unreachable = Backoff(
+            first=2.0, cap=settings.backoff_max, jitter=0.5, rng=self._rng.random
+        )
         self._latest_soe: float | None = None
         # The first status goes out after a second, once /api/status told us who we read.
         self._last_status = clock()
@@ -124,87 +127,53 @@ class GatewayReader:
         started = self._clock()
         try:
             reading = self._fetch(endpoint)
-        except RateLimited as exc:
-            self._health.failure(
-                endpoint,
-                started,
-                "RateLimited",
-                str(exc),
-                "cooldown",
-                gateway_state="cooldown",
-                requested=False,
-            )
-            self._health.cooldown(exc.cooldown_until)
-            self.schedule.postpone_all(exc.cooldown_until)
-            _LOGGER.warning(
-                "rate limited: no gateway requests until %s",
-                time.strftime("%H:%M:%S", time.localtime(exc.cooldown_until)),
-            )
+        except GatewayError as exc:
+            self._failed(endpoint, started, exc)
             return
-        except EndpointNotFound as exc:
-            self._health.failure(endpoint, started, "EndpointNotFound", str(exc), "missing")
-            self.schedule.remove(endpoint)
-            return
-        except GatewayUnreachable as exc:
-            self._unreachable_streak += 1
-            delay = min(self._settings.backoff_max, 2.0 ** min(self._unreachable_streak, 10))
-            delay *= self._rng.uniform(0.5, 1.0)  # jitter: restarts do not synchronise
-            self._health.failure(
-                endpoint,
-                started,
-                type(exc).__name__,
-                str(exc),
-                "failing",
-                gateway_state="unreachable",
-            )
-            self.schedule.done(endpoint, self._clock())
-            self.schedule.postpone_all(self._clock() + delay)
-            log = _LOGGER.warning if self._unreachable_streak <= 3 else _LOGGER.debug
-            log("%s; next attempt in %.1f s", exc, delay)
-            return
-        except SiteControllerStopped as exc:
-            self._health.failure(
-                endpoint,
-                started,
-                "SiteControllerStopped",
-                str(exc),
-                "stopped",
-                gateway_state="site_controller_stopped",
-            )
-            self.schedule.done(endpoint, self._clock())
-            return
-        except SessionRejected as exc:
-            self._health.failure(endpoint, started, "SessionRejected", str(exc), "failing")
-            self.schedule.done(endpoint, self._clock())
-            _LOGGER.error("%s", exc)
-            return
-        except GatewayAuthError as exc:
-            self._health.failure(
-                endpoint,
-                started,
-                type(exc).__name__,
-                str(exc),
-                "failing",
-                gateway_state="login_refused",
-            )
-            _LOGGER.error("%s", exc)
-            self.schedule.postpone_all(self._clock() + self._client_cooldown())
-            return
-        except GatewayHTTPError as exc:
-            self._health.failure(endpoint, started, f"HTTP{exc.status}", str(exc), "failing")
-            self.schedule.done(endpoint, self._clock())
-            if exc.status == 503:  # the gateway asks for a pause on this endpoint
-                self.schedule.postpone(endpoint, self._clock() + 300)
-            return
-        except GatewayError as exc:  # UnexpectedResponse and anything new
-            self._health.failure(endpoint, started, type(exc).__name__, str(exc), "failing")
-            self.schedule.done(endpoint, self._clock())
-            _LOGGER.warning("%s", exc)
-            return
-        self._unreachable_streak = 0
+        self._unreachable.succeeded()
         self._health.success(endpoint, reading.time)
         self.schedule.done(endpoint, self._clock())
         self._emit(reading)
+
+    def _failed(self, endpoint: str, started: float, exc: GatewayError) -> None:
+        """Carry out the error table's row for ``exc``."""
+        policy = policy_for(exc)
+        self._health.failure(
+            endpoint,
+            started,
+            error_label(exc),
+            str(exc),
+            policy.endpoint_state,
+            gateway_state=policy.gateway_state,
+            requested=policy.requested,
+        )
+        message = str(exc)
+        level = policy.log_level
+        then = policy.then
+        if then is Then.COOL_DOWN:
+            assert isinstance(exc, RateLimited)
+            self._health.cooldown(exc.cooldown_until)
+            self.schedule.postpone_all(exc.cooldown_until)
+            until = time.strftime("%H:%M:%S", time.localtime(exc.cooldown_until))
+            message = f"rate limited: no gateway requests until {until}"
+        elif then is Then.FORGET_ENDPOINT:
+            self.schedule.remove(endpoint)
+        elif then is Then.BACK_OFF:
+            delay = self._unreachable.next_delay()
+            self.schedule.done(endpoint, self._clock())
+            self.schedule.postpone_all(self._clock() + delay)
+            message = f"{exc}; next attempt in {delay:.1f} s"
+            if self._unreachable.failures > LOUD_ATTEMPTS:
+                level = logging.DEBUG
+        elif then is Then.RELOGIN_LATER:
+            self.schedule.postpone_all(self._clock() + self._client_cooldown())
+        else:  # NEXT_SLOT, NEXT_SLOT_OR_PAUSE
+            self.schedule.done(endpoint, self._clock())
+            if then is Then.NEXT_SLOT_OR_PAUSE and getattr(exc, "status", None) == 503:
+                # the gateway asks for a pause on this endpoint
+                self.schedule.postpone(endpoint, self._clock() + PAUSE_ON_503)
+        if level is not None:
+            _LOGGER.log(level, "%s", message)
 
     def _client_cooldown(self) -> float:
         return max(self._client.cooldown_remaining, 60.0)

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from powerwall_bus.shared import retry
 from powerwall_bus.stack.plan import ChildSpec, StackPlan
 from powerwall_bus.stack.ready import answers
 from powerwall_bus.stack.relay import LINE_LIMIT, relay_output
@@ -53,8 +54,9 @@ def run_stack(plan: StackPlan) -> int:
             shutil.rmtree(plan.scratch_dir, ignore_errors=True)
 
 
-class Backoff:
-    """Restart delays: 1 s doubling to 30 s, back to 1 s after a run of 60 s or more."""
+class Backoff(retry.Backoff):
+    """Restart delays: 1 s doubling to 30 s, back to 1 s after a run of 60 s or more
+    (:meth:`after_run`); the project's one back-off, without jitter."""
 
     def __init__(
         self,
@@ -62,18 +64,7 @@ class Backoff:
         cap: float = BACKOFF_CAP,
         healthy_after: float = HEALTHY_AFTER,
     ) -> None:
-        self.first = first
-        self.cap = cap
-        self.healthy_after = healthy_after
-        self._next = first
-
-    def after_run(self, ran_for: float) -> float:
-        """The delay before the next start, given how long the last run lasted."""
-        if ran_for >= self.healthy_after:
-            self._next = self.first
-        delay = self._next
-        self._next = min(self._next * 2, self.cap)
-        return delay
+        super().__init__(first=first, cap=cap, healthy_after=healthy_after, jitter=0.0)
 
 
 def describe_exit(returncode: int | None) -> str:
