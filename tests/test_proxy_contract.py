@@ -1,7 +1,7 @@
 """The pyPowerwall-compatible data routes: bodies byte for byte, per scenario.
 
-Every expectation comes from the rules in ``shared/reference/pyPowerwall-proxy.md``
-(sections 1.1-1.4, 2.3, 8), worked out by hand for small payloads whose numbers make the
+Every expectation comes from the rules written up in ``docs/proxy-compatibility.md``,
+worked out by hand for small payloads whose numbers make the
 results easy to check. Inputs go through the real message contract: a ``Reading`` is
 serialised with :func:`reading_message`, parsed with :func:`parse_envelope` and stored with
 ``ProxyState.update``, exactly as the bus consumer does. Some scenarios use the gateway

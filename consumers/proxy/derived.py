@@ -3,7 +3,7 @@
 Every function takes plain payloads (what the gateway answered, or the decoded vitals dict
 in protobuf device order) and returns plain data; none of them touches its inputs. The
 meanings follow the newest pyPowerwall library and proxy (library v0.16.2, proxy t97) as
-described in ``shared/reference/pyPowerwall-proxy.md``; the deliberate differences are named
+described in ``docs/proxy-compatibility.md``; the deliberate differences are named
 where they are made:
 
 * pyPowerwall raises (and the proxy then answers ``null``) on some malformed inputs, e.g. a

@@ -1,7 +1,7 @@
 """The pyPowerwall proxy's data routes, rendered from the bus state. Pure: no I/O.
 
 :func:`render` answers every data route of the newest pyPowerwall proxy (t97) the way that
-proxy does (``shared/reference/pyPowerwall-proxy.md`` sections 1.1-1.4 and 2.3), from the
+proxy does (the rules are written up in ``docs/proxy-compatibility.md``), from the
 latest message of each kind in :class:`ProxyState` instead of from the gateway:
 
 * JSON is compact with ``", "``/``": "`` separators in insertion order, except /vitals,
