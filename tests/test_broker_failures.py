@@ -37,8 +37,9 @@ from powerwall_bus.simulator.server import GatewayServer, SimulatorRunner
 from powerwall_bus.simulator.site import SiteOptions
 from tests.conftest import SIM_PASSWORD
 from tests.support.collector import Collector
-from tests.support.mysql_writer import apply_schema, count, wait_until, writer_settings
+from tests.support.mysql_writer import apply_schema, count, writer_settings
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import wait_until
 
 if TYPE_CHECKING:
     from tests.conftest import TestBus
@@ -123,6 +124,30 @@ def test_wrong_password_stops_the_writer_with_status_2(
         },
     )
     _assert_one_line_refusal(result, "mysql")
+
+
+def test_wrong_password_stops_the_stack_with_status_2(bus: TestBus) -> None:
+    """The supervisor does not restart a component the broker refused: it would only fail
+    again. The stack exits 2, after one start."""
+    process = subprocess.run(
+        [sys.executable, "-m", "powerwall_bus", "stack", "--components", "proxy"],
+        env={
+            **os.environ,
+            "AMQP_URL": _wrong_password_url(bus),
+            "AMQP_EXCHANGE": bus.settings.exchange,
+            "PW_PORT": "0",
+            "PW_BIND_ADDRESS": "127.0.0.1",
+        },
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = process.stdout + process.stderr
+    assert process.returncode == 2, output
+    assert "configuration: amqp.url: the broker amqp://" in output
+    assert output.count("started proxy pid") == 1
+    assert WRONG not in output and "Traceback" not in output
 
 
 # --------------------------------------------------------------------------- hung broker
@@ -243,7 +268,7 @@ def test_a_broker_that_never_answers_at_start_is_waited_out(
         made_while_hung = _meters_made(sim)
         assert made_while_hung >= 15 and not observer.messages()  # read on, held
         pipeline.relay.restore()
-        assert wait_until(lambda: pipeline.recovered(0, 0), 60), "no recovery"
+        assert wait_until(lambda: pipeline.recovered(0, 0), 60, step=0.5), "no recovery"
         # The poller's buffer survived: every reading made while hung reached the broker.
         assert wait_until(lambda: len(observer.messages()) >= made_while_hung, 20)
         assert pipeline.all_alive()
@@ -268,13 +293,13 @@ def test_a_broker_that_stops_answering_mid_session_is_waited_out(
     pipeline = Pipeline(bus, sim, db, state, heartbeat=4)  # hangs are noticed within ~15 s
     try:
         pipeline.start()
-        assert wait_until(lambda: pipeline.recovered(0, 0), 30), "did not start"
+        assert wait_until(lambda: pipeline.recovered(0, 0), 30, step=0.5), "did not start"
         pipeline.relay.hang()
         time.sleep(HANG)
         assert pipeline.all_alive()
         received, rows = len(pipeline.received), count(db, "meter_readings")
         pipeline.relay.restore()
-        assert wait_until(lambda: pipeline.recovered(received, rows), 60), "no recovery"
+        assert wait_until(lambda: pipeline.recovered(received, rows), 60, step=0.5), "no recovery"
         assert pipeline.all_alive()
     finally:
         pipeline.stop()
