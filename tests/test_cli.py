@@ -25,7 +25,7 @@ ALLOWED = {
 
 
 def _imports(path: Path) -> list[tuple[int, str, list[str]]]:
-    found = []
+    found: list[tuple[int, str, list[str]]] = []
     for node in ast.walk(ast.parse(path.read_text("utf-8"))):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name, []) for alias in node.names]

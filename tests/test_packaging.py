@@ -108,11 +108,12 @@ def test_no_module_imports_an_old_top_level_name() -> None:
         for path in (ROOT / folder).rglob("*.py"):
             tree = ast.parse(path.read_text("utf-8"))
             for node in ast.walk(tree):
-                names = []
                 if isinstance(node, ast.Import):
                     names = [alias.name for alias in node.names]
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     names = [node.module]
+                else:
+                    continue
                 offenders += [
                     f"{path.relative_to(ROOT)}:{node.lineno} {name}"
                     for name in names
