@@ -203,8 +203,8 @@ good = {"version": 1, "kind": "soe", "time": "2026-01-01T00:00:00.000Z",
         "gateway": "1232100-00-E--TG1", "endpoint": "/api/system_status/soe",
         "payload": {"percentage": 55.5}}
 bad = dict(good, payload={"percentage": "full"})
-print(json.dumps([check.fast, check.problems("powerwall.soe", json.dumps(good).encode()),
-                  bool(check.problems("powerwall.soe", json.dumps(bad).encode()))]))
+print(json.dumps([check.fast, check.problems("soe", json.dumps(good).encode()),
+                  bool(check.problems("soe", json.dumps(bad).encode()))]))
 """
     ran = subprocess.run(
         [sys.executable, "-c", script, *SETUPTOOLS["packages"]],
