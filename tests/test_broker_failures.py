@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -23,7 +24,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from powerwall_bus.consumers.mysql.writer import Writer, WriterConfig
-from powerwall_bus.producers.poller.main import Poller, PollerConfig
+from powerwall_bus.producers.poller.main import Poller, PollerConfig, run_poller
+from powerwall_bus.producers.poller.reader import GatewayReader
 from powerwall_bus.shared.bus import BusSubscriber
 from powerwall_bus.shared.certs import server_context
 from powerwall_bus.shared.settings import (
@@ -378,3 +380,66 @@ def _management(bus: TestBus) -> Callable[..., None] | None:
 
                 return run
     return None
+
+
+# --------------------------------------------------------------------------- dying threads
+
+
+def test_a_poller_thread_dying_of_a_bug_ends_the_poller_with_status_1(
+    bus: TestBus,
+    own_sim: SimulatorRunner,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken_run(self: GatewayReader) -> None:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(GatewayReader, "run", broken_run)
+    config = PollerConfig(
+        gateway=GatewaySettings(
+            host=own_sim.address, password=GATEWAY_PASSWORD, state_dir=tmp_path
+        ),
+        amqp=bus.settings,
+        poller=PollerSettings(),
+    )
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    started = time.monotonic()
+    try:
+        assert run_poller(config) == 1
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert time.monotonic() - started < 10  # not half alive until someone notices
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("thread gateway-reader died: KeyError: 'a bug' (")
+
+
+def test_a_subscriber_dying_of_a_bug_reports_it(
+    bus: TestBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    fatal: list[BaseException] = []
+    ended = threading.Event()
+
+    def on_connection(connected: bool) -> None:
+        if connected:
+            raise RuntimeError("a bug in the owner's callback")
+
+    def on_fatal(exc: BaseException) -> None:
+        fatal.append(exc)
+        ended.set()
+
+    subscriber = BusSubscriber(
+        bus.settings,
+        ["#"],
+        lambda *a: None,
+        name="t",
+        on_connection=on_connection,
+        on_fatal=on_fatal,
+    ).start()
+    assert ended.wait(20)
+    subscriber.stop()
+    assert isinstance(fatal[0], RuntimeError) and subscriber.error is fatal[0]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].startswith("thread bus-t died: RuntimeError: a bug")
