@@ -1,6 +1,6 @@
 """Benchmark the MySQL writer next to a naive writer, and print both ingest rates.
 
-Preloads N (100,000) ``powerwall.meters`` messages, real simulator bodies of about 2.7 kB
+Preloads N (100,000) meters messages, real simulator bodies of about 2.7 kB
 with distinct reading times, into two fresh queues on a private exchange of a real
 RabbitMQ: the writer's (declared as ``pwbus mysql`` declares it) and a plain one. Then, each
 on a fresh database with the schema applied:
@@ -45,6 +45,7 @@ from powerwall_bus.consumers.mysql.migrate import migrate  # noqa: E402
 from powerwall_bus.consumers.mysql.rows import GridStatusTracker, rows_for_envelope  # noqa: E402
 from powerwall_bus.consumers.mysql.writer import MessageCheck, declare_topology  # noqa: E402
 from powerwall_bus.producers.poller.publisher import properties_for  # noqa: E402
+from powerwall_bus.shared.contract import ANY_GATEWAY, routing_key  # noqa: E402
 from powerwall_bus.shared.messages import Reading, parse_envelope, reading_message  # noqa: E402
 from powerwall_bus.shared.settings import AmqpSettings, MysqlSettings, WriterSettings  # noqa: E402
 from powerwall_bus.simulator.endpoints import SimulatedGateway  # noqa: E402
@@ -116,7 +117,8 @@ def preload(amqp: AmqpSettings, writer: WriterSettings, naive_queue: str, batch:
     channel = connection.channel()
     declare_topology(channel, amqp.exchange, writer)
     channel.queue_declare(naive_queue, durable=True)
-    channel.queue_bind(naive_queue, amqp.exchange, routing_key="powerwall.meters")
+    meters = routing_key("meters", ANY_GATEWAY)
+    channel.queue_bind(naive_queue, amqp.exchange, routing_key=meters)
     for message in batch:
         channel.basic_publish(
             amqp.exchange, message.routing_key, message.body, properties_for(message)

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from powerwall_bus.shared.certs import server_context  # noqa: E402
+from powerwall_bus.shared.topology import POLLER_STATUS  # noqa: E402
 from powerwall_bus.simulator.endpoints import SimulatedGateway  # noqa: E402
 from powerwall_bus.simulator.server import GatewayServer, SimulatorRunner  # noqa: E402
 from powerwall_bus.simulator.site import SiteOptions  # noqa: E402
@@ -68,7 +69,7 @@ def main() -> int:
     channel = connection.channel()
     channel.exchange_declare(exchange, "topic", durable=True)
     queue = channel.queue_declare("", exclusive=True).method.queue
-    channel.queue_bind(queue, exchange, "powerwall.poller.status")
+    channel.queue_bind(queue, exchange, POLLER_STATUS)  # every poller's status
 
     env = {
         **os.environ,

@@ -9,8 +9,9 @@ the poller's schedule, ``DEFAULT_SLOW_ENDPOINTS``, the schema lookup, the writer
 the proxy's pass-through routes and ``/openapi.json`` are derived from it, and
 ``tests/test_contract.py`` proves the proxy and its document agree with it.
 
-Routing keys come from :func:`routing_key` and nowhere else, so a change of their format
-(a gateway segment, later) is a change of that one function and its inverse :func:`kind_of`.
+Routing keys come from :func:`routing_key` and nowhere else, and are read back only by its
+inverses :func:`kind_of` and :func:`gateway_of`: the format ``powerwall.<gateway>.<kind>``
+lives in those three functions.
 
 This module imports nothing of the project: settings, messages, schemas and every component
 may import it without a cycle.
@@ -19,6 +20,7 @@ may import it without a cycle.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 
 # --------------------------------------------------------------------------- routing keys
@@ -33,19 +35,56 @@ _CONTRACT_PREFIX = "powerwall."
 #: the resync request stays outside ``powerwall.#`` so that binding sees only the contract.
 _BARE = frozenset({METER_STREAM, RESYNC})
 
+#: The gateway segment of a binding that takes every gateway (a topic word wildcard).
+ANY_GATEWAY = "*"
+#: The gateway segment (and envelope ``gateway``) before the poller has learned the DIN.
+UNKNOWN_GATEWAY = "unknown"
+_WORD = re.compile(r"[^A-Za-z0-9_-]")
 
-def routing_key(kind: str) -> str:
-    """The routing key of messages of ``kind`` (also of a topic pattern: ``"#"``).
 
-    The one place the key format lives: ``meters`` -> ``powerwall.meters``.
+def gateway_word(din: str) -> str:
+    """The DIN made safe as one topic word: every character outside ``[A-Za-z0-9_-]``
+    becomes ``_`` (a ``.`` would split the word, ``*`` and ``#`` are wildcards), and an
+    empty DIN is :data:`UNKNOWN_GATEWAY`. Real DINs (``1232100-00-E--TG123456789ABC``)
+    come through unchanged."""
+    return _WORD.sub("_", din) or UNKNOWN_GATEWAY
+
+
+def routing_key(kind: str, gateway: str) -> str:
+    """The routing key of messages of ``kind`` from the gateway with DIN ``gateway``.
+
+    The one place the key format lives: ``meters`` from ``1232100-00-E--TG123`` ->
+    ``powerwall.1232100-00-E--TG123.meters``. ``gateway`` :data:`ANY_GATEWAY` (``*``) and
+    ``kind`` ``"#"`` make binding patterns: ``routing_key("#", din)`` is one gateway's
+    everything, ``routing_key("meters", ANY_GATEWAY)`` every gateway's meters. The bare kinds
+    (``MeterStream``, ``control.resync``) ignore ``gateway``: their keys never change.
     """
-    return kind if kind in _BARE else _CONTRACT_PREFIX + kind
+    if kind in _BARE:
+        return kind
+    word = gateway if gateway == ANY_GATEWAY else gateway_word(gateway)
+    return f"{_CONTRACT_PREFIX}{word}.{kind}"
+
+
+def _split(key: str) -> tuple[str, str] | None:
+    """(gateway word, kind) of a contract key; None for any other string."""
+    if not key.startswith(_CONTRACT_PREFIX):
+        return None
+    word, dot, kind = key[len(_CONTRACT_PREFIX) :].partition(".")
+    return (word, kind) if word and dot and kind else None
 
 
 def kind_of(key: str) -> str:
-    """The kind of a routing key (a kind is returned unchanged): the inverse of
-    :func:`routing_key`, so it changes with it."""
-    return key.removeprefix(_CONTRACT_PREFIX)
+    """The kind of a routing key (a kind, or any other string, is returned unchanged): the
+    inverse of :func:`routing_key`, so it changes with it."""
+    parts = _split(key)
+    return key if parts is None else parts[1]
+
+
+def gateway_of(key: str) -> str | None:
+    """The gateway word of a contract routing key (the DIN as :func:`gateway_word` made it,
+    or ``*`` in a pattern); None for the bare keys and anything else."""
+    parts = _split(key)
+    return None if parts is None else parts[0]
 
 
 # --------------------------------------------------------------------------- message kinds
@@ -146,10 +185,10 @@ class Endpoint:
     encoding: Encoding = Encoding.JSON
     note: str = ""  # one line for readers: docs/messages.md and /openapi.json say it
 
-    @property
-    def routing_key(self) -> str:
-        """The routing key its readings are published under."""
-        return routing_key(self.kind)
+    def routing_key(self, gateway: str) -> str:
+        """The routing key its readings from gateway ``gateway`` are published under
+        (:data:`ANY_GATEWAY`: the binding pattern of every gateway's)."""
+        return routing_key(self.kind, gateway)
 
     @property
     def schema(self) -> str | None:
@@ -239,9 +278,10 @@ def kind_for_path(path: str) -> str:
     return declared.kind if declared is not None else api_kind(path)
 
 
-def routing_key_for(path: str) -> str:
-    """The routing key readings from the gateway path ``path`` are published under."""
-    return routing_key(kind_for_path(path))
+def routing_key_for(path: str, gateway: str) -> str:
+    """The routing key readings from the gateway path ``path`` of gateway ``gateway`` (its
+    DIN) are published under."""
+    return routing_key(kind_for_path(path), gateway)
 
 
 def proxy_paths(use: Proxy) -> frozenset[str]:

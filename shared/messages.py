@@ -19,6 +19,10 @@ Two families share the exchange:
 Every message has content type ``application/json``, persistent delivery, a ``message_id``
 derived from gateway + endpoint + reading time (a redelivery or resync answer carries the
 same id, so duplicates are recognisable), a timestamp, ``app_id`` and ``type`` (= kind).
+Its headers name the gateway it is about (``x-pwbus-gateway``: the DIN, and
+``x-pwbus-gateway-name`` when the poller has a name), so a consumer can tell gateways apart
+without reading bodies, also in a resync answer and on ``MeterStream``, whose body has no
+room for it.
 
 Consumers parse with :func:`parse_envelope` / :func:`parse_meter_stream` and never look
 into raw gateway JSON beyond the payload of the kind they subscribed to.
@@ -32,13 +36,20 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from powerwall_bus.shared.contract import kind_of, routing_key_for
+from powerwall_bus.shared.contract import (
+    METER_STREAM,
+    POLLER_STATUS,
+    kind_for_path,
+    kind_of,
+    routing_key,
+)
 from powerwall_bus.shared.errors import MalformedMessage
-from powerwall_bus.shared.topology import METER_STREAM, POLLER_STATUS
 
 __all__ = [
     "APP_ID",
     "CONTENT_TYPE",
+    "GATEWAY_HEADER",
+    "GATEWAY_NAME_HEADER",
     "SCHEMA_VERSION",
     "Envelope",
     "MeterStream",
@@ -56,6 +67,10 @@ __all__ = [
 SCHEMA_VERSION = 1
 APP_ID = "pwbus-poller"
 CONTENT_TYPE = "application/json"
+#: AMQP header: the DIN of the gateway a message is about (as the envelope's ``gateway``).
+GATEWAY_HEADER = "x-pwbus-gateway"
+#: AMQP header: the poller's name for its gateway (``gateway.name``), when it has one.
+GATEWAY_NAME_HEADER = "x-pwbus-gateway-name"
 
 _SEPARATORS = (",", ":")
 
@@ -80,11 +95,19 @@ class OutgoingMessage:
     message_id: str
     timestamp: int
     type: str
+    gateway: str = ""  # the DIN; "" sends no gateway header (not a poller's message)
+    gateway_name: str = ""  # the poller's gateway.name; "" sends no name header
 
     @property
     def headers(self) -> dict[str, Any]:
-        """AMQP headers: the schema version, for consumers that route on it."""
-        return {"schema_version": SCHEMA_VERSION}
+        """AMQP headers: the schema version, for consumers that route on it, and the
+        gateway's identity, for consumers that follow one gateway of several."""
+        headers: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        if self.gateway:
+            headers[GATEWAY_HEADER] = self.gateway
+        if self.gateway_name:
+            headers[GATEWAY_NAME_HEADER] = self.gateway_name
+        return headers
 
 
 @dataclass(frozen=True)
@@ -126,10 +149,9 @@ def _message_id(gateway: str, what: str, epoch: float) -> str:
     return f"{gateway}|{what}|{int(epoch * 1000)}"
 
 
-def reading_message(reading: Reading) -> OutgoingMessage:
-    """The envelope message for one reading."""
-    routing_key = routing_key_for(reading.endpoint)
-    kind = kind_of(routing_key)
+def reading_message(reading: Reading, name: str = "") -> OutgoingMessage:
+    """The envelope message for one reading (``name``: the poller's name for its gateway)."""
+    kind = kind_for_path(reading.endpoint)
     document: dict[str, Any] = {
         "version": SCHEMA_VERSION,
         "kind": kind,
@@ -145,31 +167,38 @@ def reading_message(reading: Reading) -> OutgoingMessage:
     if reading.decoded is not None:
         document["decoded"] = reading.decoded
     return OutgoingMessage(
-        routing_key=routing_key,
+        routing_key=routing_key(kind, reading.gateway),
         body=json.dumps(document, separators=_SEPARATORS).encode(),
         message_id=_message_id(reading.gateway, reading.endpoint, reading.time),
         timestamp=int(reading.time),
         type=kind,
+        gateway=reading.gateway,
+        gateway_name=name,
     )
 
 
 def meter_stream_message(
-    epoch: float, state_of_energy: float, aggregates: dict[str, Any], gateway: str
+    epoch: float, state_of_energy: float, aggregates: dict[str, Any], gateway: str, name: str = ""
 ) -> OutgoingMessage:
-    """The Tesla-API compatible message: exactly timestamp, state_of_energy, readings."""
+    """The Tesla-API compatible message: exactly timestamp, state_of_energy, readings (the
+    gateway is named in the headers only: the body is Tesla-API's)."""
     body = {"timestamp": epoch, "state_of_energy": state_of_energy, "readings": aggregates}
     return OutgoingMessage(
-        routing_key=METER_STREAM,
+        routing_key=routing_key(METER_STREAM, gateway),
         body=json.dumps(body, separators=_SEPARATORS).encode(),
         message_id=_message_id(gateway, METER_STREAM, epoch),
         timestamp=int(epoch),
         type=METER_STREAM,
+        gateway=gateway,
+        gateway_name=name,
     )
 
 
-def poller_status_message(epoch: float, gateway: str, status: dict[str, Any]) -> OutgoingMessage:
+def poller_status_message(
+    epoch: float, gateway: str, status: dict[str, Any], name: str = ""
+) -> OutgoingMessage:
     """The poller's health report (kind ``poller.status``)."""
-    kind = kind_of(POLLER_STATUS)
+    kind = POLLER_STATUS
     document = {
         "version": SCHEMA_VERSION,
         "kind": kind,
@@ -179,11 +208,13 @@ def poller_status_message(epoch: float, gateway: str, status: dict[str, Any]) ->
         "payload": status,
     }
     return OutgoingMessage(
-        routing_key=POLLER_STATUS,
+        routing_key=routing_key(kind, gateway),
         body=json.dumps(document, separators=_SEPARATORS).encode(),
         message_id=_message_id(gateway, kind, epoch),
         timestamp=int(epoch),
         type=kind,
+        gateway=gateway,
+        gateway_name=name,
     )
 
 

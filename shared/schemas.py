@@ -116,9 +116,9 @@ def _one_line(error: ValidationError) -> str:
 def validate_message(routing_key: str, body: bytes) -> list[str]:
     """Check one message body against the schema of its kind.
 
-    ``routing_key`` is the routing key (``powerwall.meters``, ``MeterStream``) or the kind
-    (the AMQP ``type`` property). Returns one-line, human-readable errors; an empty list
-    means the message is valid.
+    ``routing_key`` is the routing key (``powerwall.<DIN>.meters``, ``MeterStream``), a binding
+    pattern (``powerwall.*.meters``) or the kind (the AMQP ``type`` property). Returns
+    one-line, human-readable errors; an empty list means the message is valid.
     """
     try:
         validator = validator_for(routing_key)

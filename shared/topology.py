@@ -9,9 +9,10 @@ The routing keys themselves come from the contract table (:mod:`shared.contract`
 names here are the ones every process needs:
 
 * ``MeterStream``: the Tesla-API compatible meters message (see :mod:`shared.messages`).
-* ``powerwall.#``: every message of our own contract (``powerwall.<kind>``).
-* ``powerwall.poller.status``: the poller's health.
-* ``control.resync``: a consumer's request for the latest message of every kind. The
+* ``powerwall.*.#``: every message of our own contract (``powerwall.<gateway>.<kind>``), of
+  every gateway; ``powerwall.<gateway>.#`` is one gateway's.
+* ``powerwall.*.poller.status``: every poller's health.
+* ``control.resync``: a consumer's request for the latest message of every kind. Every
   poller answers from memory, straight to the queue named in the request's ``reply_to``,
   without calling the gateway. It lies outside ``powerwall.#`` on purpose, so a consumer
   bound to ``powerwall.#`` receives only messages of the contract.
@@ -24,11 +25,17 @@ from typing import Protocol
 from powerwall_bus.shared import contract
 
 DEFAULT_EXCHANGE = "Tesla"
-METER_STREAM = contract.routing_key(contract.METER_STREAM)
-RESYNC = contract.routing_key(contract.RESYNC)
-POLLER_STATUS = contract.routing_key(contract.POLLER_STATUS)
-#: The topic pattern of every kind of our contract.
-ALL_POWERWALL = contract.routing_key("#")
+METER_STREAM = contract.routing_key(contract.METER_STREAM, contract.ANY_GATEWAY)
+RESYNC = contract.routing_key(contract.RESYNC, contract.ANY_GATEWAY)
+#: The topic pattern of every poller's status (a binding, not a key messages carry).
+POLLER_STATUS = contract.routing_key(contract.POLLER_STATUS, contract.ANY_GATEWAY)
+#: The topic pattern of every kind of our contract, of every gateway.
+ALL_POWERWALL = contract.routing_key("#", contract.ANY_GATEWAY)
+
+
+def gateway_pattern(gateway: str) -> str:
+    """The topic pattern of every kind of our contract from one gateway (its DIN)."""
+    return contract.routing_key("#", gateway)
 
 
 class _Channel(Protocol):

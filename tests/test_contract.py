@@ -41,8 +41,8 @@ DOC = ROOT / "docs" / "messages.md"
 
 
 def _in_contract(key: str) -> bool:
-    """Whether ``powerwall.#`` matches ``key``."""
-    return key.startswith(ALL_POWERWALL.removesuffix("#"))
+    """Whether ``powerwall.*.#`` matches ``key``."""
+    return key.startswith("powerwall.") and contract.gateway_of(key) is not None
 
 
 # --------------------------------------------------------------------------- the table
@@ -52,9 +52,9 @@ def test_paths_kinds_and_routing_keys_are_unique() -> None:
     for column in (
         [e.path for e in ENDPOINTS],
         [e.kind for e in ENDPOINTS],
-        [e.routing_key for e in ENDPOINTS],
+        [e.routing_key(GATEWAY) for e in ENDPOINTS],
         [k.name for k in KINDS],
-        [contract.routing_key(k.name) for k in KINDS],
+        [contract.routing_key(k.name, GATEWAY) for k in KINDS],
     ):
         assert len(column) == len(set(column)), column
 
@@ -75,7 +75,7 @@ def test_every_endpoint_kind_is_declared_and_follows_the_rule() -> None:
 
 def test_paths_outside_the_table_get_the_api_family() -> None:
     assert contract.kind_for_path("/api/site_info/new.thing/") == "api.site_info.new_thing"
-    assert contract.routing_key_for("/api/x/y") == "powerwall.api.x.y"
+    assert contract.routing_key_for("/api/x/y", GATEWAY) == f"powerwall.{GATEWAY}.api.x.y"
     assert contract.schema_file("api.x.y") == "api.json"
     assert contract.kind("api.") is None and contract.kind("api") is None
     assert contract.kind("nothing") is None
@@ -94,20 +94,63 @@ def test_every_schema_file_exists_and_every_one_is_used() -> None:
 
 def test_every_kinds_routing_key_round_trips() -> None:
     for name in [k.name for k in KINDS] + [e.kind for e in ENDPOINTS]:
-        key = contract.routing_key(name)
-        assert contract.kind_of(key) == name, name
+        for gateway in (GATEWAY, contract.ANY_GATEWAY, contract.UNKNOWN_GATEWAY):
+            key = contract.routing_key(name, gateway)
+            assert contract.kind_of(key) == name, name
+            bare = name in (METER_STREAM, RESYNC)
+            assert contract.gateway_of(key) == (None if bare else gateway), key
+            if contract.schema_file(name) is not None:
+                assert schema_file_for(key) == schema_file_for(name) == contract.schema_file(name)
         assert contract.kind_of(name) == name, name  # a kind is its own kind
-        if contract.schema_file(name) is not None:
-            assert schema_file_for(key) == schema_file_for(name) == contract.schema_file(name)
+        assert contract.gateway_of(name) is None, name
     for declared in KINDS:
-        key = contract.routing_key(declared.name)
+        key = contract.routing_key(declared.name, GATEWAY)
         # powerwall.# is exactly the envelope kinds: not Tesla-API's stream, not requests.
         assert _in_contract(key) == declared.envelope, declared
-    assert (METER_STREAM, RESYNC, POLLER_STATUS) == (
+    assert (METER_STREAM, RESYNC, POLLER_STATUS, ALL_POWERWALL) == (
         "MeterStream",
         "control.resync",
-        "powerwall.poller.status",
+        "powerwall.*.poller.status",
+        "powerwall.*.#",
     )
+
+
+@pytest.mark.parametrize(
+    ("kind", "gateway", "key"),
+    [
+        ("meters", GATEWAY, f"powerwall.{GATEWAY}.meters"),
+        ("api.site_info.site_name", GATEWAY, f"powerwall.{GATEWAY}.api.site_info.site_name"),
+        ("poller.status", GATEWAY, f"powerwall.{GATEWAY}.poller.status"),
+        ("meters", "", "powerwall.unknown.meters"),
+        ("meters", "unknown", "powerwall.unknown.meters"),
+        ("soe", "a.b*c#d e/f", "powerwall.a_b_c_d_e_f.soe"),  # one safe topic word
+        ("meters", "*", "powerwall.*.meters"),  # a binding pattern
+        ("#", GATEWAY, f"powerwall.{GATEWAY}.#"),
+        ("#", "*", "powerwall.*.#"),
+        ("MeterStream", GATEWAY, "MeterStream"),  # Tesla-API's key never changes
+        ("control.resync", GATEWAY, "control.resync"),
+    ],
+)
+def test_routing_keys_carry_the_gateway_as_one_word(kind: str, gateway: str, key: str) -> None:
+    assert contract.routing_key(kind, gateway) == key
+
+
+@pytest.mark.parametrize(
+    ("key", "kind", "gateway"),
+    [
+        (f"powerwall.{GATEWAY}.meters", "meters", GATEWAY),
+        ("powerwall.x.api.site_info.site_name", "api.site_info.site_name", "x"),
+        ("powerwall.*.poller.status", "poller.status", "*"),
+        ("MeterStream", "MeterStream", None),
+        ("control.resync", "control.resync", None),
+        ("meters", "meters", None),  # a kind is its own kind
+        ("powerwall.meters", "powerwall.meters", None),  # the old format: not a contract key
+        ("powerwall..meters", "powerwall..meters", None),
+        ("powerwall.x.", "powerwall.x.", None),
+    ],
+)
+def test_kind_and_gateway_of_a_routing_key(key: str, kind: str, gateway: str | None) -> None:
+    assert (contract.kind_of(key), contract.gateway_of(key)) == (kind, gateway)
 
 
 def test_protobuf_endpoints_are_the_ones_the_client_decodes() -> None:
@@ -120,7 +163,8 @@ def test_reading_messages_carry_the_tables_kind_and_key() -> None:
     for endpoint in ENDPOINTS:
         reading = Reading(endpoint.path, 1_795_269_838.347, GATEWAY, {"x": 1})
         message = reading_message(reading)
-        assert (message.routing_key, message.type) == (endpoint.routing_key, endpoint.kind)
+        expected = (endpoint.routing_key(GATEWAY), endpoint.kind)
+        assert (message.routing_key, message.type) == expected
         assert parse_envelope(message.body).kind == endpoint.kind
 
 
@@ -162,7 +206,8 @@ def test_writer_binds_the_keys_of_the_kinds_it_stores() -> None:
         assert contract.kind(kind) is not None, kind
     with_stream = bindings(WriterSettings(meter_stream=True))
     without = bindings(WriterSettings(meter_stream=False))
-    assert set(without) == {contract.routing_key(kind) for kind in STORED_KINDS}
+    assert set(without) == {contract.routing_key(kind, "*") for kind in STORED_KINDS}
+    assert all(key.startswith("powerwall.*.") for key in without)  # every gateway
     assert set(with_stream) == set(without) | {METER_STREAM}
 
 
@@ -171,7 +216,8 @@ def test_writer_binds_the_keys_of_the_kinds_it_stores() -> None:
 
 def test_docs_routing_key_table_is_the_table() -> None:
     rows = re.findall(
-        r"^\| `([\w.]+)` \| `([\w.]+)` \| `(/api/[\w/]+)`[^|]* \| ([\d.]+) \| `([\w-]+\.json)` \|$",
+        r"^\| `([\w.*]+)` \| `([\w.]+)` \| `(/api/[\w/]+)`[^|]* \| ([\d.]+)"
+        r" \| `([\w-]+\.json)` \|$",
         DOC.read_text(encoding="utf-8"),
         flags=re.MULTILINE,
     )
@@ -179,7 +225,8 @@ def test_docs_routing_key_table_is_the_table() -> None:
     assert {path for _, _, path, _, _ in rows} == set(defaults)
     for key, kind, path, every, schema in rows:
         endpoint = contract.endpoint(path)
-        assert (key, kind, schema) == (endpoint.routing_key, endpoint.kind, endpoint.schema)
+        expected = (endpoint.routing_key(contract.ANY_GATEWAY), endpoint.kind, endpoint.schema)
+        assert (key, kind, schema) == expected
         assert float(every) == defaults[path], path
 
 

@@ -22,12 +22,14 @@ from jsonschema import Draft202012Validator
 
 from powerwall_bus.producers.poller.health import Health
 from powerwall_bus.producers.poller.reader import METERS_PATH, SOE_PATH, intervals_for
-from powerwall_bus.shared import schemas
-from powerwall_bus.shared.contract import routing_key_for
+from powerwall_bus.shared import contract, schemas
+from powerwall_bus.shared.contract import ANY_GATEWAY, routing_key_for
 from powerwall_bus.shared.errors import MalformedMessage
 from powerwall_bus.shared.gateway.client import STATUS_PATH, VITALS_PATH
 from powerwall_bus.shared.gateway.vitals import decode_vitals
 from powerwall_bus.shared.messages import (
+    GATEWAY_HEADER,
+    GATEWAY_NAME_HEADER,
     SCHEMA_VERSION,
     Reading,
     kind_of,
@@ -88,7 +90,7 @@ def valid_bodies(gateway: SimulatedGateway) -> dict[str, bytes]:
         reading = _reading(gateway, endpoint)
         assert reading is not None
         message = reading_message(reading)
-        bodies[message.routing_key] = message.body
+        bodies[contract.routing_key(message.type, ANY_GATEWAY)] = message.body
     soe = json.loads(gateway.get(SOE_PATH).body)["percentage"]
     aggregates = json.loads(gateway.get(METERS_PATH).body)
     bodies[METER_STREAM] = meter_stream_message(READ_AT, soe, aggregates, DIN).body
@@ -119,7 +121,8 @@ def test_every_polled_endpoint_of_the_simulator_builds_a_valid_message(
             assert gateway.get(endpoint).status == 404, endpoint
             continue
         message = reading_message(reading)
-        assert message.routing_key == routing_key_for(endpoint)
+        assert message.routing_key == routing_key_for(endpoint, gateway.din)
+        assert message.routing_key == f"powerwall.{gateway.din}.{message.type}"
         assert message.type == kind_of(message.routing_key)
         assert validate_message(message.routing_key, message.body) == [], endpoint
         assert validate_message(message.type, message.body) == [], endpoint  # resync answers
@@ -274,7 +277,7 @@ def test_recorded_gateway_bodies_validate(endpoint: str, patterns: list[str]) ->
     for path in files:
         payload = json.loads(path.read_text(encoding="utf-8"))
         body = _envelope(endpoint, payload)
-        errors = validate_message(routing_key_for(endpoint), body)
+        errors = validate_message(routing_key_for(endpoint, DIN), body)
         if errors:
             problems[path.name] = errors
         parse_envelope(body)
@@ -333,105 +336,107 @@ def _drop(path: str | tuple[str, ...]) -> Callable[[dict[str, Any]], None]:
 
 _INVALID = [
     pytest.param(
-        "powerwall.meters",
+        "powerwall.*.meters",
         _drop("payload/site/instant_power"),
         "payload/site: 'instant_power' is a required property",
         id="missing-meter-field",
     ),
     pytest.param(
-        "powerwall.meters", _drop("payload/solar"), "'solar' is a required", id="missing-meter"
+        "powerwall.*.meters", _drop("payload/solar"), "'solar' is a required", id="missing-meter"
     ),
     pytest.param(
-        "powerwall.meters",
+        "powerwall.*.meters",
         _set("payload/battery/energy_imported", "18623618"),
         "payload/battery/energy_imported: '18623618' is not of type 'number'",
         id="meter-counter-as-string",
     ),
     pytest.param(
-        "powerwall.soe",
+        "powerwall.*.soe",
         _set("payload/percentage", "51.4"),
         "payload/percentage: '51.4' is not of type 'number'",
         id="soe-as-string",
     ),
     pytest.param(
-        "powerwall.soe",
+        "powerwall.*.soe",
         _set("payload/percentage", 140),
         "payload/percentage: 140 is greater than the maximum of 100",
         id="soe-above-100",
     ),
     pytest.param(
-        "powerwall.grid_status",
+        "powerwall.*.grid_status",
         _set("payload/grid_status", "GridUp"),
         "payload/grid_status: 'GridUp' is not one of",
         id="unknown-grid-state",
     ),
     pytest.param(
-        "powerwall.grid_status",
+        "powerwall.*.grid_status",
         _set("payload/grid_services_active", "false"),
         "payload/grid_services_active: 'false' is not of type 'boolean'",
         id="grid-services-as-string",
     ),
     pytest.param(
-        "powerwall.soe", _drop("gateway"), "'gateway' is a required property", id="no-gateway"
+        "powerwall.*.soe", _drop("gateway"), "'gateway' is a required property", id="no-gateway"
     ),
     pytest.param(
-        "powerwall.soe", _drop("payload"), "'payload' is a required property", id="no-payload"
+        "powerwall.*.soe", _drop("payload"), "'payload' is a required property", id="no-payload"
     ),
     pytest.param(
-        "powerwall.soe",
+        "powerwall.*.soe",
         _set("time", "2026-11-21 14:03:58.347Z"),
         "time: '2026-11-21 14:03:58.347Z' does not match",
         id="time-with-space",
     ),
     pytest.param(
-        "powerwall.soe",
+        "powerwall.*.soe",
         _set("time", "2026-11-21T15:03:58.347+01:00"),
         "time: '2026-11-21T15:03:58.347+01:00' does not match",
         id="time-not-utc",
     ),
     pytest.param(
-        "powerwall.soe",
+        "powerwall.*.soe",
         _set("time", 1795269838.347),
         "time: 1795269838.347 is not of type",
         id="time-as-epoch",
     ),
-    pytest.param("powerwall.soe", _set("version", 2), "version: 1 was expected", id="version-2"),
-    pytest.param("powerwall.soe", _set("version", "1"), "version: '1' is not of type", id="v-str"),
+    pytest.param("powerwall.*.soe", _set("version", 2), "version: 1 was expected", id="version-2"),
     pytest.param(
-        "powerwall.soe", _set("kind", "meters"), "kind: 'soe' was expected", id="wrong-kind"
+        "powerwall.*.soe", _set("version", "1"), "version: '1' is not of type", id="v-str"
     ),
     pytest.param(
-        "powerwall.soe",
+        "powerwall.*.soe", _set("kind", "meters"), "kind: 'soe' was expected", id="wrong-kind"
+    ),
+    pytest.param(
+        "powerwall.*.soe",
         _set("endpoint", "/api/meters/aggregates"),
         "endpoint: '/api/system_status/soe' was expected",
         id="wrong-endpoint",
     ),
     pytest.param(
-        "powerwall.soe",
+        "powerwall.*.soe",
         _set("received", "2026-11-21T14:03:58.400Z"),
         "Additional properties are not allowed ('received' was unexpected)",
         id="extra-envelope-key",
     ),
     pytest.param(
-        "powerwall.soe",
+        "powerwall.*.soe",
         _set("payload_encoding", "gzip"),
         "payload_encoding: 'base64' was expected",
         id="unknown-encoding",
     ),
     pytest.param(
-        "powerwall.vitals",
+        "powerwall.*.vitals",
         _drop("payload_encoding"),
         "'payload_encoding' is a required property",
         id="vitals-without-encoding",
     ),
     pytest.param(
-        "powerwall.vitals",
+        "powerwall.*.vitals",
         _set("payload", "not base64!"),
         "payload: 'not base64!' does not match",
         id="vitals-bad-base64",
     ),
     pytest.param(
-        "powerwall.vitals",
+        "powerwall.*.vitals",
         _set("decoded", ["TEPOD--1081100-13-V--T23G9285777"]),
         "decoded: ['TEPOD--1081100-13-V--T23G9285777'] is not of type 'object'",
         id="vitals-decoded-list",
@@ -504,8 +509,8 @@ def test_invalid_messages_are_rejected_with_a_useful_error(
 
 def test_api_kind_must_match_the_routing_key() -> None:
     body = _envelope("/api/operation", {"real_mode": "self_consumption"})
-    assert validate_message("powerwall.api.operation", body) == []
-    errors = validate_message("powerwall.api.sitemaster", body)
+    assert validate_message("powerwall.*.api.operation", body) == []
+    errors = validate_message("powerwall.*.api.sitemaster", body)
     assert errors == [
         "kind: 'api.operation' does not match the routing key's kind 'api.sitemaster'"
     ]
@@ -513,11 +518,11 @@ def test_api_kind_must_match_the_routing_key() -> None:
 
 def test_specific_api_schemas_refine_the_generic_one() -> None:
     status = _envelope(STATUS_PATH, {"din": DIN, "version": 23.12})
-    assert validate_message("powerwall.api.status", status) == [
+    assert validate_message("powerwall.*.api.status", status) == [
         "payload/version: 23.12 is not of type 'string'"
     ]
     blocks = _envelope("/api/system_status", {"nominal_full_pack_energy": 13500})
-    errors = validate_message("powerwall.api.system_status", blocks)
+    errors = validate_message("powerwall.*.api.system_status", blocks)
     assert any("'battery_blocks' is a required property" in e for e in errors), errors
     disabled_pack: dict[str, Any] = {
         "nominal_full_pack_energy": 13500,
@@ -525,24 +530,24 @@ def test_specific_api_schemas_refine_the_generic_one() -> None:
         "battery_blocks": [{"PackageSerialNumber": "TG1", "p_out": None, "energy_charged": None}],
     }
     body = _envelope("/api/system_status", disabled_pack)
-    assert validate_message("powerwall.api.system_status", body) == []
+    assert validate_message("powerwall.*.api.system_status", body) == []
     anything: list[Any] = [None, [], "TIMEOUT!", {"anything": [1, 2]}]
     for payload in anything:
         body = _envelope("/api/meters/solar", payload)
-        assert validate_message("powerwall.api.meters.solar", body) == []
+        assert validate_message("powerwall.*.api.meters.solar", body) == []
 
 
 def test_not_json_and_unknown_kinds_are_errors_not_exceptions() -> None:
-    assert validate_message("powerwall.soe", b"{not json")[0].startswith("(body): not JSON")
-    assert validate_message("powerwall.soe", b"\xff\xfe")[0].startswith("(body): not JSON")
-    assert validate_message("powerwall.soe", b"[]") == ["(body): [] is not of type 'object'"]
+    assert validate_message("powerwall.*.soe", b"{not json")[0].startswith("(body): not JSON")
+    assert validate_message("powerwall.*.soe", b"\xff\xfe")[0].startswith("(body): not JSON")
+    assert validate_message("powerwall.*.soe", b"[]") == ["(body): [] is not of type 'object'"]
     assert validate_message(RESYNC, b"{}") == ["no schema for message kind 'control.resync'"]
     assert validate_message("Weather", b"{}") == ["no schema for message kind 'Weather'"]
 
 
 def test_long_errors_are_cut_to_one_short_line() -> None:
     body = _envelope("/api/system_status/soe", {"percentage": ["x" * 50] * 40})
-    errors = validate_message("powerwall.soe", body)
+    errors = validate_message("powerwall.*.soe", body)
     assert len(errors) == 1
     assert errors[0].startswith("payload/percentage: [") and errors[0].endswith("...")
     assert len(errors[0]) == 300
@@ -668,21 +673,21 @@ def test_every_kind_maps_to_its_schema_and_validators_are_cached() -> None:
     expected = {
         METER_STREAM: "meter-stream.json",
         "meters": "meters.json",
-        "powerwall.meters": "meters.json",
+        "powerwall.*.meters": "meters.json",
         "soe": "soe.json",
         "grid_status": "grid-status.json",
         "vitals": "vitals.json",
         "poller.status": "poller-status.json",
-        "powerwall.poller.status": "poller-status.json",
+        "powerwall.*.poller.status": "poller-status.json",
         "api.status": "api-status.json",
         "api.system_status": "api-system-status.json",
-        "powerwall.api.system_status": "api-system-status.json",
+        "powerwall.*.api.system_status": "api-system-status.json",
         "api.meters": "api.json",
         "api.system_status.grid_faults": "api.json",
-        "powerwall.api.anything.new": "api.json",
+        "powerwall.*.api.anything.new": "api.json",
     }
     assert {kind: schema_file_for(kind) for kind in expected} == expected
-    assert validator_for("api.operation") is validator_for("powerwall.api.sitemaster")
+    assert validator_for("api.operation") is validator_for("powerwall.*.api.sitemaster")
     assert validator_for("api.status") is not validator_for("api.operation")
     mapped = {schema_file_for(kind) for kind in expected} | {"envelope.json"}
     assert mapped == set(schemas.schemas())  # no schema file is unreachable
@@ -719,7 +724,7 @@ def doc() -> str:
 
 
 def test_doc_names_every_routing_key_the_poller_can_produce(doc: str) -> None:
-    keys = {routing_key_for(path) for path in intervals_for(PollerSettings())}
+    keys = {routing_key_for(path, ANY_GATEWAY) for path in intervals_for(PollerSettings())}
     keys |= {METER_STREAM, POLLER_STATUS, RESYNC}
     assert len(keys) >= 25
     missing = sorted(key for key in keys if f"`{key}`" not in doc)
@@ -732,7 +737,7 @@ def test_doc_names_every_schema_file(doc: str) -> None:
 
 
 def test_doc_table_maps_each_routing_key_to_the_schema_the_code_uses(doc: str) -> None:
-    rows = re.findall(r"^\| `([\w.]+)` \|.*\| `([\w-]+\.json)` \|$", doc, flags=re.MULTILINE)
+    rows = re.findall(r"^\| `([\w.*]+)` \|.*\| `([\w-]+\.json)` \|$", doc, flags=re.MULTILINE)
     assert len(rows) >= 25
     for routing_key, schema_file in rows:
         assert schema_file_for(routing_key) == schema_file, routing_key
@@ -742,12 +747,12 @@ def test_doc_examples_are_valid_messages(doc: str) -> None:
     examples = re.findall(r"<!-- example: (\S+) -->\n```json\n(.*?)```", doc, flags=re.DOTALL)
     assert {key for key, _ in examples} >= {
         METER_STREAM,
-        "powerwall.meters",
-        "powerwall.soe",
-        "powerwall.grid_status",
-        "powerwall.vitals",
+        "powerwall.*.meters",
+        "powerwall.*.soe",
+        "powerwall.*.grid_status",
+        "powerwall.*.vitals",
         POLLER_STATUS,
-        "powerwall.api.status",
+        "powerwall.*.api.status",
     }
     for routing_key, text in examples:
         body = text.encode()
@@ -776,5 +781,7 @@ def test_doc_states_the_amqp_properties_the_publisher_sets(doc: str) -> None:
         assert getattr(properties, name) is not None
         assert f"`{name}`" in doc, name
     assert f"`{properties.content_type}`" in doc and f"`{properties.app_id}`" in doc
-    assert f"`{json.dumps(properties.headers)}`" in doc
+    assert properties.headers == {"schema_version": SCHEMA_VERSION, GATEWAY_HEADER: DIN}
+    assert '`{"schema_version": 1, "x-pwbus-gateway": "<DIN>"}`' in doc
+    assert f"`{GATEWAY_HEADER}`" in doc and f"`{GATEWAY_NAME_HEADER}`" in doc
     assert "`correlation_id`" in doc

@@ -21,6 +21,7 @@ from powerwall_bus.consumers.mysql.rows import (
 from powerwall_bus.consumers.mysql.writer import MessageCheck
 from powerwall_bus.producers.poller.health import Health
 from powerwall_bus.producers.poller.reader import intervals_for
+from powerwall_bus.shared.contract import kind_of, routing_key
 from powerwall_bus.shared.errors import MalformedMessage
 from powerwall_bus.shared.gateway.payloads import app_soe, finite_float
 from powerwall_bus.shared.messages import (
@@ -405,7 +406,8 @@ def _bodies() -> dict[str, bytes]:
     bodies[METER_STREAM] = meter_stream_message(1795269838.25, 41.5, aggregates, DIN).body
     health = Health(intervals_for(PollerSettings()), 1795269000.0)
     payload = health.payload(1795269060.0, 1, {"queued": 0, "capacity": 10, "dropped": 0})
-    bodies["powerwall.poller.status"] = poller_status_message(1795269060.5, DIN, payload).body
+    status = poller_status_message(1795269060.5, DIN, payload)
+    bodies[status.routing_key] = status.body
     return bodies
 
 
@@ -456,11 +458,10 @@ def test_fast_schema_check_answers_exactly_like_validate_message() -> None:
             expected = validate_message(key, mutated)
             assert check.problems(key, mutated) == expected, (key, mutant)
             cases += 1
-        kind = "soe" if key != "powerwall.soe" else "meters"
+        kind = "soe" if kind_of(key) != "soe" else "meters"
         assert check.problems(kind, body) == validate_message(kind, body) != []
     for body in (b"not json", b"", b"\xff\xfe", b"[]", b"null", b"1e999"):
-        assert check.problems("powerwall.meters", body) == validate_message(
-            "powerwall.meters", body
-        )
+        meters = routing_key("meters", DIN)
+        assert check.problems(meters, body) == validate_message(meters, body)
     assert check.problems("foo.bar", b"{}") == validate_message("foo.bar", b"{}") != []
     assert cases > 1500

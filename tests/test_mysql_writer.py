@@ -28,6 +28,8 @@ from powerwall_bus.consumers.mysql.writer import (
     WriterConfig,
 )
 from powerwall_bus.producers.poller.main import Poller, PollerConfig
+from powerwall_bus.shared import contract
+from powerwall_bus.shared.contract import routing_key
 from powerwall_bus.shared.errors import ConfigError, DatabaseError
 from powerwall_bus.shared.messages import Reading, meter_stream_message, reading_message
 from powerwall_bus.shared.settings import (
@@ -36,7 +38,7 @@ from powerwall_bus.shared.settings import (
     MysqlSettings,
     PollerSettings,
 )
-from powerwall_bus.shared.topology import METER_STREAM, POLLER_STATUS
+from powerwall_bus.shared.topology import METER_STREAM
 from powerwall_bus.simulator.endpoints import SimulatedGateway
 from powerwall_bus.simulator.feed import reading_for
 from powerwall_bus.simulator.site import SiteOptions
@@ -65,7 +67,9 @@ METERS = "/api/meters/aggregates"
 SOE = "/api/system_status/soe"
 GRID = "/api/system_status/grid_status"
 SYSTEM_STATUS = "/api/system_status"
-SOE_KEY = "powerwall.soe"
+#: Routing keys for hand-made messages (the DIN in the key does not matter to the writer).
+SOE_KEY = routing_key("soe", "1232100-00-E--TG0000000TEST")
+METERS_KEY = routing_key("meters", "1232100-00-E--TG0000000TEST")
 MEASURES = (
     "instant_power",
     "instant_reactive_power",
@@ -125,7 +129,11 @@ def test_end_to_end_simulator_poller_broker_writer_database(
     sim, gateway_settings: GatewaySettings, bus: TestBus, mysql_db: MysqlSettings
 ) -> None:
     assert check_health(mysql_db, 60) == 1  # not even a schema yet
-    keys = ["powerwall.meters", SOE_KEY, "powerwall.vitals", POLLER_STATUS]
+    din = sim.server.gateway.din
+    meters, soe_key, vitals_key, status_key = (
+        routing_key(kind, din) for kind in ("meters", "soe", "vitals", contract.POLLER_STATUS)
+    )
+    keys = [meters, soe_key, vitals_key, status_key]
     collector = Collector(bus.settings.url, bus.settings.exchange, keys)
     poller_settings = PollerSettings(
         meters_interval=1.0,
@@ -147,8 +155,7 @@ def test_end_to_end_simulator_poller_broker_writer_database(
         published = collector.messages
         assert collector.wait_for(
             lambda _: (
-                (len(published("powerwall.meters")), len(published(SOE_KEY)))
-                == (served[METERS], served[SOE])
+                (len(published(meters)), len(published(soe_key))) == (served[METERS], served[SOE])
             ),
             10,
         )
@@ -158,7 +165,7 @@ def test_end_to_end_simulator_poller_broker_writer_database(
             "soe_readings": served[SOE],
             "grid_status_changes": 1,  # connected all along: the first sample only
             "battery_block_readings": 2 * served[SYSTEM_STATUS],
-            "poller_events": len(published(POLLER_STATUS)),
+            "poller_events": len(published(status_key)),
         }
         assert wait_until(
             lambda: {t: n for t, n in counts(mysql_db).items() if t in expected} == expected, 20
@@ -173,14 +180,14 @@ def test_end_to_end_simulator_poller_broker_writer_database(
             mysql_db, f"SELECT ts, meter, {', '.join(MEASURES)} FROM meter_readings"
         )
     }
-    for message in published("powerwall.meters"):
+    for message in published(meters):
         body = json.loads(message.body)
         ts = body["time"].replace("T", " ").rstrip("Z")
         for meter in ("site", "battery", "load", "solar"):
             stored = rows[(_datetime(ts), meter)]
             assert stored == [body["payload"][meter].get(name) for name in MEASURES], meter
     soe = query(mysql_db, "SELECT percentage, app_percentage FROM soe_readings")
-    published_soe = sorted(json.loads(m.body)["payload"]["percentage"] for m in published(SOE_KEY))
+    published_soe = sorted(json.loads(m.body)["payload"]["percentage"] for m in published(soe_key))
     assert sorted(p for p, _ in soe) == published_soe
     assert all(app == pytest.approx((p - 5) / 0.95) for p, app in soe)
     ((status, din),) = query(
@@ -189,7 +196,7 @@ def test_end_to_end_simulator_poller_broker_writer_database(
         " JOIN gateways g ON g.id = c.gateway_id",
     )
     assert (status, din) == ("SystemGridConnected", sim.server.gateway.din)
-    vitals = published("powerwall.vitals")
+    vitals = published(vitals_key)
     numeric = sum(
         1
         for message in vitals
@@ -218,14 +225,14 @@ def test_malformed_messages_are_dead_lettered_and_the_rest_written(
     with RunningWriter(cfg) as writer:
         publisher = Publisher(bus.settings)
         publisher.message(good[0])
-        publisher.raw("powerwall.meters", b'{"version": 1, "kind": "meters",', message_id="bad-1")
+        publisher.raw(METERS_KEY, b'{"version": 1, "kind": "meters",', message_id="bad-1")
         publisher.message(good[1])
-        publisher.raw("powerwall.meters", json.dumps(wrong_types).encode(), message_id="bad-2")
-        publisher.raw("powerwall.soe", json.dumps(missing).encode(), message_id="bad-3", type="soe")
-        publisher.raw("powerwall.meters", huge, message_id="bad-4", app_id="someone")
+        publisher.raw(METERS_KEY, json.dumps(wrong_types).encode(), message_id="bad-2")
+        publisher.raw(SOE_KEY, json.dumps(missing).encode(), message_id="bad-3", type="soe")
+        publisher.raw(METERS_KEY, huge, message_id="bad-4", app_id="someone")
         publisher.message(good[2])
         publisher.raw(METER_STREAM, b"{}")  # not bound without writer.meter_stream
-        publisher.raw("powerwall.soe", b"[" * 200_000 + b"]" * 200_000, message_id="bad-5")
+        publisher.raw(SOE_KEY, b"[" * 200_000 + b"]" * 200_000, message_id="bad-5")
         publisher.close()
         letters = dead_letters(bus.settings, cfg.writer.dead_letter_queue, 5)
         assert wait_until(lambda: writer.stats.written == 3, 10)
@@ -250,7 +257,7 @@ def test_malformed_messages_are_dead_lettered_and_the_rest_written(
         assert properties.headers[EXCHANGE_HEADER] == bus.settings.exchange
         assert isinstance(properties.headers[DEAD_AT_HEADER], int)
         assert properties.delivery_mode == 2
-    assert by_id["bad-3"][0].headers[ROUTING_KEY_HEADER] == "powerwall.soe"
+    assert by_id["bad-3"][0].headers[ROUTING_KEY_HEADER] == SOE_KEY
     assert by_id["bad-3"][0].type == "soe"
     assert by_id["bad-4"][0].app_id == "someone" and by_id["bad-4"][1] == huge  # kept whole
     assert writer.stats.dead_lettered == 5
@@ -331,7 +338,7 @@ def test_meter_stream_bodies_are_stored_under_the_configured_gateway(
     )
     assert [p for p, _ in soe] == [40.0, 41.0, 42.0]
     assert soe[0][1] == pytest.approx(35 / 0.95)
-    assert count(db, "gateways") == 2  # the DIN of the powerwall.meters message too
+    assert count(db, "gateways") == 2  # the DIN of the meters message too
     first_seen = query(db, "SELECT first_seen FROM gateways WHERE din = 'garage-tesla-api'")
     assert first_seen == [(_datetime("2026-11-21 14:03:58.250"),)]  # the first reading's time
 

@@ -18,8 +18,15 @@ import pytest
 
 from powerwall_bus.producers.poller.main import Poller, PollerConfig
 from powerwall_bus.producers.poller.reader import intervals_for
+from powerwall_bus.shared import contract
 from powerwall_bus.shared.certs import server_context
-from powerwall_bus.shared.messages import parse_envelope, parse_meter_stream
+from powerwall_bus.shared.contract import ANY_GATEWAY, kind_of, routing_key
+from powerwall_bus.shared.messages import (
+    GATEWAY_HEADER,
+    GATEWAY_NAME_HEADER,
+    parse_envelope,
+    parse_meter_stream,
+)
 from powerwall_bus.shared.schemas import validate_message
 from powerwall_bus.shared.settings import AmqpSettings, GatewaySettings, PollerSettings
 from powerwall_bus.shared.topology import METER_STREAM, POLLER_STATUS, RESYNC
@@ -48,11 +55,16 @@ def _config(
     state: Path,
     *,
     cooldown: float = 300.0,
+    name: str = "",
     **poller: object,
 ) -> PollerConfig:
     return PollerConfig(
         gateway=GatewaySettings(
-            host=sim.address, password=PASSWORD, state_dir=state, rate_limit_cooldown=cooldown
+            name=name,
+            host=sim.address,
+            password=PASSWORD,
+            state_dir=state,
+            rate_limit_cooldown=cooldown,
         ),
         amqp=amqp,
         poller=PollerSettings(**poller),  # type: ignore[arg-type]
@@ -85,36 +97,47 @@ def test_meter_stream_is_tesla_api_compatible(own_sim, bus, tmp_path) -> None:
     assert props.content_type == "application/json" and props.delivery_mode == 2
     assert props.app_id == "pwbus-poller" and props.type == METER_STREAM
     assert props.message_id and props.timestamp
+    # The gateway is named in the headers only: the body is Tesla-API's, byte for byte.
+    assert props.headers == {"schema_version": 1, GATEWAY_HEADER: own_sim.server.gateway.din}
 
 
 def test_every_kind_is_published_with_its_properties(own_sim, bus, tmp_path) -> None:
+    gateway_din = own_sim.server.gateway.din
     collector = Collector(bus.settings.url, bus.settings.exchange, ["powerwall.#"])
-    poller = Poller(_config(own_sim, bus.settings, tmp_path)).start()
+    poller = Poller(_config(own_sim, bus.settings, tmp_path, name="home")).start()
     try:
         wanted = {
-            "powerwall.meters",
-            "powerwall.soe",
-            "powerwall.grid_status",
-            "powerwall.vitals",
-            "powerwall.api.status",
-            "powerwall.api.system_status",
-            "powerwall.api.site_info.site_name",
-            POLLER_STATUS,
+            routing_key(kind, gateway_din)
+            for kind in (
+                "meters",
+                "soe",
+                "grid_status",
+                "vitals",
+                "api.status",
+                "api.system_status",
+                "api.site_info.site_name",
+                contract.POLLER_STATUS,
+            )
         }
         assert collector.wait_for(lambda m: wanted <= {x.routing_key for x in m}, timeout=15)
     finally:
         poller.stop()
         collector.close()
-    gateway_din = own_sim.server.gateway.din
     for message in collector.messages():
         assert validate_message(message.routing_key, message.body) == [], message.routing_key
         envelope = parse_envelope(message.body)
         assert envelope.version == 1
         assert envelope.gateway == gateway_din
+        assert message.routing_key == f"powerwall.{gateway_din}.{envelope.kind}"
         assert message.properties.type == envelope.kind
+        assert message.properties.headers == {
+            "schema_version": 1,
+            GATEWAY_HEADER: gateway_din,
+            GATEWAY_NAME_HEADER: "home",
+        }
         assert message.properties.message_id.startswith(gateway_din + "|")
         assert message.properties.delivery_mode == 2
-    vitals = parse_envelope(collector.messages("powerwall.vitals")[0].body)
+    vitals = parse_envelope(collector.messages(routing_key("vitals", gateway_din))[0].body)
     assert isinstance(vitals.payload, bytes) and any(
         k.startswith("TEPOD--") for k in vitals.decoded
     )
@@ -140,7 +163,8 @@ def test_broker_outage_loses_nothing(own_sim, bus, tmp_path) -> None:
     via_proxy = AmqpSettings(
         url=bus.settings.url, host="127.0.0.1", port=proxy.port, exchange=bus.settings.exchange
     )
-    collector = Collector(bus.settings.url, bus.settings.exchange, ["powerwall.meters"])
+    meters = routing_key("meters", ANY_GATEWAY)
+    collector = Collector(bus.settings.url, bus.settings.exchange, [meters])
     poller = Poller(_config(own_sim, via_proxy, tmp_path, meters_interval=1.0)).start()
     try:
         assert collector.wait_for(lambda m: len(m) >= 2, timeout=15)
@@ -172,7 +196,8 @@ def test_broker_down_at_start_then_up(own_sim, bus, tmp_path) -> None:
     via_proxy = AmqpSettings(
         url=bus.settings.url, host="127.0.0.1", port=proxy.port, exchange=bus.settings.exchange
     )
-    collector = Collector(bus.settings.url, bus.settings.exchange, ["powerwall.soe"])
+    soe = routing_key("soe", ANY_GATEWAY)
+    collector = Collector(bus.settings.url, bus.settings.exchange, [soe])
     poller = Poller(_config(own_sim, via_proxy, tmp_path)).start()
     try:
         time.sleep(4)
@@ -273,10 +298,10 @@ def test_late_joiner_gets_latest_of_every_kind_within_a_second(own_sim, bus, tmp
     poller = Poller(_config(own_sim, bus.settings, tmp_path)).start()
     try:
         assert observer.wait_for(
-            lambda m: "powerwall.api.auth.toggle.supported" in {x.routing_key for x in m}, 15
+            lambda m: "api.auth.toggle.supported" in {kind_of(x.routing_key) for x in m}, 15
         )
         time.sleep(0.5)
-        published = {m.routing_key for m in observer.messages()}
+        published = {_kind(m) for m in observer.messages()}
         slow_before = _counts(own_sim)["/api/site_info"]
         late = Collector(bus.settings.url, bus.settings.exchange, [])
         connection = pika.BlockingConnection(pika.URLParameters(bus.settings.url))
@@ -288,8 +313,8 @@ def test_late_joiner_gets_latest_of_every_kind_within_a_second(own_sim, bus, tmp
             properties=pika.BasicProperties(reply_to=late.queue, correlation_id="late-1"),
         )
         connection.close()
-        assert late.wait_for(lambda m: published <= {_key(x) for x in m}, timeout=1.0), (
-            published - {_key(x) for x in late.messages()}
+        assert late.wait_for(lambda m: published <= {_kind(x) for x in m}, timeout=1.0), (
+            published - {_kind(x) for x in late.messages()}
         )
         answered = max(m.at for m in late.messages()) - asked
         assert answered < 1.0
@@ -301,10 +326,11 @@ def test_late_joiner_gets_latest_of_every_kind_within_a_second(own_sim, bus, tmp
         observer.close()
 
 
-def _key(received) -> str:
-    """The routing key a resync answer stands for (it arrives via the default exchange)."""
-    kind = received.properties.type
-    return kind if kind == METER_STREAM else f"powerwall.{kind}"
+def _kind(received) -> str:
+    """The kind of a message: a resync answer arrives via the default exchange, under the
+    queue's name, so only its ``type`` tells (and its headers the gateway)."""
+    assert received.properties.headers[GATEWAY_HEADER] != ""
+    return received.properties.type
 
 
 def test_pwbus_poller_process_stops_cleanly_on_sigterm(own_sim, bus, tmp_path) -> None:
@@ -334,7 +360,7 @@ def test_pwbus_poller_process_stops_cleanly_on_sigterm(own_sim, bus, tmp_path) -
             process.kill()
     assert statuses.wait_for(
         lambda m: any(
-            x.routing_key == POLLER_STATUS
+            kind_of(x.routing_key) == contract.POLLER_STATUS
             and parse_envelope(x.body).payload["gateway_state"] == "stopped"
             for x in m
         ),

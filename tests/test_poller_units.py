@@ -10,6 +10,7 @@ from powerwall_bus.producers.poller.main import outbox_capacity
 from powerwall_bus.producers.poller.outbox import Outbox
 from powerwall_bus.producers.poller.reader import intervals_for, messages_per_hour
 from powerwall_bus.producers.poller.schedule import Schedule
+from powerwall_bus.shared.contract import routing_key
 from powerwall_bus.shared.messages import OutgoingMessage
 from powerwall_bus.shared.settings import PollerSettings
 
@@ -61,8 +62,16 @@ def test_postpone_all_and_remove_restore() -> None:
     assert schedule.next() == ("/a", 132.0)
 
 
-def _message(n: int, key: str = "powerwall.meters") -> OutgoingMessage:
-    return OutgoingMessage(key, b'{"n":%d,"pad":"%s"}' % (n, b"x" * 500), f"id-{n}", n, "meters")
+def _message(n: int, kind: str = "meters", gateway: str = "DIN-1") -> OutgoingMessage:
+    return OutgoingMessage(
+        routing_key(kind, gateway),
+        b'{"n":%d,"pad":"%s"}' % (n, b"x" * 500),
+        f"id-{n}",
+        n,
+        kind,
+        gateway=gateway,
+        gateway_name="home",
+    )
 
 
 def test_outbox_keeps_order_drops_oldest_and_counts() -> None:
@@ -72,20 +81,21 @@ def test_outbox_keeps_order_drops_oldest_and_counts() -> None:
     assert len(outbox) == 3 and outbox.dropped == 2
     entries = outbox.peek(10)
     assert [e.message.message_id for e in entries] == ["id-2", "id-3", "id-4"]
-    assert entries[0].expand().body == _message(2).body
+    assert entries[0].expand() == _message(2)  # headers and all, body as published
     assert len(entries[0].message.body) < len(_message(2).body) / 4  # stored compressed
     assert zlib.decompress(entries[0].message.body) == _message(2).body
     outbox.remove(entries[0])
     assert [e.message.message_id for e in outbox.peek(10)] == ["id-3", "id-4"]
 
 
-def test_outbox_latest_per_routing_key() -> None:
+def test_outbox_latest_per_kind() -> None:
     outbox = Outbox(capacity=10)
-    outbox.put(_message(1), 1.0)
-    outbox.put(_message(2, "powerwall.soe"), 2.0)
+    outbox.put(_message(1, gateway="unknown"), 1.0)  # before the poller knew its DIN
+    outbox.put(_message(2, "soe"), 2.0)
     outbox.put(_message(3), 3.0)
-    latest = {m.routing_key: m.message_id for m in outbox.latest()}
-    assert latest == {"powerwall.meters": "id-3", "powerwall.soe": "id-2"}
+    latest = {m.type: m.message_id for m in outbox.latest()}
+    assert latest == {"meters": "id-3", "soe": "id-2"}
+    assert {m.headers["x-pwbus-gateway-name"] for m in outbox.latest()} == {"home"}
 
 
 def test_outbox_holds_an_hour_at_default_cadences() -> None:

@@ -8,7 +8,7 @@ those for the dictionary ids. Decisions, in one place:
 * **Times** are the reading time, UTC, as naive ``datetime`` truncated to whole
   milliseconds (``DATETIME(3)``), exactly like the envelope's ``time`` and ``message_id``.
   A ``MeterStream`` ``timestamp`` is truncated the same way, so it lands on the same
-  millisecond as the ``powerwall.meters`` message of the same reading.
+  millisecond as the ``meters`` message of the same reading.
 * **Numbers**: every stored number is a finite ``float``
   (:func:`~powerwall_bus.shared.gateway.payloads.finite_float`). A missing field, ``null``
   (a disabled battery pack reports null readings), a boolean where a number belongs, a

@@ -5,10 +5,11 @@ Topology (declared on every connect, so the writer may start before the poller):
 * the exchange, as every process declares it;
 * a durable queue ``writer.dead_letter_queue`` for messages the writer cannot store;
 * a durable queue ``writer.queue`` whose dead-letter target is that queue (``x-dead-letter-
-  exchange: ""``, ``x-dead-letter-routing-key: <dead letter queue>``), bound to
-  ``powerwall.meters``, ``.soe``, ``.grid_status``, ``.api.system_status``, ``.vitals`` and
-  ``.poller.status``, plus ``MeterStream`` when ``writer.meter_stream`` is on (and unbound
-  when it is off, so a durable binding from an earlier run does not linger).
+  exchange: ""``, ``x-dead-letter-routing-key: <dead letter queue>``), bound to every
+  gateway's ``powerwall.*.meters``, ``.soe``, ``.grid_status``, ``.api.system_status``,
+  ``.vitals`` and ``.poller.status``, plus ``MeterStream`` when ``writer.meter_stream`` is on
+  (and unbound when it is off, so a durable binding from an earlier run does not linger).
+  Every gateway is stored, each under the DIN its envelopes carry.
 
 Readings wait in the queue while the writer is stopped; nothing is lost across restarts.
 
@@ -78,7 +79,7 @@ from powerwall_bus.consumers.mysql.rows import (
     rows_for_meter_stream,
 )
 from powerwall_bus.shared.amqp import BrokerLink
-from powerwall_bus.shared.contract import routing_key
+from powerwall_bus.shared.contract import ANY_GATEWAY, routing_key
 from powerwall_bus.shared.errors import (
     ConfigError,
     DatabaseError,
@@ -93,8 +94,9 @@ from powerwall_bus.shared.topology import METER_STREAM, declare_exchange
 
 _LOGGER = logging.getLogger(__name__)
 
-#: The routing keys of the kinds the writer stores (MeterStream only with writer.meter_stream).
-WRITER_KEYS = tuple(routing_key(kind) for kind in sorted(STORED_KINDS))
+#: The binding patterns of the kinds the writer stores, from every gateway (MeterStream only
+#: with writer.meter_stream).
+WRITER_KEYS = tuple(routing_key(kind, ANY_GATEWAY) for kind in sorted(STORED_KINDS))
 
 REASON_HEADER = "x-pwbus-reason"
 ROUTING_KEY_HEADER = "x-pwbus-routing-key"

@@ -29,7 +29,7 @@ from aiohttp import web
 
 from powerwall_bus.consumers.proxy import page
 from powerwall_bus.consumers.proxy.bus_feed import bus_subscription
-from powerwall_bus.consumers.proxy.keys import AMQP, OPTIONS, SETTINGS, STATE, STATS
+from powerwall_bus.consumers.proxy.keys import AMQP, FOLLOW, OPTIONS, SETTINGS, STATE, STATS
 from powerwall_bus.consumers.proxy.render import (
     DATA_PATHS,
     DATA_PREFIXES,
@@ -39,6 +39,7 @@ from powerwall_bus.consumers.proxy.render import (
 )
 from powerwall_bus.consumers.proxy.service import CORS, SERVICE_ROUTES
 from powerwall_bus.consumers.proxy.state import ProxyState, Stats
+from powerwall_bus.shared.follow import GatewayView
 from powerwall_bus.shared.settings import AmqpSettings, ProxySettings
 
 _MAX_PATH = 2048
@@ -59,10 +60,12 @@ def create_app(
     *,
     state: ProxyState | None = None,
     stats: Stats | None = None,
+    follow: str = "",
 ) -> web.Application:
     """The proxy application.
 
-    With ``amqp`` it subscribes to that broker while it runs; without, the caller feeds
+    With ``amqp`` it subscribes to that broker while it runs, serving the gateway ``follow``
+    (a DIN or a poller's name; "" = the only one on the bus); without, the caller feeds
     ``app[STATE]`` (tests). ``state`` and ``stats`` default to new, empty ones.
     """
     app = web.Application(client_max_size=4096)
@@ -74,6 +77,8 @@ def create_app(
     )
     app[STATE] = ProxyState() if state is None else state
     app[STATS] = Stats() if stats is None else stats
+    app[FOLLOW] = follow.strip()
+    app[STATE].gateways = GatewayView(app[FOLLOW])
     app.cleanup_ctx.append(page.event_streams)
     # Open streams would hold the shutdown for its whole timeout: end them before aiohttp
     # waits for the running handlers (cleanup_ctx exits only after that wait).

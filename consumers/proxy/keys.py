@@ -24,3 +24,5 @@ STATE = web.AppKey("state", ProxyState)
 STATS = web.AppKey("stats", Stats)
 #: The broker to subscribe to; absent when the application is fed some other way (tests).
 AMQP = web.AppKey("amqp", AmqpSettings)
+#: The gateway to serve (``PWBUS_GATEWAY``: a DIN or a poller's name); "" = the only one.
+FOLLOW = web.AppKey("follow", str)

@@ -55,7 +55,7 @@ class ProxyServer:
 
     def __init__(self, config: ProxyConfig) -> None:
         self.config = config
-        self.app = create_app(config.proxy, config.amqp)
+        self.app = create_app(config.proxy, config.amqp, follow=config.follow)
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
 

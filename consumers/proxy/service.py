@@ -1,9 +1,10 @@
 """The proxy's service routes: ``/stats``, ``/help``, ``/health`` and ``/openapi.json``.
 
 They describe the proxy rather than the Powerwall, so they are not cached and not counted
-as data. ``/stats`` keeps the pyPowerwall proxy's keys where they mean something here;
-``/health`` is honest on purpose: 503 when the meter data is stale, the bus is down, or
-the poller reports the gateway unreachable or rate-limited.
+as data. ``/stats`` keeps the pyPowerwall proxy's keys where they mean something here, and
+says which gateway is served; ``/health`` is honest on purpose: 503 when the meter data is
+stale, the bus is down, the poller reports the gateway unreachable or rate-limited, or a
+second gateway appeared while none was chosen (``PWBUS_GATEWAY``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def stats_document(state: ProxyState, stats: Stats) -> dict[str, Any]:
         "site_name": site.get("site_name") if isinstance(site, dict) else None,
         "cloudmode": False,
         "tedapi": False,
+        "gateway": state.gateways.document(),
         "bus": {
             "connected": state.bus_connected,
             "age_seconds": {
@@ -73,11 +75,15 @@ def health_document(state: ProxyState, stats: Stats, max_age: float) -> tuple[in
     gateway_state = poller.get("gateway_state") if isinstance(poller, dict) else None
     if gateway_state in ("unreachable", "login_refused", "cooldown"):
         problems.append(f"the poller reports the gateway as {gateway_state}")
+    several = state.gateways.problem()
+    if several is not None:
+        problems.append(several)
     body = {
         "status": "ok" if not problems else "unhealthy",
         "problems": problems,
         "bus_connected": state.bus_connected,
         "gateway_state": gateway_state,
+        "gateway": state.gateways.document(),
         "meters_age_seconds": None if meters_age is None else round(meters_age, 3),
         "max_age_seconds": max_age,
         "proxy_stats": {
@@ -155,7 +161,7 @@ def _help_page(stats: dict[str, Any]) -> str:
     """A small HTML page of the statistics (refreshes every 5 s, like pyPowerwall's)."""
     rows = []
     for key, value in stats.items():
-        if key in ("uri", "bus"):
+        if key in ("uri", "bus", "gateway"):
             continue
         rows.append(f"<tr><td>{html.escape(key)}</td><td>{html.escape(str(value))}</td></tr>")
     uris = "".join(
@@ -167,6 +173,10 @@ def _help_page(stats: dict[str, Any]) -> str:
         for kind, age in stats["bus"]["age_seconds"].items()
     )
     connected = "connected" if stats["bus"]["connected"] else "NOT connected"
+    gateway = stats["gateway"]
+    served = " / ".join(str(gateway[key]) for key in ("name", "din") if gateway[key])
+    served = served or (f"{gateway['wanted']} (not seen yet)" if gateway["wanted"] else "none yet")
+    others = ", ".join(gateway["others"]) or "none"
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
         "<meta http-equiv='refresh' content='5'><title>powerwall-bus proxy</title>"
@@ -175,6 +185,8 @@ def _help_page(stats: dict[str, Any]) -> str:
         "</style></head><body><h1>powerwall-bus proxy</h1>"
         f"<p>Message bus: {connected}. Data comes from the poller; this proxy never "
         "calls the gateway.</p>"
+        f"<p>Gateway served: {html.escape(served)}; other gateways seen: "
+        f"{html.escape(others)}.</p>"
         f"<h2>Statistics</h2><table>{''.join(rows)}</table>"
         f"<h2>Requests by path</h2><table>{uris}</table>"
         f"<h2>Age of the data</h2><table>{ages}</table>"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from powerwall_bus.shared import contract
+from powerwall_bus.shared.follow import GatewayView
 from powerwall_bus.shared.messages import Envelope, MeterStream
 
 
@@ -53,6 +54,7 @@ class ProxyState:
         self._items: dict[str, Item] = {}
         self.version = 0
         self.bus_connected = False
+        self.gateways = GatewayView()  # which gateway is served, and which others were seen
         self.listeners: list[Callable[[str], None]] = []  # called with the kind on update
 
     def update(self, envelope: Envelope) -> None:

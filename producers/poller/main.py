@@ -42,7 +42,12 @@ class Poller:
         self.outbox = Outbox(outbox_capacity(config.poller))
         self.health = Health(intervals_for(config.poller), time.time())
         self.reader = GatewayReader(
-            self.client, config.poller, self.outbox, self.health, self.stop_event
+            self.client,
+            config.poller,
+            self.outbox,
+            self.health,
+            self.stop_event,
+            name=config.gateway.name,
         )
         self.publisher = Publisher(
             config.amqp,

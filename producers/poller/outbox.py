@@ -8,14 +8,17 @@ oldest are dropped, counted and logged, because recent data is worth more than o
 Bodies are kept zlib-compressed (JSON from the gateway shrinks about tenfold), which keeps
 an hour of every kind of reading within a few megabytes on a Raspberry Pi.
 
-The outbox also remembers the latest message of every routing key, which is how late
-joiners are answered without asking the gateway again.
+The outbox also remembers the latest message of every kind, which is how late joiners are
+answered without asking the gateway again. (By kind, not by routing key: the key names the
+gateway, and messages taken before the poller learned the DIN must not linger as a kind of
+their own.)
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import logging
 import threading
 import zlib
@@ -35,14 +38,11 @@ class Entry:
 
     def expand(self) -> OutgoingMessage:
         """The message with its body as published."""
-        m = self.message
-        return OutgoingMessage(
-            m.routing_key, zlib.decompress(m.body), m.message_id, m.timestamp, m.type
-        )
+        return dataclasses.replace(self.message, body=zlib.decompress(self.message.body))
 
 
 class Outbox:
-    """A thread-safe bounded FIFO of messages, plus the latest message per routing key."""
+    """A thread-safe bounded FIFO of messages, plus the latest message of every kind."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = max(1, capacity)
@@ -55,15 +55,9 @@ class Outbox:
 
     def put(self, message: OutgoingMessage, taken_at: float) -> None:
         """Queue a message; drop the oldest one if the outbox is full."""
-        compressed = OutgoingMessage(
-            message.routing_key,
-            zlib.compress(message.body, 1),
-            message.message_id,
-            message.timestamp,
-            message.type,
-        )
+        compressed = dataclasses.replace(message, body=zlib.compress(message.body, 1))
         with self._lock:
-            self._latest[message.routing_key] = message
+            self._latest[message.type] = message
             if len(self._queue) >= self.capacity:
                 lost = self._queue.popleft()
                 self.dropped += 1
@@ -95,7 +89,7 @@ class Outbox:
                     self._queue.remove(entry)
 
     def latest(self) -> list[OutgoingMessage]:
-        """The newest message of every routing key (for resync answers)."""
+        """The newest message of every kind (for resync answers)."""
         with self._lock:
             return list(self._latest.values())
 

@@ -82,8 +82,10 @@ class GatewayReader:
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        name: str = "",
     ) -> None:
         self._client = client
+        self._name = name  # gateway.name: sent with every message, for consumers to follow
         self._settings = settings
         self._outbox = outbox
         self._health = health
@@ -206,7 +208,7 @@ class GatewayReader:
         return self._client.din or "unknown"
 
     def _emit(self, reading: Reading) -> None:
-        self._outbox.put(reading_message(reading), reading.time)
+        self._outbox.put(reading_message(reading, self._name), reading.time)
         if reading.endpoint == SOE_PATH and isinstance(reading.payload, dict):
             percentage = reading.payload.get("percentage")
             if isinstance(percentage, int | float):
@@ -218,7 +220,7 @@ class GatewayReader:
             and isinstance(reading.payload, dict)
         ):
             message = meter_stream_message(
-                reading.time, self._latest_soe, reading.payload, reading.gateway
+                reading.time, self._latest_soe, reading.payload, reading.gateway, self._name
             )
             self._outbox.put(message, reading.time)
 
@@ -239,7 +241,8 @@ class GatewayReader:
             "dropped": self._outbox.dropped,
         }
         payload = self._health.payload(now, self._client.logins, buffer)
-        message = poller_status_message(now, self._client.din or "unknown", payload)
+        din = self._client.din or contract.UNKNOWN_GATEWAY
+        message = poller_status_message(now, din, payload, self._name)
         self._outbox.put(message, now)
 
     def publish_final_status(self) -> None:
