@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from powerwall_bus.producers.poller.error_policy import POLICIES
 from powerwall_bus.producers.poller.health import Health
 from powerwall_bus.producers.poller.reader import METERS_PATH, SOE_PATH, intervals_for
 from powerwall_bus.shared import contract, schemas
@@ -183,25 +184,22 @@ def _text(node: ast.expr | None) -> str | None:
 
 
 def _poller_source_states() -> tuple[set[str], set[str]]:
-    """Endpoint and gateway states the poller's code can set, read from its source."""
+    """Endpoint and gateway states the poller can set: its error table, plus the states
+    its health code writes literally (read from the source)."""
     endpoint_states = {"pending"}  # EndpointHealth's default
     gateway_states = {"starting"}  # Health's default
+    for policy in POLICIES.values():
+        endpoint_states.add(policy.endpoint_state)
+        if policy.gateway_state is not None:
+            gateway_states.add(policy.gateway_state)
     found = {"state": endpoint_states, "gateway_state": gateway_states}
     for path in (ROOT / "producers" / "poller").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call):
-                method = getattr(node.func, "attr", None)
-                args: list[ast.expr | None] = [*node.args, None, None, None, None, None]
-                if method == "_set":  # self._set(obj, "state", "ok")
-                    field_name, value = _text(args[1]), _text(args[2])
-                    if field_name in found and value is not None:
-                        found[field_name].add(value)
-                if method == "failure":  # failure(endpoint, now, kind, message, state, ...)
-                    if (state := _text(args[4])) is not None:
-                        endpoint_states.add(state)
-                    for keyword in node.keywords:
-                        if keyword.arg == "gateway_state" and (v := _text(keyword.value)):
-                            gateway_states.add(v)
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "_set":
+                args: list[ast.expr | None] = [*node.args, None, None, None]
+                field_name, value = _text(args[1]), _text(args[2])  # self._set(obj, "state", "ok")
+                if field_name in found and value is not None:
+                    found[field_name].add(value)
             if isinstance(node, ast.Assign) and (value := _text(node.value)) is not None:
                 for target in node.targets:
                     if getattr(target, "attr", None) == "gateway_state":
