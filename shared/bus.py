@@ -24,15 +24,13 @@ from collections.abc import Callable, Iterable
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
-from powerwall_bus.shared.amqp import BrokerLink, connection_parameters
+from powerwall_bus.shared.amqp import BrokerLink
 from powerwall_bus.shared.retry import Backoff
 from powerwall_bus.shared.settings import AmqpSettings
 from powerwall_bus.shared.threads import FatalHandler, fatal, guarded
 from powerwall_bus.shared.topology import RESYNC, declare_exchange
 
 _LOGGER = logging.getLogger(__name__)
-
-__all__ = ["BusSubscriber", "MessageHandler", "connection_parameters"]
 
 MessageHandler = Callable[[str, pika.BasicProperties, bytes], None]
 
