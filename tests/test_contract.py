@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import requests
 
+from powerwall_bus.consumers.mysql.queues import bindings
 from powerwall_bus.consumers.mysql.rows import STORED_KINDS
-from powerwall_bus.consumers.mysql.writer import bindings
 from powerwall_bus.consumers.proxy import render
 from powerwall_bus.consumers.proxy.app import ROUTED_PREFIXES, routed_paths
 from powerwall_bus.consumers.proxy.openapi import openapi_document

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from powerwall_bus.consumers.mysql.checks import MessageCheck
 from powerwall_bus.consumers.mysql.rows import (
     GridStatusTracker,
     MeterRow,
@@ -18,7 +19,6 @@ from powerwall_bus.consumers.mysql.rows import (
     rows_for_envelope,
     rows_for_meter_stream,
 )
-from powerwall_bus.consumers.mysql.writer import MessageCheck
 from powerwall_bus.producers.poller.health import Health
 from powerwall_bus.producers.poller.reader import intervals_for
 from powerwall_bus.shared.contract import kind_of, routing_key

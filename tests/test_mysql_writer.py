@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any
 import pika
 import pytest
 
+from powerwall_bus.consumers.mysql.command import WriterConfig
 from powerwall_bus.consumers.mysql.main import check_health
-from powerwall_bus.consumers.mysql.writer import (
+from powerwall_bus.consumers.mysql.queues import (
     DEAD_AT_HEADER,
     EXCHANGE_HEADER,
     REASON_HEADER,
     ROUTING_KEY_HEADER,
-    Writer,
-    WriterConfig,
 )
+from powerwall_bus.consumers.mysql.writer import Writer
 from powerwall_bus.producers.poller.main import Poller, PollerConfig
 from powerwall_bus.shared import contract
 from powerwall_bus.shared.contract import routing_key

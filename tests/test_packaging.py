@@ -197,7 +197,7 @@ for package in sys.argv[1:]:
             importlib.import_module(f"{package}.{module.name}")
             count += 1
 assert count > 50, count
-from powerwall_bus.consumers.mysql.writer import MessageCheck
+from powerwall_bus.consumers.mysql.checks import MessageCheck
 check = MessageCheck()
 good = {"version": 1, "kind": "soe", "time": "2026-01-01T00:00:00.000Z",
         "gateway": "1232100-00-E--TG1", "endpoint": "/api/system_status/soe",

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import requests
 
-from powerwall_bus.consumers.mysql.writer import WriterConfig
+from powerwall_bus.consumers.mysql.command import WriterConfig
 from powerwall_bus.consumers.proxy.main import ProxyConfig
 from powerwall_bus.producers.poller.main import Poller, PollerConfig
 from powerwall_bus.shared.certs import server_context

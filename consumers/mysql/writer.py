@@ -1,15 +1,8 @@
 """The MySQL writer: a durable queue in, batched transactions out, acknowledged after commit.
 
-Topology (declared on every connect, so the writer may start before the poller):
-
-* the exchange, as every process declares it;
-* a durable queue ``writer.dead_letter_queue`` for messages the writer cannot store;
-* a durable queue ``writer.queue`` whose dead-letter target is that queue (``x-dead-letter-
-  exchange: ""``, ``x-dead-letter-routing-key: <dead letter queue>``), bound to every
-  gateway's ``powerwall.*.meters``, ``.soe``, ``.grid_status``, ``.api.system_status``,
-  ``.vitals`` and ``.poller.status``, plus ``MeterStream`` when ``writer.meter_stream`` is on
-  (and unbound when it is off, so a durable binding from an earlier run does not linger).
-  Every gateway is stored, each under the DIN its envelopes carry.
+Topology: a durable queue bound to every gateway's stored kinds, with a dead-letter queue
+(:mod:`~powerwall_bus.consumers.mysql.queues`, declared on every connect). Every gateway is
+stored, each under the DIN its envelopes carry.
 
 Readings wait in the queue while the writer is stopped; nothing is lost across restarts.
 
@@ -22,9 +15,9 @@ acknowledged with a single ``basic_ack(multiple=True)``. Every table's primary k
 ``INSERT IGNORE`` makes a redelivered message a no-op, so the at-least-once delivery of
 the broker never stores a reading twice.
 
-Malformed messages are **dead-lettered**: not JSON, wrong types, a missing field, schema-
-invalid (:func:`shared.schemas.validate_message`, via ``properties.type`` or the routing
-key), rows the database refuses, or a body over ``max_message_bytes`` (never parsed). The
+Malformed messages are **dead-lettered**: not JSON, wrong types, a missing field,
+schema-invalid (:mod:`~powerwall_bus.consumers.mysql.checks`, by ``properties.type`` or the
+routing key), rows the database refuses, or a body over ``max_message_bytes`` (never parsed). The
 writer publishes the original body and properties to the dead-letter queue (with publisher
 confirms) adding the headers ``x-pwbus-reason`` (one line), ``x-pwbus-routing-key``,
 ``x-pwbus-exchange`` and ``x-pwbus-dead-lettered-at`` (epoch s), then acknowledges it with
@@ -57,20 +50,28 @@ closed and :meth:`Writer.run` returns.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import pika
 import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
+from powerwall_bus.consumers.mysql.checks import MessageCheck
 from powerwall_bus.consumers.mysql.command import WriterConfig
 from powerwall_bus.consumers.mysql.db import Database
+from powerwall_bus.consumers.mysql.queues import (
+    DEAD_AT_HEADER,
+    EXCHANGE_HEADER,
+    REASON_HEADER,
+    ROUTING_KEY_HEADER,
+    bindings,
+    declare_topology,
+    one_line,
+)
 from powerwall_bus.consumers.mysql.rows import (
     STORED_KINDS,
     GridStatusTracker,
@@ -79,7 +80,6 @@ from powerwall_bus.consumers.mysql.rows import (
     rows_for_meter_stream,
 )
 from powerwall_bus.shared.amqp import BrokerLink
-from powerwall_bus.shared.contract import ANY_GATEWAY, routing_key
 from powerwall_bus.shared.errors import (
     ConfigError,
     DatabaseError,
@@ -88,128 +88,12 @@ from powerwall_bus.shared.errors import (
 )
 from powerwall_bus.shared.messages import kind_of, parse_envelope, parse_meter_stream
 from powerwall_bus.shared.retry import Backoff
-from powerwall_bus.shared.schemas import schema_file_for, schemas, validate_message
-from powerwall_bus.shared.settings import WriterSettings
-from powerwall_bus.shared.topology import METER_STREAM, declare_exchange
+from powerwall_bus.shared.topology import METER_STREAM
 
 _LOGGER = logging.getLogger(__name__)
 
-#: The binding patterns of the kinds the writer stores, from every gateway (MeterStream only
-#: with writer.meter_stream).
-WRITER_KEYS = tuple(routing_key(kind, ANY_GATEWAY) for kind in sorted(STORED_KINDS))
-
-REASON_HEADER = "x-pwbus-reason"
-ROUTING_KEY_HEADER = "x-pwbus-routing-key"
-EXCHANGE_HEADER = "x-pwbus-exchange"
-DEAD_AT_HEADER = "x-pwbus-dead-lettered-at"
-
 _MAX_PREFETCH = 65535  # basic.qos prefetch-count is an unsigned short
 _IDLE_TICK = 0.25  # longest single wait in the pika loop (signal and stop latency)
-_REASON_LENGTH = 300
-
-
-def bindings(settings: WriterSettings) -> list[str]:
-    """The routing keys the writer's queue is bound to."""
-    return [*WRITER_KEYS, METER_STREAM] if settings.meter_stream else list(WRITER_KEYS)
-
-
-def _one_line(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= _REASON_LENGTH else text[: _REASON_LENGTH - 3] + "..."
-
-
-def declare_topology(channel: BlockingChannel, exchange: str, settings: WriterSettings) -> None:
-    """The exchange, the dead-letter queue and the bound durable queue (idempotent)."""
-    declare_exchange(channel, exchange)
-    try:
-        channel.queue_declare(settings.dead_letter_queue, durable=True)
-        channel.queue_declare(
-            settings.queue,
-            durable=True,
-            arguments={
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": settings.dead_letter_queue,
-            },
-        )
-    except pika.exceptions.ChannelClosedByBroker as exc:
-        if exc.reply_code == 406:
-            raise ConfigError(
-                "writer.queue",
-                f"queue {settings.queue!r} or {settings.dead_letter_queue!r} exists with "
-                f"other arguments ({_one_line(exc.reply_text)}); delete it or pick another",
-            ) from None
-        raise
-    for key in bindings(settings):
-        channel.queue_bind(settings.queue, exchange, routing_key=key)
-    if not settings.meter_stream:
-        channel.queue_unbind(settings.queue, exchange, routing_key=METER_STREAM)
-
-
-# --------------------------------------------------------------------------- checking
-
-
-class MessageCheck:
-    """``validate_message`` with a fast path for valid messages.
-
-    ``shared.schemas.validate_message`` (the Python ``jsonschema`` package) costs about
-    0.5 ms for a meters message, which alone would cap the writer near 2,000 messages/s.
-    When the Rust ``jsonschema_rs`` package is installed (it comes with schemathesis), the
-    same schemas are compiled with it and a message it accepts, whose ``kind`` matches, is
-    accepted without the slow check (about 0.02 ms). Anything it rejects goes through
-    ``validate_message``, which has the last word and writes the reasons; without
-    ``jsonschema_rs`` every message does.
-    """
-
-    def __init__(self, *, fast: bool = True) -> None:
-        self._fast: dict[str, Any] | None = None
-        self._by_key: dict[str, Any] = {}
-        if fast:
-            try:
-                import jsonschema_rs
-
-                documents = schemas()
-                registry = jsonschema_rs.Registry([(doc["$id"], doc) for doc in documents.values()])
-                self._fast = {
-                    name: jsonschema_rs.validator_for(document, registry=registry)
-                    for name, document in documents.items()
-                }
-            except Exception as exc:  # not installed, or cannot compile: slow path only
-                _LOGGER.debug("schema checks without jsonschema_rs (%s)", type(exc).__name__)
-                self._fast = None
-
-    @property
-    def fast(self) -> bool:
-        """True when the jsonschema_rs fast path is in use."""
-        return self._fast is not None
-
-    def _fast_validator(self, key: str) -> Any:
-        if self._fast is None:
-            return None
-        if key not in self._by_key:
-            try:
-                validator = self._fast.get(schema_file_for(key))
-            except LookupError:
-                validator = None
-            if len(self._by_key) < 1024:  # keys come from messages: bound the cache
-                self._by_key[key] = validator
-            return validator
-        return self._by_key[key]
-
-    def problems(self, key: str, body: bytes) -> list[str]:
-        """The one-line schema errors of ``body`` under ``key`` (kind or routing key)."""
-        validator = self._fast_validator(key)
-        if validator is not None:
-            try:
-                document = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
-                document = None
-            if (
-                isinstance(document, dict)
-                and (key == METER_STREAM or document.get("kind") == kind_of(key))
-                and validator.is_valid(document)
-            ):
-                return []
-        return validate_message(key, body)
 
 
 # --------------------------------------------------------------------------- deliveries
@@ -537,7 +421,7 @@ class Writer:
             return Outcome(delivery, reason="body is nested too deeply to read")
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            return Outcome(delivery, reason=_one_line(f"schema: {problems[0]}{more}"))
+            return Outcome(delivery, reason=one_line(f"schema: {problems[0]}{more}"))
         try:
             if key == METER_STREAM:
                 stream = parse_meter_stream(delivery.body)
@@ -545,10 +429,10 @@ class Writer:
             else:
                 rows = rows_for_envelope(parse_envelope(delivery.body), tracker)
         except MalformedMessage as exc:
-            return Outcome(delivery, reason=_one_line(str(exc)))
+            return Outcome(delivery, reason=one_line(str(exc)))
         except Exception as exc:  # a bug must not turn one message into a crash loop
             _LOGGER.exception("converting a message from %s failed", delivery.routing_key)
-            return Outcome(delivery, reason=_one_line(f"cannot convert: {type(exc).__name__}"))
+            return Outcome(delivery, reason=one_line(f"cannot convert: {type(exc).__name__}"))
         return Outcome(delivery, rows=rows)
 
     def _job(self, batch: list[Delivery], base: GridStatusTracker) -> _Job:
@@ -597,7 +481,7 @@ class Writer:
                 try:
                     inserted += self.db.write(item.rows)
                 except DatabaseError as refused:
-                    item = Outcome(delivery, reason=_one_line(f"database refused: {refused}"))
+                    item = Outcome(delivery, reason=one_line(f"database refused: {refused}"))
             outcomes.append(item)
         return _Job(job.batch, outcomes, trial), inserted
 

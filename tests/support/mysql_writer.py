@@ -11,8 +11,9 @@ from typing import Any
 import mysql.connector
 import pika
 
+from powerwall_bus.consumers.mysql.command import WriterConfig
 from powerwall_bus.consumers.mysql.migrate import migrate
-from powerwall_bus.consumers.mysql.writer import Writer, WriterConfig
+from powerwall_bus.consumers.mysql.writer import Writer
 from powerwall_bus.producers.poller.publisher import properties_for
 from powerwall_bus.shared.messages import OutgoingMessage
 from powerwall_bus.shared.settings import AmqpSettings, MysqlSettings, WriterSettings
