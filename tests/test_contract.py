@@ -189,6 +189,7 @@ def test_the_schedule_is_the_tables() -> None:
     assert list(schedule) == [e.path for e in polled]  # the table's order is the tie-break
     for endpoint in polled:
         field = contract.SLOW_INTERVAL if endpoint.poll == contract.LISTED else endpoint.poll
+        assert field is not None
         assert schedule[endpoint.path] == getattr(settings, field), endpoint
     never = {e.path for e in ENDPOINTS if e.poll is None}
     assert never == {"/api/customer/registration"}

@@ -354,6 +354,7 @@ def test_pwbus_poller_process_stops_cleanly_on_sigterm(own_sim, bus, tmp_path) -
         assert statuses.wait_for(lambda m: any(x.routing_key == METER_STREAM for x in m), 20)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
+        assert process.stderr is not None
         log = process.stderr.read()
     finally:
         if process.poll() is None:

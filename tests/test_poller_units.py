@@ -19,7 +19,8 @@ def _run(
     schedule: Schedule, until: float, duration: dict[str, float] | None = None, start: float = 0.0
 ) -> list[tuple[str, float]]:
     """Drive a schedule with a simulated clock: each read takes ``duration[endpoint]``."""
-    now, log = start, []
+    now = start
+    log: list[tuple[str, float]] = []
     while True:
         endpoint, due = schedule.next()  # type: ignore[misc]
         now = max(now, due)

@@ -225,6 +225,7 @@ def test_pwbus_proxy_process_serves_and_stops_on_sigterm(bus) -> None:
     try:
         url = None
         deadline = time.monotonic() + 20
+        assert process.stderr is not None
         while url is None and time.monotonic() < deadline:
             match = re.search(
                 r"proxy listening on (http://\S+?):?(\d+)/", process.stderr.readline()

@@ -76,8 +76,8 @@ def sites(bus: TestBus, tmp_path: Path) -> Iterator[dict[str, Site]]:
     }
     started: dict[str, Site] = {}
     try:
-        for name, site in options.items():
-            server = GatewayServer(SimulatedGateway(site), password=PASSWORD)
+        for name, site_options in options.items():
+            server = GatewayServer(SimulatedGateway(site_options), password=PASSWORD)
             sim = SimulatorRunner(server, ssl_context=server_context()).start()
             gateway = GatewaySettings(
                 name=name, host=sim.address, password=PASSWORD, state_dir=tmp_path / name
@@ -85,7 +85,7 @@ def sites(bus: TestBus, tmp_path: Path) -> Iterator[dict[str, Site]]:
             poller = Poller(
                 PollerConfig(gateway, bus.settings, PollerSettings(meters_interval=1.0))
             )
-            started[name] = Site(name, sim, poller.start(), site.powerwalls)
+            started[name] = Site(name, sim, poller.start(), site_options.powerwalls)
         yield started
     finally:
         for site in started.values():

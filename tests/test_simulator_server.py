@@ -277,6 +277,7 @@ def test_pwbus_simulate_command_serves_and_stops_on_sigterm(tmp_path: Path) -> N
         url = None
         deadline = time.monotonic() + 20
         lines = []
+        assert process.stderr is not None
         while time.monotonic() < deadline and url is None:
             line = process.stderr.readline()
             lines.append(line)
@@ -286,11 +287,10 @@ def test_pwbus_simulate_command_serves_and_stops_on_sigterm(tmp_path: Path) -> N
         http = _http()
         token = _login(http, url, "cli-Pass-1").json()["token"]
         headers = {"Authorization": f"Bearer {token}"}
-        samples = [
-            http.get(f"{url}{AGGREGATES}", headers=headers, timeout=5).json()
-            for _ in range(3)
-            if not time.sleep(0.5)
-        ]
+        samples = []
+        for _ in range(3):
+            time.sleep(0.5)
+            samples.append(http.get(f"{url}{AGGREGATES}", headers=headers, timeout=5).json())
         assert samples[0]["load"]["instant_power"] != samples[-1]["load"]["instant_power"]
         counts = http.get(f"{url}/_sim/counts", timeout=5).json()
         assert counts["requests"][AGGREGATES] == 3
