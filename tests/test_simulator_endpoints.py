@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from powerwall_bus.shared.contract import ENDPOINTS
 from powerwall_bus.shared.errors import ConfigError
 from powerwall_bus.shared.gateway.vitals import decode_vitals
 from powerwall_bus.simulator.endpoints import PROTOBUF_CONTENT_TYPE, SimulatedGateway
@@ -21,35 +22,9 @@ from powerwall_bus.simulator.site import SiteOptions
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "gateway"
 SUMMER_NOON_UTC = datetime(2024, 6, 21, 19, 0, tzinfo=UTC)  # 12:00 in Los Angeles (PDT)
 
-# pyPowerwall proxy pass-through allow list (newest), minus the two paths that recent
-# firmware no longer serves (the proxy answers "TIMEOUT!" for them; the gateway 404s)
-ALLOW_LIST = {
-    "/api/status",
-    "/api/site_info/site_name",
-    "/api/meters/site",
-    "/api/meters/solar",
-    "/api/sitemaster",
-    "/api/powerwalls",
-    "/api/customer/registration",
-    "/api/system_status",
-    "/api/system_status/grid_status",
-    "/api/system/update/status",
-    "/api/site_info",
-    "/api/system_status/grid_faults",
-    "/api/operation",
-    "/api/solars",
-    "/api/solars/brands",
-    "/api/customer",
-    "/api/meters",
-    "/api/installer",
-    "/api/networks",
-    "/api/meters/readings",
-    "/api/synchrometer/ct_voltage_references",
-    "/api/troubleshooting/problems",
-    "/api/auth/toggle/supported",
-    "/api/solar_powerwall",
-}
-ALLOW_LIST |= {"/api/site_info/grid_codes", "/api/system/networks"}
+# The simulated gateway answers every path of the contract's table (the poller reads them,
+# the proxy passes them through), vitals included on firmware before 23.44.
+ALLOW_LIST = {endpoint.path for endpoint in ENDPOINTS}
 LIVE_ENDPOINTS = {
     "/api/meters/aggregates",
     "/api/system_status",
