@@ -48,10 +48,17 @@ def make_self_signed(folder: Path, common_name: str = "teg") -> tuple[Path, Path
     return cert_path, key_path
 
 
-def server_context(cert_file: Path | None = None, key_file: Path | None = None) -> ssl.SSLContext:
-    """A TLS server context from the given files, or from a freshly made certificate."""
+def server_context(
+    cert_file: Path | None = None, key_file: Path | None = None, *, common_name: str = "teg"
+) -> ssl.SSLContext:
+    """A TLS server context from the given files, or from a freshly made certificate.
+
+    Raises ``OSError`` or ``ssl.SSLError`` when the files cannot be loaded; callers turn that
+    into a configuration error naming their own setting.
+    """
     if cert_file is None:
-        cert_file, key_file = make_self_signed(Path(tempfile.mkdtemp(prefix="pwbus-sim-")))
+        folder = Path(tempfile.mkdtemp(prefix=f"pwbus-{common_name}-"))
+        cert_file, key_file = make_self_signed(folder, common_name)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
     return context

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from powerwall_bus.shared.command import Command
 from powerwall_bus.shared.errors import ConfigError
 from powerwall_bus.shared.settings import SimulatorSettings, load
+from powerwall_bus.shared.tls import unverified_client_context
 from powerwall_bus.simulator.faults import FaultSet, describe_faults
 
 if TYPE_CHECKING:  # the server stack is imported only when the simulator runs
@@ -199,9 +200,7 @@ def run_simctl(args: SimctlRequest) -> int:
         method="GET" if data is None else "POST",
         headers={"Content-Type": "application/json"},
     )
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    context = unverified_client_context()
     try:
         with urllib.request.urlopen(request, context=context, timeout=10) as response:
             body = response.read().decode()

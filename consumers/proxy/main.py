@@ -6,8 +6,6 @@ import asyncio
 import logging
 import signal
 import ssl
-import tempfile
-from pathlib import Path
 
 from aiohttp import web
 
@@ -15,7 +13,7 @@ from powerwall_bus.consumers.proxy.app import create_app
 from powerwall_bus.consumers.proxy.command import ProxyConfig
 from powerwall_bus.consumers.proxy.keys import STATE
 from powerwall_bus.consumers.proxy.state import ProxyState
-from powerwall_bus.shared.certs import make_self_signed
+from powerwall_bus.shared.certs import server_context
 from powerwall_bus.shared.errors import ConfigError
 from powerwall_bus.shared.settings import ProxySettings
 from powerwall_bus.shared.threads import ThreadFailures, fatal_errors_to
@@ -36,14 +34,12 @@ def tls_context(settings: ProxySettings) -> ssl.SSLContext | None:
         return None
     cert, key = settings.cert_file, settings.key_file
     if cert is None or key is None:
-        cert, key = make_self_signed(Path(tempfile.mkdtemp(prefix="pwbus-proxy-")), "pwbus-proxy")
+        cert = key = None
         _LOGGER.info("serving HTTPS with a self-signed certificate made at start")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
-        context.load_cert_chain(str(cert), str(key))
+        return server_context(cert, key, common_name="pwbus-proxy")
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError("proxy.cert_file", f"cannot load the certificate: {exc}") from None
-    return context
 
 
 class ProxyServer:

@@ -7,15 +7,14 @@ does not verify it: it only asks whether the server answers ``200``.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import urllib.error
 import urllib.request
 
+from powerwall_bus.shared.tls import unverified_client_context
+
 
 def _get_status(url: str, timeout: float) -> int | None:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    context = unverified_client_context()
     try:
         with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
             return int(response.status)

@@ -17,16 +17,11 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from powerwall_bus.shared.tls import unverified_client_context
+
 # Accepting the gateway's self-signed certificate is a deliberate, configured choice
 # (pin it with tls_fingerprint); a warning on every poll would only bury real problems.
 urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-
-
-def _insecure_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 class GatewayAdapter(HTTPAdapter):
@@ -44,7 +39,7 @@ class GatewayAdapter(HTTPAdapter):
     def init_poolmanager(
         self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
     ) -> None:
-        pool_kwargs["ssl_context"] = _insecure_context()
+        pool_kwargs["ssl_context"] = unverified_client_context()
         if self._fingerprint:
             pool_kwargs["assert_fingerprint"] = self._fingerprint
         super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
@@ -71,7 +66,7 @@ def fetch_fingerprint(host: str, port: int, timeout: float) -> str:
     """SHA-256 (hex) of the certificate the server at host:port presents."""
     with (
         socket.create_connection((host, port), timeout=timeout) as raw,
-        _insecure_context().wrap_socket(
+        unverified_client_context().wrap_socket(
             raw, server_hostname=host if _is_name(host) else None
         ) as tls,
     ):
