@@ -36,6 +36,7 @@ from powerwall_bus.simulator.server import GatewayServer, SimulatorRunner
 from powerwall_bus.simulator.site import SiteOptions
 from tests.support.collector import Collector
 from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import wait_until
 
 PASSWORD = "poller-Test-1"
 ROOT = Path(__file__).resolve().parents[1]
@@ -290,10 +291,8 @@ def test_rate_limit_cooldown_sends_nothing_and_says_so(own_sim, bus, tmp_path) -
         own_sim.server.set_faults(FaultSet())  # the gateway would answer now; we must wait
         time.sleep(4.5)
         assert sum(_counts(own_sim).values()) == at_cooldown
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and sum(_counts(own_sim).values()) == at_cooldown:
-            time.sleep(0.1)
-        assert sum(_counts(own_sim).values()) > at_cooldown  # resumes after the cool-down
+        resumed = wait_until(lambda: sum(_counts(own_sim).values()) > at_cooldown, 10)
+        assert resumed  # reads resume after the cool-down
     finally:
         poller.stop()
         statuses.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from powerwall_bus.simulator.faults import FaultSet
 from powerwall_bus.simulator.server import GatewayServer, SimulatorRunner
 from powerwall_bus.simulator.site import SiteOptions
 from tests.support.running_proxy import RunningProxy
+from tests.support.waiting import wait_until
 
 PASSWORD = "e2e-Pass-99"
 
@@ -48,13 +48,14 @@ def _get(proxy: RunningProxy, path: str) -> requests.Response:
 
 
 def _wait_for_data(proxy: RunningProxy, path: str, timeout: float = 15) -> requests.Response:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answered() -> requests.Response | None:
         response = _get(proxy, path)
-        if response.text not in ("null", "{}", "[]"):
-            return response
-        time.sleep(0.2)
-    pytest.fail(f"{path} still has no data after {timeout} s")
+        return response if response.text not in ("null", "{}", "[]") else None
+
+    response = wait_until(answered, timeout, step=0.2)
+    if response is None:
+        pytest.fail(f"{path} still has no data after {timeout} s")
+    return response
 
 
 def test_dashboard_endpoints_from_the_bus(pipeline) -> None:
@@ -108,13 +109,8 @@ def test_no_dashboard_request_reaches_the_gateway(pipeline) -> None:
 def test_aggregates_follow_new_readings(pipeline) -> None:
     _, proxy = pipeline
     first = _wait_for_data(proxy, "/aggregates").json()["site"]["last_communication_time"]
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        now = _get(proxy, "/aggregates").json()["site"]["last_communication_time"]
-        if now != first:
-            break
-        time.sleep(0.2)
-    assert now != first
+    latest = lambda: _get(proxy, "/aggregates").json()["site"]["last_communication_time"]  # noqa: E731
+    assert wait_until(lambda: latest() != first, 5, step=0.2)
 
 
 def test_health_turns_503_when_the_poller_stops(pipeline) -> None:
@@ -122,9 +118,7 @@ def test_health_turns_503_when_the_poller_stops(pipeline) -> None:
     _wait_for_data(proxy, "/aggregates")
     assert _get(proxy, "/health").status_code == 200
     sim.server.set_faults(FaultSet.parse(["drop"]))
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and _get(proxy, "/health").status_code == 200:
-        time.sleep(0.3)
+    wait_until(lambda: _get(proxy, "/health").status_code != 200, 20, step=0.3)
     health = _get(proxy, "/health")
     assert health.status_code == 503
     assert any("unreachable" in p for p in health.json()["problems"])

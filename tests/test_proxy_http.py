@@ -22,6 +22,7 @@ from powerwall_bus.shared.settings import ProxySettings
 from powerwall_bus.simulator.endpoints import SimulatedGateway
 from powerwall_bus.simulator.site import SiteOptions
 from tests.support.running_proxy import RunningProxy
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,9 +108,7 @@ def test_health_is_honest_without_data(proxy) -> None:
     assert health.status_code == 503
     assert "no meter data received yet" in health.json()["problems"]
     _feed(proxy, "/api/meters/aggregates")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not proxy.server.state.bus_connected:
-        time.sleep(0.1)
+    assert wait_until(lambda: proxy.server.state.bus_connected, 5)
     assert requests.get(proxy.url + "/health", timeout=5).status_code == 200
 
 

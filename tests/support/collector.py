@@ -11,6 +11,7 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from powerwall_bus.shared.topology import declare_exchange
+from tests.support.waiting import wait_until
 
 
 @dataclass(frozen=True)
@@ -87,12 +88,7 @@ class Collector:
 
     def wait_for(self, predicate: Callable[[list[Received]], bool], timeout: float) -> bool:
         """Poll until ``predicate(messages)`` holds or the timeout passes."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate(self.messages()):
-                return True
-            time.sleep(0.05)
-        return predicate(self.messages())
+        return wait_until(lambda: predicate(self.messages()), timeout)
 
     def close(self) -> None:
         """Stop consuming and close the connection."""
