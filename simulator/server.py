@@ -55,6 +55,9 @@ class Counters:
     """Requests that reached the simulated gateway."""
 
     by_path: collections.Counter[str] = field(default_factory=collections.Counter)
+    #: 200 answers with the real body, not held past the client's patience by a ``timeout``
+    #: fault: the readings a poller can have received (what a lossless pipeline stores).
+    served: collections.Counter[str] = field(default_factory=collections.Counter)
     logins: int = 0
     login_failures: int = 0
     first: float = 0.0
@@ -63,6 +66,7 @@ class Counters:
         """JSON-friendly view."""
         return {
             "requests": dict(self.by_path),
+            "served": dict(self.served),
             "total": sum(self.by_path.values()),
             "logins": self.logins,
             "login_failures": self.login_failures,
@@ -150,7 +154,8 @@ class GatewayServer:
         if latency is not None and latency.applies_to(path):
             await asyncio.sleep(float(latency.value))
         hold = faults.get("timeout")
-        if hold is not None and hold.applies_to(path):
+        held = hold is not None and hold.applies_to(path)
+        if held and hold is not None:
             await asyncio.sleep(float(hold.value))
         drop = faults.get("drop")
         if drop is not None and drop.applies_to(path):
@@ -167,6 +172,8 @@ class GatewayServer:
             return web.Response(
                 body=b"<html>\x00" + noise, content_type="application/json", headers=_COMMON_HEADERS
             )
+        if response.status == 200 and not held:
+            self.counters.served[path] += 1
         return response
 
     def _rate_limited(self, now: float, path: str) -> bool:
