@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from powerwall_bus.shared.settings import (
     GatewaySettings,
     LogSettings,
     MysqlSettings,
+    PollerSettings,
     SimulatorSettings,
     Sources,
     describe,
@@ -20,6 +23,7 @@ from powerwall_bus.shared.settings import (
     option_table,
     secret_values,
 )
+from powerwall_bus.shared.settings.sections import SECTIONS
 
 
 def _load(cls, section, *, flags=None, env=None, config=None):
@@ -116,7 +120,7 @@ def test_mysql_url_and_parts() -> None:
     ("env", "key", "fragment"),
     [
         ({"PW_TIMEOUT": "soon"}, "gateway.read_timeout", "expected a number"),
-        ({"PW_TIMEOUT": "-1"}, "gateway.read_timeout", "greater than 0"),
+        ({"PW_TIMEOUT": "-1"}, "gateway.read_timeout", "must be between 0.1 and 600 seconds"),
         ({"PW_AUTH_MODE": "magic"}, "gateway.auth_mode", "must be one of cookie, token"),
         ({"PW_HOST": "host:99999"}, "gateway.host", "invalid port"),
         ({"PWBUS_GATEWAY_TLS_FINGERPRINT": "abc"}, "gateway.tls_fingerprint", "SHA-256"),
@@ -129,6 +133,81 @@ def test_bad_values_name_the_key(env: dict, key: str, fragment: str) -> None:
     assert message.startswith(f"configuration: {key}:")
     assert fragment in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"PW_TIMEOUT": "Hunter2-pasted"}, "gateway.read_timeout"),  # conversion fails
+        ({"PWBUS_GATEWAY_PORT": "Hunter2-pasted"}, "gateway.port"),
+        ({"PW_AUTH_MODE": "Hunter2-pasted"}, "gateway.auth_mode"),  # the check fails
+        ({"PW_HOST": "host:Hunter2-pasted"}, "gateway.host"),
+        ({"PWBUS_GATEWAY_TLS_FINGERPRINT": "Hunter2-pasted"}, "gateway.tls_fingerprint"),
+    ],
+)
+def test_no_bad_value_is_ever_echoed(env: dict, key: str) -> None:
+    """A password pasted into the wrong variable must not be printed back, whatever the key."""
+    with pytest.raises(ConfigError) as caught:
+        _load(GatewaySettings, "gateway", env=env)
+    assert caught.value.key == key
+    assert "Hunter2" not in str(caught.value)
+    assert "environment" in str(caught.value) or key in ("gateway.host", "gateway.tls_fingerprint")
+
+
+def test_slow_endpoints_error_does_not_echo_the_entry() -> None:
+    env = {"PWBUS_POLL_SLOW_ENDPOINTS": "/api/status,Hunter2-pasted"}
+    with pytest.raises(ConfigError, match="entry 2 is not an /api/ path") as caught:
+        _load(PollerSettings, "poller", env=env)
+    assert "Hunter2" not in str(caught.value)
+
+
+def _numeric_fields() -> list[tuple[str, dataclasses.Field]]:
+    found = []
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            hint = hints[f.name]
+            args = typing.get_args(hint) or (hint,)
+            if any(a in (int, float) for a in args):
+                found.append((f"{section}.{f.name}", f))
+    return found
+
+
+NUMERIC_FIELDS = _numeric_fields()
+
+
+def _load_one(key: str, raw: str) -> object:
+    section, name = key.split(".")
+    return getattr(load(SECTIONS[section], section, Sources(flags={key: raw})), name)
+
+
+@pytest.mark.parametrize(("key", "field"), NUMERIC_FIELDS, ids=[k for k, _ in NUMERIC_FIELDS])
+def test_every_numeric_setting_is_bounded(key: str, field: dataclasses.Field) -> None:
+    """A huge value and a tiny one are refused with one line; the default passes."""
+    assert field.metadata.get("check") is not None, f"{key} has no bounds"
+    for raw in ("1000000000000", "-1"):
+        with pytest.raises(ConfigError) as caught:
+            _load_one(key, raw)
+        assert caught.value.key == key, raw
+        assert raw not in str(caught.value) and "\n" not in str(caught.value)
+    if field.default is not None:
+        assert _load_one(key, str(field.default)) == field.default
+
+
+@pytest.mark.parametrize(
+    ("key", "raw"),
+    [
+        ("poller.buffer_seconds", "1e12"),
+        ("poller.status_interval", "0.001"),
+        ("poller.meters_interval", "0.5"),
+        ("gateway.read_timeout", "0"),
+        ("simulator.port", "70000"),
+        ("writer.prefetch", "0"),
+    ],
+)
+def test_examples_out_of_bounds(key: str, raw: str) -> None:
+    with pytest.raises(ConfigError, match=r"must be|TCP port"):
+        _load_one(key, raw)
 
 
 def test_bad_secret_is_not_echoed() -> None:

@@ -35,6 +35,25 @@ def setting(
     return field(default=default, metadata=metadata, repr=not secret)
 
 
+def between(low: float, high: float, unit: str = "") -> Callable[[float], str | None]:
+    """A check that the value lies in ``[low, high]`` (``unit`` names it in the message)."""
+    suffix = f" {unit}" if unit else ""
+    text = f"must be between {_number(low)} and {_number(high)}{suffix}"
+
+    def check(value: float) -> str | None:
+        return None if low <= value <= high else text
+
+    return check
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def service_port(value: int) -> str | None:
+    return None if 0 < value <= 65535 else "must be a TCP port number (1-65535)"
+
+
 def positive(value: float) -> str | None:
     return None if value > 0 else "must be greater than 0"
 
@@ -54,8 +73,14 @@ def one_of(*choices: str) -> Callable[[str], str | None]:
     return check
 
 
-def at_least_one_second(value: float) -> str | None:
-    return None if value >= 1.0 else "must be at least 1 second (the gateway is not a firehose)"
+def poll_interval(value: float) -> str | None:
+    if value < 1.0:
+        return "must be at least 1 second (the gateway is not a firehose)"
+    return None if value <= 86400.0 else "must be at most 86400 seconds (a day)"
+
+
+#: Kept for callers of the old name: a poll interval (1 s to a day).
+at_least_one_second = poll_interval
 
 
 @dataclass(frozen=True)
@@ -115,5 +140,5 @@ def parse_port(text: str, default: int) -> int:
     if not text:
         return default
     if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ConfigError("gateway.host", f"has an invalid port {text!r}")
+        raise ConfigError("gateway.host", "has an invalid port (expected 1-65535)")
     return int(text)

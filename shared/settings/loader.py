@@ -2,8 +2,10 @@
 
 :class:`Sources` gathers the three layers once; :func:`load` builds one section from them,
 converting every raw value to its field's type and running its check, so a bad value fails
-with one line naming the key, where the value came from and what is wrong (never the value
-of a secret). The config file is TOML, or a Tesla-API ``credentials.json``.
+with one line naming the key, where the value came from and what was expected. The value
+itself is never shown, for any key: a password pasted into the wrong variable (``PW_TIMEOUT``
+is a number field) must not be printed back.
+The config file is TOML, or a Tesla-API ``credentials.json``.
 """
 
 from __future__ import annotations
@@ -169,20 +171,17 @@ def load(cls: type[T], section: str, sources: Sources) -> T:
         if found is None:
             continue
         raw, origin = found
-        secret = f.metadata.get("secret", False)
-        value = _convert(raw, hints[f.name], key, origin, secret)
+        value = _convert(raw, hints[f.name], key, origin)
         check = f.metadata.get("check")
         problem = check(value) if check and value is not None else None
-        if problem:
-            shown = "" if secret else f", got {raw!r}"
-            raise ConfigError(key, f"{problem} (from {origin}{shown})")
+        if problem:  # never the value: a password pasted into the wrong variable is one
+            raise ConfigError(key, f"{problem} (from {origin})")
         values[f.name] = value
     return cls(**values)
 
 
-def _convert(raw: Any, hint: Any, key: str, origin: str, secret: bool) -> Any:
+def _convert(raw: Any, hint: Any, key: str, origin: str) -> Any:
     target = _unwrap_optional(hint)
-    shown = "" if secret else f", got {raw!r}"
     try:
         if target is bool:
             if isinstance(raw, bool):
@@ -212,7 +211,7 @@ def _convert(raw: Any, hint: Any, key: str, origin: str, secret: bool) -> Any:
         return str(raw)
     except ValueError:
         kind = {bool: "yes or no", int: "a whole number", float: "a number"}.get(target, "text")
-        raise ConfigError(key, f"expected {kind} (from {origin}{shown})") from None
+        raise ConfigError(key, f"expected {kind} (from {origin})") from None
 
 
 def _unwrap_optional(hint: Any) -> Any:

@@ -16,12 +16,12 @@ from urllib.parse import quote
 from powerwall_bus.shared.contract import DEFAULT_SLOW_ENDPOINTS
 from powerwall_bus.shared.errors import ConfigError
 from powerwall_bus.shared.settings.fields import (
-    at_least_one_second,
-    non_negative,
+    between,
     one_of,
     parse_url,
+    poll_interval,
     port_number,
-    positive,
+    service_port,
     setting,
     split_host,
 )
@@ -51,7 +51,7 @@ class GatewaySettings:
     host: str = setting(
         "", env=("PWBUS_GATEWAY_HOST", "PW_HOST"), help="gateway address, host or host:port"
     )
-    port: int = setting(443, env=("PWBUS_GATEWAY_PORT",), help="HTTPS port", check=port_number)
+    port: int = setting(443, env=("PWBUS_GATEWAY_PORT",), help="HTTPS port", check=service_port)
     password: str = setting(
         "",
         env=("PWBUS_GATEWAY_PASSWORD", "PW_PASSWORD"),
@@ -70,13 +70,13 @@ class GatewaySettings:
         5.0,
         env=("PWBUS_GATEWAY_CONNECT_TIMEOUT",),
         help="TCP/TLS connect timeout, s",
-        check=positive,
+        check=between(0.1, 300.0, "seconds"),
     )
     read_timeout: float = setting(
         10.0,
         env=("PWBUS_GATEWAY_READ_TIMEOUT", "PW_TIMEOUT"),
         help="read timeout, s",
-        check=positive,
+        check=between(0.1, 600.0, "seconds"),
     )
     auth_mode: str = setting(
         "cookie",
@@ -104,7 +104,7 @@ class GatewaySettings:
         300.0,
         env=("PWBUS_GATEWAY_COOLDOWN",),
         help="after HTTP 429, send nothing to the gateway for this many seconds",
-        check=positive,
+        check=between(1.0, 86400.0, "seconds"),
     )
 
     def __post_init__(self) -> None:
@@ -153,7 +153,7 @@ class AmqpSettings:
     )
     host: str = setting(None, env=("AMQP_HOST",), help="overrides the URL's host")
     port: int = setting(
-        None, env=("AMQP_PORT",), help="overrides the URL's port", check=port_number
+        None, env=("AMQP_PORT",), help="overrides the URL's port", check=service_port
     )
     username: str = setting(None, env=("AMQP_USERNAME",), help="overrides the URL's user")
     password: str = setting(
@@ -163,7 +163,9 @@ class AmqpSettings:
     exchange: str = setting(
         "Tesla", env=("AMQP_EXCHANGE",), help="the durable topic exchange everything goes through"
     )
-    heartbeat: int = setting(30, env=("AMQP_HEARTBEAT",), help="seconds", check=non_negative)
+    heartbeat: int = setting(
+        30, env=("AMQP_HEARTBEAT",), help="seconds", check=between(0, 3600, "seconds (0: none)")
+    )
 
     def __post_init__(self) -> None:
         parts = parse_url(self.url, "amqp.url", ("amqp", "amqps"))
@@ -200,7 +202,7 @@ class MysqlSettings:
     )
     host: str = setting(None, env=("MYSQL_HOST",), help="overrides the URL's host")
     port: int = setting(
-        None, env=("MYSQL_PORT",), help="overrides the URL's port", check=port_number
+        None, env=("MYSQL_PORT",), help="overrides the URL's port", check=service_port
     )
     user: str = setting(None, env=("MYSQL_USER",), help="overrides the URL's user")
     password: str = setting(
@@ -264,12 +266,17 @@ class SimulatorSettings:
         secret=True,
         help="the customer password the simulated gateway accepts",
     )
-    seed: int = setting(1, env=("PWBUS_SIM_SEED",), help="makes a run reproducible")
+    seed: int = setting(
+        1,
+        env=("PWBUS_SIM_SEED",),
+        help="makes a run reproducible",
+        check=between(0, 2**32 - 1),
+    )
     speed: float = setting(
         1.0,
         env=("PWBUS_SIM_SPEED",),
         help="simulated seconds per real second (1440: a day a minute)",
-        check=positive,
+        check=between(0.001, 1_000_000.0),
     )
     powerwalls: int = setting(
         2,
@@ -287,13 +294,13 @@ class SimulatorSettings:
         7.6,
         env=("PWBUS_SIM_SOLAR_KW",),
         help="solar array size, kW (0: no solar)",
-        check=non_negative,
+        check=between(0.0, 1000.0, "kW"),
     )
     session_ttl: float = setting(
         86400.0,
         env=("PWBUS_SIM_SESSION_TTL",),
         help="seconds a login session stays valid",
-        check=positive,
+        check=between(1.0, 31_536_000.0, "seconds"),
     )
     fixtures: Path | None = setting(
         None, env=("PWBUS_SIM_FIXTURES",), help="replay recorded bodies from this folder"
@@ -317,49 +324,49 @@ class PollerSettings:
     meters_interval: float = setting(
         2.0,
         env=("PWBUS_POLL_METERS",),
-        check=at_least_one_second,
+        check=poll_interval,
         help="seconds between /api/meters/aggregates reads (also the MeterStream rate)",
     )
     soe_interval: float = setting(
         2.0,
         env=("PWBUS_POLL_SOE",),
-        check=at_least_one_second,
+        check=poll_interval,
         help="seconds between /api/system_status/soe reads",
     )
     grid_status_interval: float = setting(
         5.0,
         env=("PWBUS_POLL_GRID_STATUS",),
-        check=at_least_one_second,
+        check=poll_interval,
         help="seconds between /api/system_status/grid_status reads",
     )
     system_status_interval: float = setting(
         30.0,
         env=("PWBUS_POLL_SYSTEM_STATUS",),
-        check=at_least_one_second,
+        check=poll_interval,
         help="seconds between /api/system_status reads",
     )
     operation_interval: float = setting(
         30.0,
         env=("PWBUS_POLL_OPERATION",),
-        check=at_least_one_second,
+        check=poll_interval,
         help="seconds between /api/operation reads",
     )
     vitals_interval: float = setting(
         30.0,
         env=("PWBUS_POLL_VITALS",),
-        check=at_least_one_second,
+        check=poll_interval,
         help="seconds between /api/devices/vitals reads (never on firmware 23.44+)",
     )
     solar_powerwall_interval: float = setting(
         30.0,
         env=("PWBUS_POLL_SOLAR_POWERWALL",),
-        check=at_least_one_second,
+        check=poll_interval,
         help="seconds between /api/solar_powerwall reads (where the gateway has it)",
     )
     slow_interval: float = setting(
         300.0,
         env=("PWBUS_POLL_SLOW",),
-        check=at_least_one_second,
+        check=poll_interval,
         help="seconds between reads of every other endpoint",
     )
     slow_endpoints: tuple[str, ...] = setting(
@@ -367,7 +374,8 @@ class PollerSettings:
         env=("PWBUS_POLL_SLOW_ENDPOINTS",),
         help="the other endpoints to read (comma separated)",
         check=lambda paths: next(
-            (f"{p!r} is not an /api/ path" for p in paths if not p.startswith("/api/")), None
+            (f"entry {n} is not an /api/ path" for n, p in enumerate(paths, 1) if p[:5] != "/api/"),
+            None,
         ),
     )
     meter_stream: bool = setting(
@@ -378,19 +386,19 @@ class PollerSettings:
     status_interval: float = setting(
         30.0,
         env=("PWBUS_POLL_STATUS_INTERVAL",),
-        check=positive,
+        check=between(1.0, 3600.0, "seconds"),
         help="seconds between poller status messages (also sent on every change)",
     )
     buffer_seconds: float = setting(
         3600.0,
         env=("PWBUS_POLL_BUFFER_SECONDS",),
-        check=positive,
+        check=between(10.0, 86400.0, "seconds"),
         help="hold this much reading time in memory while the broker is down",
     )
     backoff_max: float = setting(
         60.0,
         env=("PWBUS_POLL_BACKOFF_MAX",),
-        check=positive,
+        check=between(1.0, 3600.0, "seconds"),
         help="longest wait between attempts while the gateway or broker is unreachable, s",
     )
 
@@ -432,7 +440,7 @@ class ProxySettings:
     site_zero_threshold: float = setting(
         0.0,
         env=("PW_SITE_ZERO_THRESHOLD",),
-        check=non_negative,
+        check=between(0.0, 100_000.0, "W"),
         help="site (grid) power within +/- this many watts is shown as 0",
     )
     base_url: str = setting(
@@ -441,13 +449,13 @@ class ProxySettings:
     browser_cache: int = setting(
         0,
         env=("PW_BROWSER_CACHE",),
-        check=non_negative,
+        check=between(0, 31_536_000, "seconds"),
         help="max-age in seconds for the page's static files (0: no caching)",
     )
     health_max_age: float = setting(
         30.0,
         env=("PWBUS_PROXY_HEALTH_MAX_AGE",),
-        check=positive,
+        check=between(1.0, 86400.0, "seconds"),
         help="/health answers 503 when the meters data is older than this, s",
     )
 
@@ -475,25 +483,25 @@ class WriterSettings:
     prefetch: int = setting(
         2000,
         env=("PWBUS_MYSQL_PREFETCH",),
-        check=positive,
+        check=between(1, 65535),
         help="unacknowledged messages the broker may send ahead",
     )
     batch_size: int = setting(
         1000,
         env=("PWBUS_MYSQL_BATCH_SIZE",),
-        check=positive,
+        check=between(1, 100_000),
         help="most messages written in one transaction",
     )
     batch_wait: float = setting(
         0.5,
         env=("PWBUS_MYSQL_BATCH_WAIT",),
-        check=positive,
+        check=between(0.01, 300.0, "seconds"),
         help="longest wait for a batch to fill before writing it, s",
     )
     max_message_bytes: int = setting(
         1_000_000,
         env=("PWBUS_MYSQL_MAX_MESSAGE_BYTES",),
-        check=positive,
+        check=between(1024, 134_217_728, "bytes"),
         help="larger messages are dead-lettered unread",
     )
     meter_stream: bool = setting(
@@ -509,7 +517,7 @@ class WriterSettings:
     retry_max: float = setting(
         30.0,
         env=("PWBUS_MYSQL_RETRY_MAX",),
-        check=positive,
+        check=between(1.0, 3600.0, "seconds"),
         help="longest wait between attempts while the database is down, s",
     )
     migrate: bool = setting(
