@@ -57,11 +57,15 @@ def secret_values(*sections: Any) -> list[str]:
             for text in [value] if isinstance(value, str) else list(value or ()):
                 if not isinstance(text, str) or not text:
                     continue
-                found.append(text)
-                if "://" in text:  # a URL secret: also hide its password part alone
-                    password = urlsplit(text).password
-                    if password:
-                        found.append(unquote(password))
+                if "://" not in text:
+                    found.append(text)
+                    continue
+                # A URL's secret is its password: masking that (quoted and unquoted) hides
+                # it wherever the URL appears, and keeps "database mysql://pwbus@db/..."
+                # readable in logs where the whole URL would have become "***".
+                password = urlsplit(text).password
+                if password:
+                    found += [password, unquote(password)]
     return found
 
 
