@@ -24,15 +24,27 @@ Its headers name the gateway it is about (``x-pwbus-gateway``: the DIN, and
 without reading bodies, also in a resync answer and on ``MeterStream``, whose body has no
 room for it.
 
+Order. Every message also carries the poller's **run** (a random id drawn when the poller
+process starts) and its **seq** (a counter of that run, one step per message made), in the
+envelope (``run``, ``seq``) and in the headers (``x-pwbus-run``, ``x-pwbus-seq``; the only
+place ``MeterStream`` has room for them). Within a run, a higher ``seq`` is a later message
+whatever the clocks say: consumers order by it (:mod:`~powerwall_bus.shared.ordering`), never
+by the reading time, which a poller's clock stepping back (or a forged message) can move.
+
 Consumers parse with :func:`parse_envelope` / :func:`parse_meter_stream` and never look
-into raw gateway JSON beyond the payload of the kind they subscribed to.
+into raw gateway JSON beyond the payload of the kind they subscribed to. Both refuse a body
+with a number JSON cannot carry (``NaN``, ``Infinity``, or one too large for a float), which
+Python's ``json`` would otherwise accept: :class:`NonFiniteNumber`.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import itertools
 import json
+import math
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,11 +62,15 @@ __all__ = [
     "CONTENT_TYPE",
     "GATEWAY_HEADER",
     "GATEWAY_NAME_HEADER",
+    "RUN_HEADER",
     "SCHEMA_VERSION",
+    "SEQ_HEADER",
     "Envelope",
     "MeterStream",
+    "NonFiniteNumber",
     "OutgoingMessage",
     "Reading",
+    "RunSequence",
     "iso_time",
     "kind_of",
     "meter_stream_message",
@@ -71,6 +87,10 @@ CONTENT_TYPE = "application/json"
 GATEWAY_HEADER = "x-pwbus-gateway"
 #: AMQP header: the poller's name for its gateway (``gateway.name``), when it has one.
 GATEWAY_NAME_HEADER = "x-pwbus-gateway-name"
+#: AMQP header: the poller run that made a message (as the envelope's ``run``).
+RUN_HEADER = "x-pwbus-run"
+#: AMQP header: the message's position in its run (as the envelope's ``seq``).
+SEQ_HEADER = "x-pwbus-seq"
 
 _SEPARATORS = (",", ":")
 
@@ -97,17 +117,45 @@ class OutgoingMessage:
     type: str
     gateway: str = ""  # the DIN; "" sends no gateway header (not a poller's message)
     gateway_name: str = ""  # the poller's gateway.name; "" sends no name header
+    run: str = ""  # the poller run that made it; "" sends no order headers
+    seq: int = 0  # its position in that run
 
     @property
     def headers(self) -> dict[str, Any]:
-        """AMQP headers: the schema version, for consumers that route on it, and the
-        gateway's identity, for consumers that follow one gateway of several."""
+        """AMQP headers: the schema version, for consumers that route on it, the gateway's
+        identity, for consumers that follow one gateway of several, and the message's
+        place in its poller run, for consumers that keep the latest of a kind."""
         headers: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
         if self.gateway:
             headers[GATEWAY_HEADER] = self.gateway
         if self.gateway_name:
             headers[GATEWAY_NAME_HEADER] = self.gateway_name
+        if self.run:
+            headers[RUN_HEADER] = self.run
+            headers[SEQ_HEADER] = self.seq
         return headers
+
+
+class RunSequence:
+    """One poller run's order: a random run id and a counter, one step per message made.
+
+    Messages are numbered when they are made (in the reader, in reading order), not when
+    they are published, so a message sent again after a lost confirm or in a resync answer
+    keeps its place. One process-wide sequence (:data:`PROCESS_RUN`) serves every message
+    of a process; a higher ``seq`` of the same ``run`` is always the later message.
+    """
+
+    def __init__(self, run: str | None = None) -> None:
+        self.run = run or secrets.token_hex(8)
+        self._counter = itertools.count(1)  # next() on a count is atomic under the GIL
+
+    def next(self) -> int:
+        """The next position."""
+        return next(self._counter)
+
+
+#: The sequence of this process's messages (one poller process is one run).
+PROCESS_RUN = RunSequence()
 
 
 @dataclass(frozen=True)
@@ -121,6 +169,8 @@ class Envelope:
     endpoint: str | None
     payload: Any
     decoded: Any = None
+    run: str | None = None  # the poller run that made it (absent before this field existed)
+    seq: int | None = None  # its position in that run
 
     @property
     def epoch(self) -> float:
@@ -149,8 +199,13 @@ def _message_id(gateway: str, what: str, epoch: float) -> str:
     return f"{gateway}|{what}|{int(epoch * 1000)}"
 
 
-def reading_message(reading: Reading, name: str = "") -> OutgoingMessage:
-    """The envelope message for one reading (``name``: the poller's name for its gateway)."""
+def reading_message(
+    reading: Reading, name: str = "", sequence: RunSequence | None = None
+) -> OutgoingMessage:
+    """The envelope message for one reading (``name``: the poller's name for its gateway;
+    ``sequence``: the run it is numbered in, this process's by default)."""
+    sequence = sequence or PROCESS_RUN
+    seq = sequence.next()
     kind = kind_for_path(reading.endpoint)
     document: dict[str, Any] = {
         "version": SCHEMA_VERSION,
@@ -158,6 +213,8 @@ def reading_message(reading: Reading, name: str = "") -> OutgoingMessage:
         "time": iso_time(reading.time),
         "gateway": reading.gateway,
         "endpoint": reading.endpoint,
+        "run": sequence.run,
+        "seq": seq,
     }
     if isinstance(reading.payload, bytes | bytearray):
         document["payload"] = base64.b64encode(reading.payload).decode("ascii")
@@ -174,14 +231,22 @@ def reading_message(reading: Reading, name: str = "") -> OutgoingMessage:
         type=kind,
         gateway=reading.gateway,
         gateway_name=name,
+        run=sequence.run,
+        seq=seq,
     )
 
 
 def meter_stream_message(
-    epoch: float, state_of_energy: float, aggregates: dict[str, Any], gateway: str, name: str = ""
+    epoch: float,
+    state_of_energy: float,
+    aggregates: dict[str, Any],
+    gateway: str,
+    name: str = "",
+    sequence: RunSequence | None = None,
 ) -> OutgoingMessage:
     """The Tesla-API compatible message: exactly timestamp, state_of_energy, readings (the
-    gateway is named in the headers only: the body is Tesla-API's)."""
+    gateway and the run are in the headers only: the body is Tesla-API's)."""
+    sequence = sequence or PROCESS_RUN
     body = {"timestamp": epoch, "state_of_energy": state_of_energy, "readings": aggregates}
     return OutgoingMessage(
         routing_key=routing_key(METER_STREAM, gateway),
@@ -191,13 +256,21 @@ def meter_stream_message(
         type=METER_STREAM,
         gateway=gateway,
         gateway_name=name,
+        run=sequence.run,
+        seq=sequence.next(),
     )
 
 
 def poller_status_message(
-    epoch: float, gateway: str, status: dict[str, Any], name: str = ""
+    epoch: float,
+    gateway: str,
+    status: dict[str, Any],
+    name: str = "",
+    sequence: RunSequence | None = None,
 ) -> OutgoingMessage:
     """The poller's health report (kind ``poller.status``)."""
+    sequence = sequence or PROCESS_RUN
+    seq = sequence.next()
     kind = POLLER_STATUS
     document = {
         "version": SCHEMA_VERSION,
@@ -205,6 +278,8 @@ def poller_status_message(
         "time": iso_time(epoch),
         "gateway": gateway,
         "endpoint": None,
+        "run": sequence.run,
+        "seq": seq,
         "payload": status,
     }
     return OutgoingMessage(
@@ -215,12 +290,39 @@ def poller_status_message(
         type=kind,
         gateway=gateway,
         gateway_name=name,
+        run=sequence.run,
+        seq=seq,
     )
+
+
+class NonFiniteNumber(MalformedMessage):
+    """A body with ``NaN``, ``Infinity`` or a number beyond a float's range: not JSON (RFC
+    8259 has no such numbers), and a consumer that stored or served it would write invalid
+    JSON or poison sums."""
+
+
+def _refuse_constant(name: str) -> float:
+    raise NonFiniteNumber(f"body has the non-finite number {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NonFiniteNumber(f"body has a number beyond a float's range ({text[:20]})")
+    return value
+
+
+def loads(body: bytes | str) -> Any:
+    """``json.loads`` refusing non-finite numbers (:class:`NonFiniteNumber`), which the
+    standard parser accepts (``NaN``, ``Infinity``, ``1e999``)."""
+    return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def _load_object(body: bytes) -> dict[str, Any]:
     try:
-        document = json.loads(body)
+        document = loads(body)
+    except NonFiniteNumber:
+        raise
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedMessage(f"body is not JSON ({type(exc).__name__})") from None
     if not isinstance(document, dict):
@@ -246,6 +348,11 @@ def parse_envelope(body: bytes) -> Envelope:
         raise MalformedMessage("endpoint is not a string")
     if "payload" not in document:
         raise MalformedMessage("payload is missing")
+    run, seq = document.get("run"), document.get("seq")
+    if run is not None and not (isinstance(run, str) and 0 < len(run) <= 64):
+        raise MalformedMessage("run is not a string of 1 to 64 characters")
+    if seq is not None and (not isinstance(seq, int) or isinstance(seq, bool) or seq < 0):
+        raise MalformedMessage("seq is not a non-negative integer")
     try:
         moment = dt.datetime.fromisoformat(document["time"].replace("Z", "+00:00"))
     except ValueError:
@@ -271,6 +378,8 @@ def parse_envelope(body: bytes) -> Envelope:
         endpoint=endpoint,
         payload=payload,
         decoded=document.get("decoded"),
+        run=run,
+        seq=seq,
     )
 
 

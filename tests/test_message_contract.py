@@ -31,7 +31,9 @@ from powerwall_bus.shared.gateway.vitals import decode_vitals
 from powerwall_bus.shared.messages import (
     GATEWAY_HEADER,
     GATEWAY_NAME_HEADER,
+    RUN_HEADER,
     SCHEMA_VERSION,
+    SEQ_HEADER,
     Reading,
     kind_of,
     meter_stream_message,
@@ -774,12 +776,21 @@ def test_doc_states_the_amqp_properties_the_publisher_sets(doc: str) -> None:
     from powerwall_bus.producers.poller.publisher import properties_for
 
     message = reading_message(Reading(SOE_PATH, READ_AT, DIN, {"percentage": 50.0}))
-    properties = properties_for(message, "corr-1")
-    for name in ("content_type", "delivery_mode", "message_id", "timestamp", "app_id", "type"):
+    properties = properties_for(message, "corr-1", "pwbus-poller")
+    names = ("content_type", "delivery_mode", "message_id", "timestamp", "app_id", "type")
+    for name in (*names, "user_id"):
         assert getattr(properties, name) is not None
         assert f"`{name}`" in doc, name
     assert f"`{properties.content_type}`" in doc and f"`{properties.app_id}`" in doc
-    assert properties.headers == {"schema_version": SCHEMA_VERSION, GATEWAY_HEADER: DIN}
-    assert '`{"schema_version": 1, "x-pwbus-gateway": "<DIN>"}`' in doc
+    assert properties.headers == {
+        "schema_version": SCHEMA_VERSION,
+        GATEWAY_HEADER: DIN,
+        RUN_HEADER: message.run,
+        SEQ_HEADER: message.seq,
+    }
+    assert (
+        '`{"schema_version": 1, "x-pwbus-gateway": "<DIN>", "x-pwbus-run": "<run>", '
+        '"x-pwbus-seq": <seq>}`' in doc
+    )
     assert f"`{GATEWAY_HEADER}`" in doc and f"`{GATEWAY_NAME_HEADER}`" in doc
     assert "`correlation_id`" in doc

@@ -301,7 +301,15 @@ def test_a_message_the_database_refuses_is_dead_lettered_alone(
 def test_meter_stream_bodies_are_stored_under_the_configured_gateway(
     bus: TestBus, db: MysqlSettings
 ) -> None:
-    cfg = config(bus, db, meter_stream=True, meter_stream_gateway="garage-tesla-api")
+    cfg = config(
+        bus,
+        db,
+        meter_stream=True,
+        meter_stream_gateway="garage-tesla-api",
+        max_past=3650 * 86400.0,  # the readings are dated 2026-11-21
+    )
+    # Behind a Tesla-API publisher, which sets no user_id.
+    cfg = replace(cfg, amqp=replace(cfg.amqp, anonymous_meter_stream=True))
     gateway = SimulatedGateway(SiteOptions(seed=12, powerwalls=1))
     aggregates = json.loads(gateway.get(METERS).body)
     start = 1795269838.25
@@ -311,7 +319,7 @@ def test_meter_stream_bodies_are_stored_under_the_configured_gateway(
     with RunningWriter(cfg) as writer:
         publisher = Publisher(bus.settings)
         for body in bodies:  # as the Tesla-API publisher sends them: no type, no message id
-            publisher.raw(METER_STREAM, body, content_type="application/json")
+            publisher.raw(METER_STREAM, body, content_type="application/json", user_id=None)
         publisher.message(meters_messages(1, start=start)[0])
         publisher.close()
         assert wait_until(lambda: writer.stats.written == 4, 10)

@@ -66,10 +66,13 @@ _POLLER_INSERT = (
     "INSERT IGNORE INTO poller_events (gateway_id, ts, gateway_state, firmware, payload) "
     "VALUES (%s, %s, %s, %s, %s)"
 )
+# Rows dated after the database's clock are left out: a change stored from a poller whose
+# clock ran ahead must not outrank (and so hide) every real change until that date.
 _GRID_SEED = (
     "SELECT g.din, c.ts, c.grid_status FROM grid_status_changes c "
     "JOIN gateways g ON g.id = c.gateway_id "
-    "JOIN (SELECT gateway_id, MAX(ts) AS ts FROM grid_status_changes GROUP BY gateway_id) m "
+    "JOIN (SELECT gateway_id, MAX(ts) AS ts FROM grid_status_changes "
+    "WHERE ts <= UTC_TIMESTAMP(3) GROUP BY gateway_id) m "
     "ON m.gateway_id = c.gateway_id AND m.ts = c.ts"
 )
 

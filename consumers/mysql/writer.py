@@ -15,15 +15,21 @@ acknowledged with a single ``basic_ack(multiple=True)``. Every table's primary k
 ``INSERT IGNORE`` makes a redelivered message a no-op, so the at-least-once delivery of
 the broker never stores a reading twice.
 
-Malformed messages are **dead-lettered**: not JSON, wrong types, a missing field,
-schema-invalid (:mod:`~powerwall_bus.consumers.mysql.checks`, by ``properties.type`` or the
-routing key), rows the database refuses, or a body over ``max_message_bytes`` (never parsed). The
-writer publishes the original body and properties to the dead-letter queue (with publisher
-confirms) adding the headers ``x-pwbus-reason`` (one line), ``x-pwbus-routing-key``,
-``x-pwbus-exchange`` and ``x-pwbus-dead-lettered-at`` (epoch s), then acknowledges it with
-its batch; the valid messages around it are written as usual. If the database refuses a
-whole batch (a value it will not store), the batch is written again message by message so
-only the offending messages are dead-lettered.
+Messages that must not be stored are **dead-lettered**: the ones
+:func:`~powerwall_bus.shared.acceptance.judge` refuses (a body over ``max_message_bytes``,
+never parsed; not from the poller's broker user, ``amqp.poller_user``; non-finite numbers;
+dated more than ``writer.max_future`` ahead of or ``writer.max_past`` behind this host's
+clock, so a poller's wild clock neither stores rows dated 1900 or 2099 nor poisons the grid
+status tracker), schema-invalid ones (:mod:`~powerwall_bus.consumers.mysql.checks`, by
+``properties.type`` or the routing key) and rows the database refuses. The writer publishes
+the original body and properties to the dead-letter queue (with publisher confirms) adding
+the headers ``x-pwbus-reason`` (one line), ``x-pwbus-routing-key``, ``x-pwbus-exchange`` and
+``x-pwbus-dead-lettered-at`` (epoch s), then acknowledges it with its batch; the valid
+messages around it are written as usual. The original ``user_id`` goes into the header
+``x-pwbus-user-id`` (the property itself cannot be kept: the broker accepts only the
+writer's own user there). Dead letters are logged at most once a minute per reason. If the
+database refuses a whole batch (a value it will not store), the batch is written again
+message by message so only the offending messages are dead-lettered.
 
 Database down: the batch is **not acknowledged**; the writer logs once, keeps the broker
 connection alive (heartbeats) while it waits with a capped exponential back-off
@@ -79,6 +85,7 @@ from powerwall_bus.consumers.mysql.rows import (
     rows_for_envelope,
     rows_for_meter_stream,
 )
+from powerwall_bus.shared.acceptance import Policy, Reason, Refusal, judge
 from powerwall_bus.shared.amqp import BrokerLink
 from powerwall_bus.shared.errors import (
     ConfigError,
@@ -86,7 +93,8 @@ from powerwall_bus.shared.errors import (
     DatabaseUnavailable,
     MalformedMessage,
 )
-from powerwall_bus.shared.messages import kind_of, parse_envelope, parse_meter_stream
+from powerwall_bus.shared.messages import MeterStream, kind_of
+from powerwall_bus.shared.refusals import RefusalLog
 from powerwall_bus.shared.retry import Backoff
 from powerwall_bus.shared.topology import METER_STREAM
 
@@ -94,6 +102,8 @@ _LOGGER = logging.getLogger(__name__)
 
 _MAX_PREFETCH = 65535  # basic.qos prefetch-count is an unsigned short
 _IDLE_TICK = 0.25  # longest single wait in the pika loop (signal and stop latency)
+#: Dead-letter header: the ``user_id`` the message was published with, when it had one.
+USER_ID_HEADER = "x-pwbus-user-id"
 
 
 # --------------------------------------------------------------------------- deliveries
@@ -118,6 +128,7 @@ class Outcome:
     delivery: Delivery
     rows: Rows | None = None
     reason: str | None = None  # set: dead-letter with this reason
+    category: str = "invalid"  # what the reason is about, for the rate-limited log
 
 
 @dataclass
@@ -168,6 +179,7 @@ class Writer:
         *,
         check: MessageCheck | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.settings = config.writer
@@ -175,7 +187,10 @@ class Writer:
         self.check = check or MessageCheck()
         self.stats = WriterStats()
         self.tracker = GridStatusTracker()
+        self.policy = Policy.for_consumer(config.amqp, config.writer, "writer")
+        self.refusals = RefusalLog(_LOGGER)  # dead letters by category, logged rate-limited
         self._clock = clock
+        self._wall_clock = wall_clock
         self._stop = threading.Event()
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
@@ -403,31 +418,37 @@ class Writer:
     def outcome(self, delivery: Delivery, tracker: GridStatusTracker) -> Outcome:
         """Check and convert one delivery (no I/O): rows, a dead-letter reason, or nothing."""
         settings = self.settings
-        size = len(delivery.body)
-        if size > settings.max_message_bytes:
-            return Outcome(
-                delivery,
-                reason=f"body of {size} bytes exceeds max_message_bytes "
-                f"({settings.max_message_bytes}); not read",
-            )
         key = delivery.properties.type or delivery.routing_key
-        if key == METER_STREAM and not settings.meter_stream:
-            return Outcome(delivery)  # a binding left from an earlier run: not stored
-        if key != METER_STREAM and kind_of(key) not in STORED_KINDS:
-            return Outcome(delivery)  # e.g. api.status sent straight to the queue
+        if len(delivery.body) <= settings.max_message_bytes:  # else dead-lettered unread
+            if key == METER_STREAM and not settings.meter_stream:
+                return Outcome(delivery)  # a binding left from an earlier run: not stored
+            if key != METER_STREAM and kind_of(key) not in STORED_KINDS:
+                return Outcome(delivery)  # e.g. api.status sent straight to the queue
+        judged = judge(
+            self.policy,
+            key,
+            delivery.body,
+            user_id=delivery.properties.user_id,
+            headers=delivery.properties.headers,
+            now=self._wall_clock(),
+        )
+        if isinstance(judged, Refusal) and judged.reason is not Reason.MALFORMED:
+            return Outcome(delivery, reason=one_line(judged.detail), category=judged.reason.value)
         try:
             problems = self.check.problems(key, delivery.body)
         except RecursionError:  # JSON nested deeper than Python parses
             return Outcome(delivery, reason="body is nested too deeply to read")
-        if problems:
+        if problems:  # the schema says best what is wrong with a malformed message
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             return Outcome(delivery, reason=one_line(f"schema: {problems[0]}{more}"))
+        if isinstance(judged, Refusal):
+            return Outcome(delivery, reason=one_line(judged.detail))
         try:
-            if key == METER_STREAM:
-                stream = parse_meter_stream(delivery.body)
-                rows = rows_for_meter_stream(stream, settings.meter_stream_gateway)
+            message = judged.message
+            if isinstance(message, MeterStream):
+                rows = rows_for_meter_stream(message, settings.meter_stream_gateway)
             else:
-                rows = rows_for_envelope(parse_envelope(delivery.body), tracker)
+                rows = rows_for_envelope(message, tracker)
         except MalformedMessage as exc:
             return Outcome(delivery, reason=one_line(str(exc)))
         except Exception as exc:  # a bug must not turn one message into a crash loop
@@ -481,7 +502,8 @@ class Writer:
                 try:
                     inserted += self.db.write(item.rows)
                 except DatabaseError as refused:
-                    item = Outcome(delivery, reason=one_line(f"database refused: {refused}"))
+                    reason = one_line(f"database refused: {refused}")
+                    item = Outcome(delivery, reason=reason, category="database")
             outcomes.append(item)
         return _Job(job.batch, outcomes, trial), inserted
 
@@ -507,6 +529,8 @@ class Writer:
             delivery = item.delivery
             original = delivery.properties
             headers = dict(original.headers or {})
+            if original.user_id:
+                headers[USER_ID_HEADER] = original.user_id
             headers.update(
                 {
                     REASON_HEADER: item.reason,
@@ -537,9 +561,8 @@ class Writer:
             )
             self.stats.dead_lettered += 1
             self.stats.reasons = [*self.stats.reasons[-19:], item.reason or ""]
-            _LOGGER.warning(
-                "dead-lettered a message from %s (id %s): %s",
+            self.refusals.refused(
+                item.category,
+                f"dead-lettered (id {original.message_id}): {item.reason}",
                 delivery.routing_key,
-                original.message_id,
-                item.reason,
             )

@@ -8,6 +8,11 @@ The proxy serves one gateway. A wanted DIN is bound alone (``powerwall.<DIN>.#``
 or nothing, binds every gateway's messages (``powerwall.*.#``). Either way every delivery
 goes through a :class:`~powerwall_bus.shared.follow.GatewayFollower`, because resync answers
 come from every poller and ignore bindings, and a name is only in the headers.
+
+Before that, every delivery is judged (:func:`~powerwall_bus.shared.acceptance.judge`): too
+large, not from the poller's broker user, non-finite numbers, malformed, or dated outside the
+window around this host's clock, it is dropped, counted by reason in ``/stats`` and logged at
+most once a minute per reason. Nothing dropped is ever served.
 """
 
 from __future__ import annotations
@@ -16,18 +21,19 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 
 import pika
 from aiohttp import web
 
-from powerwall_bus.consumers.proxy.keys import AMQP, FOLLOW, STATE
+from powerwall_bus.consumers.proxy.keys import AMQP, FOLLOW, SETTINGS, STATE
 from powerwall_bus.consumers.proxy.state import ProxyState
+from powerwall_bus.shared.acceptance import Policy, Refusal, judge
 from powerwall_bus.shared.bus import BusSubscriber
-from powerwall_bus.shared.errors import MalformedMessage
 from powerwall_bus.shared.follow import GatewayFollower, Verdict, looks_like_din, sender_of
-from powerwall_bus.shared.messages import parse_envelope, parse_meter_stream
-from powerwall_bus.shared.topology import ALL_POWERWALL, METER_STREAM, gateway_pattern
+from powerwall_bus.shared.messages import MeterStream
+from powerwall_bus.shared.topology import ALL_POWERWALL, gateway_pattern
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,43 +48,49 @@ class BusFeed:
     for the followed gateway's messages only."""
 
     def __init__(
-        self, state: ProxyState, loop: asyncio.AbstractEventLoop, follow: str = ""
+        self,
+        state: ProxyState,
+        loop: asyncio.AbstractEventLoop,
+        follow: str = "",
+        *,
+        policy: Policy,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._state = state
         self._loop = loop
         self._follower = GatewayFollower(follow)  # used on the bus thread only
-        self.malformed = 0
+        self._policy = policy
+        self._clock = clock
 
     def on_message(self, routing_key: str, properties: pika.BasicProperties, body: bytes) -> None:
-        """Parse and choose on the bus thread (keeps the loop free), apply on the loop."""
+        """Judge, parse and choose on the bus thread (keeps the loop free), apply on the loop."""
         kind = properties.type or routing_key
+        judged = judge(
+            self._policy,
+            kind,
+            body,
+            user_id=properties.user_id,
+            headers=properties.headers,
+            now=self._clock(),
+        )
+        if isinstance(judged, Refusal):
+            self._state.refused.refused(judged.reason.value, judged.detail, routing_key)
+            return
+        message = judged.message
         update: Callable[[], None]
-        try:
-            if kind == METER_STREAM:
-                stream = parse_meter_stream(body)
-                update = functools.partial(self._state.update_meter_stream, stream)
-                body_gateway = None  # Tesla-API's body has no room for it
-            else:
-                envelope = parse_envelope(body)
-                update = functools.partial(self._state.update, envelope)
-                body_gateway = envelope.gateway
-            sender = sender_of(properties.headers, body_gateway)
-            verdict = self._follower.accept(sender.din, sender.name)
-            if verdict in (Verdict.TAKE_FIRST, Verdict.SKIP_NEW):
-                self._gateways_changed(verdict)
-            if verdict.take:
+        if isinstance(message, MeterStream):
+            update = functools.partial(self._state.update_meter_stream, message, judged.position)
+            body_gateway = None  # Tesla-API's body has no room for it
+        else:
+            update = functools.partial(self._state.update, message, judged.position)
+            body_gateway = message.gateway
+        sender = sender_of(properties.headers, body_gateway)
+        verdict = self._follower.accept(sender.din, sender.name)
+        if verdict in (Verdict.TAKE_FIRST, Verdict.SKIP_NEW):
+            self._gateways_changed(verdict)
+        if verdict.take:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
                 self._loop.call_soon_threadsafe(update)
-        except MalformedMessage as exc:
-            self.malformed += 1
-            if self.malformed == 1 or self.malformed % 100 == 0:
-                _LOGGER.warning(
-                    "ignoring a malformed message on %s: %s (%d so far)",
-                    routing_key,
-                    exc,
-                    self.malformed,
-                )
-        except RuntimeError:
-            pass  # the loop is closing
 
     def _gateways_changed(self, verdict: Verdict) -> None:
         """Log the change once, and show it in /stats and /health."""
@@ -104,7 +116,8 @@ class BusFeed:
         def apply() -> None:
             self._state.gateways = view
 
-        self._loop.call_soon_threadsafe(apply)
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(apply)
 
     def on_connection(self, connected: bool) -> None:
         """Record the bus state (shown by /stats and /health)."""
@@ -121,7 +134,8 @@ async def bus_subscription(app: web.Application) -> AsyncIterator[None]:
     broker ``app[AMQP]`` while the application runs."""
     loop = asyncio.get_running_loop()
     follow = app[FOLLOW]
-    feed = BusFeed(app[STATE], loop, follow)
+    policy = Policy.for_consumer(app[AMQP], app[SETTINGS], "proxy")
+    feed = BusFeed(app[STATE], loop, follow, policy=policy)
     if follow:
         _LOGGER.info("serving gateway %r", follow)
     else:

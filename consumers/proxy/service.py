@@ -4,7 +4,9 @@ They describe the proxy rather than the Powerwall, so they are not cached and no
 as data. ``/stats`` keeps the pyPowerwall proxy's keys where they mean something here, and
 says which gateway is served; ``/health`` is honest on purpose: 503 when the meter data is
 stale, the bus is down, the poller reports the gateway unreachable or rate-limited, or a
-second gateway appeared while none was chosen (``PWBUS_GATEWAY``).
+second gateway appeared while none was chosen (``PWBUS_GATEWAY``). Both count the messages
+the proxy dropped (``bus.refused``: by reason, see :mod:`~powerwall_bus.shared.acceptance`);
+a dropped message never changes the data, so it cannot make the data look old either.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ def stats_document(state: ProxyState, stats: Stats) -> dict[str, Any]:
                 for kind in state.kinds()
                 if (age := state.age(kind)) is not None
             },
+            "refused": state.refused.counts(),
         },
     }
 
@@ -86,6 +89,7 @@ def health_document(state: ProxyState, stats: Stats, max_age: float) -> tuple[in
         "gateway": state.gateways.document(),
         "meters_age_seconds": None if meters_age is None else round(meters_age, 3),
         "max_age_seconds": max_age,
+        "refused_messages": state.refused.total(),
         "proxy_stats": {
             "total_gets": stats.gets,
             "total_errors": stats.errors,

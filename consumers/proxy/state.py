@@ -4,11 +4,18 @@ The proxy never talks to the gateway. The bus consumer feeds :meth:`ProxyState.u
 with parsed envelopes; HTTP handlers read. Everything runs on the event loop, so no locks.
 ``version`` increases on every update, which lets rendered bodies be cached until the data
 they were made from changes.
+
+Which message of a kind is the latest is decided by the poller's order (run and seq, see
+:mod:`~powerwall_bus.shared.ordering`), never by the reading time: a message dated 2099, or
+a poller whose clock stepped back, must not make the real readings after it look older and
+freeze the proxy. The number of kinds kept is bounded (:data:`MAX_KINDS`): kinds come from
+messages, and memory must not.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +24,15 @@ from typing import Any
 from powerwall_bus.shared import contract
 from powerwall_bus.shared.follow import GatewayView
 from powerwall_bus.shared.messages import Envelope, MeterStream
+from powerwall_bus.shared.ordering import Position, RunOrder, position_of
+from powerwall_bus.shared.refusals import RefusalLog
+
+_LOGGER = logging.getLogger(__name__)
+
+#: The most kinds kept; a message of a further kind is dropped (counted as ``too_many_kinds``).
+#: The contract has about 30; the rest of the room is for endpoints a user adds.
+MAX_KINDS = 256
+TOO_MANY_KINDS = "too_many_kinds"
 
 
 def _kind(path: str) -> str:
@@ -44,6 +60,7 @@ class Item:
     decoded: Any
     reading_time: float  # epoch seconds, when the poller read it
     received: float  # monotonic seconds, when the proxy got it
+    position: Position | None = None  # its place in the poller's order; None: unknown
 
 
 class ProxyState:
@@ -56,21 +73,32 @@ class ProxyState:
         self.bus_connected = False
         self.gateways = GatewayView()  # which gateway is served, and which others were seen
         self.listeners: list[Callable[[str], None]] = []  # called with the kind on update
+        self.refused = RefusalLog(_LOGGER)  # dropped deliveries by reason (/stats)
+        self._order = RunOrder()
 
-    def update(self, envelope: Envelope) -> None:
-        """Store a message of our contract."""
-        self._store(envelope.kind, envelope.payload, envelope.decoded, envelope.epoch)
+    def update(self, envelope: Envelope, position: Position | None = None) -> None:
+        """Store a message of our contract (``position``: by default the envelope's)."""
+        if position is None:
+            position = position_of(None, envelope.run, envelope.seq)
+        self._store(envelope.kind, envelope.payload, envelope.decoded, envelope.epoch, position)
 
-    def update_meter_stream(self, message: MeterStream) -> None:
-        """Store a Tesla-API MeterStream message (from a Tesla-API publisher)."""
-        self._store(METERS, message.readings, None, message.timestamp)
-        self._store(SOE, {"percentage": message.state_of_energy}, None, message.timestamp)
+    def update_meter_stream(self, message: MeterStream, position: Position | None = None) -> None:
+        """Store a MeterStream message (``position``: from its headers; None from a
+        Tesla-API publisher, which sets none)."""
+        time_ = message.timestamp
+        self._store(METERS, message.readings, None, time_, position)
+        self._store(SOE, {"percentage": message.state_of_energy}, None, time_, position)
 
-    def _store(self, kind: str, payload: Any, decoded: Any, reading_time: float) -> None:
+    def _store(
+        self, kind: str, payload: Any, decoded: Any, reading_time: float, position: Position | None
+    ) -> None:
         current = self._items.get(kind)
-        if current is not None and reading_time < current.reading_time:
-            return  # a late resync answer must not replace fresher data
-        self._items[kind] = Item(payload, decoded, reading_time, self._clock())
+        if current is None and len(self._items) >= MAX_KINDS:
+            self.refused.refused(TOO_MANY_KINDS, f"already {MAX_KINDS} kinds kept", kind[:80])
+            return
+        if current is not None and not self._order.later(position, current.position):
+            return  # an older copy (a resync answer) or the same message again
+        self._items[kind] = Item(payload, decoded, reading_time, self._clock(), position)
         self.version += 1
         for listener in self.listeners:
             listener(kind)

@@ -37,10 +37,13 @@ _IDLE_WAIT = 0.1
 
 
 def properties_for(
-    message: OutgoingMessage, correlation_id: str | None = None
+    message: OutgoingMessage, correlation_id: str | None = None, user_id: str | None = None
 ) -> pika.BasicProperties:
-    """The AMQP properties every published message carries."""
+    """The AMQP properties every published message carries. ``user_id`` is the broker user
+    we publish as: RabbitMQ checks it against the connection's user, so consumers can trust
+    it to say the message is the poller's (they refuse any other)."""
     return pika.BasicProperties(
+        user_id=user_id,
         content_type=CONTENT_TYPE,
         delivery_mode=pika.DeliveryMode.Persistent,
         message_id=message.message_id,
@@ -143,7 +146,7 @@ class Publisher:
                     exchange=self._settings.exchange,
                     routing_key=message.routing_key,
                     body=message.body,
-                    properties=properties_for(message),
+                    properties=properties_for(message, user_id=self._settings.username),
                 )
                 self._outbox.remove(entry)
                 self.published += 1
@@ -167,7 +170,7 @@ class Publisher:
                 exchange="",
                 routing_key=reply_to,
                 body=message.body,
-                properties=properties_for(message, properties.correlation_id),
+                properties=properties_for(message, properties.correlation_id, self._settings.username),
             )
         self.resyncs += 1
         _LOGGER.debug("answered a resync to %s with %d messages", reply_to, len(latest))

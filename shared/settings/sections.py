@@ -167,6 +167,19 @@ class AmqpSettings:
         30, env=("AMQP_HEARTBEAT",), help="seconds", check=between(0, 3600, "seconds (0: none)")
     )
 
+    poller_user: str = setting(
+        "",
+        env=("PWBUS_POLLER_USER",),
+        help="consumers take readings only from messages whose user_id (verified by RabbitMQ) "
+        "is this broker user (empty: the consumer's own user, for single-user setups)",
+    )
+    anonymous_meter_stream: bool = setting(
+        False,
+        env=("PWBUS_ANONYMOUS_METER_STREAM",),
+        help="consumers also take MeterStream messages without a user_id (Tesla-API's own "
+        "publisher sets none; anyone on the broker can send such messages)",
+    )
+
     def __post_init__(self) -> None:
         parts = parse_url(self.url, "amqp.url", ("amqp", "amqps"))
         resolved = {
@@ -188,6 +201,11 @@ class AmqpSettings:
     def safe_url(self) -> str:
         """The URL without its password, for logs."""
         return f"amqp://{self.username}@{self.host}:{self.port}/{quote(self.vhost, safe='')}"
+
+    @property
+    def trusted_publisher(self) -> str:
+        """The broker user whose messages consumers take: ``poller_user``, else our own."""
+        return self.poller_user or self.username
 
 
 @dataclass(frozen=True)
@@ -459,6 +477,26 @@ class ProxySettings:
         help="/health answers 503 when the meters data is older than this, s",
     )
 
+    max_message_bytes: int = setting(
+        1_000_000,
+        env=("PWBUS_PROXY_MAX_MESSAGE_BYTES",),
+        check=between(1024, 134_217_728, "bytes"),
+        help="larger messages are dropped unread",
+    )
+    max_future: float = setting(
+        300.0,
+        env=("PWBUS_PROXY_MAX_FUTURE",),
+        check=between(1.0, 86400.0, "seconds"),
+        help="drop readings dated more than this many seconds ahead of this host's clock",
+    )
+    max_past: float = setting(
+        86400.0,
+        env=("PWBUS_PROXY_MAX_PAST",),
+        check=between(60.0, 366 * 86400.0, "seconds"),
+        help="drop readings dated more than this many seconds before this host's clock "
+        "(at least poller.buffer_seconds plus the broker outages to ride out)",
+    )
+
     def __post_init__(self) -> None:
         base = "/" + self.base_url.strip("/")
         object.__setattr__(self, "base_url", base if base != "/" else "/")
@@ -503,6 +541,19 @@ class WriterSettings:
         env=("PWBUS_MYSQL_MAX_MESSAGE_BYTES",),
         check=between(1024, 134_217_728, "bytes"),
         help="larger messages are dead-lettered unread",
+    )
+    max_future: float = setting(
+        300.0,
+        env=("PWBUS_MYSQL_MAX_FUTURE",),
+        check=between(1.0, 86400.0, "seconds"),
+        help="dead-letter readings dated more than this many seconds ahead of this host's clock",
+    )
+    max_past: float = setting(
+        30 * 86400.0,
+        env=("PWBUS_MYSQL_MAX_PAST",),
+        check=between(3600.0, 3650 * 86400.0, "seconds"),
+        help="dead-letter readings dated more than this many seconds before this host's clock "
+        "(they may wait in the queue: cover the longest writer stop plus poller.buffer_seconds)",
     )
     meter_stream: bool = setting(
         False,

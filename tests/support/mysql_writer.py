@@ -103,13 +103,17 @@ class Publisher:
         self.channel.confirm_delivery()
 
     def message(self, message: OutgoingMessage) -> None:
-        """Publish one message of the contract, with the poller's properties."""
+        """Publish one message of the contract, with the poller's properties (as the
+        poller's broker user: consumers take messages from their own user by default)."""
+        properties = properties_for(message, user_id=self.amqp.username)
         self.channel.basic_publish(
-            self.amqp.exchange, message.routing_key, message.body, properties_for(message)
+            self.amqp.exchange, message.routing_key, message.body, properties
         )
 
     def raw(self, routing_key: str, body: bytes, **properties: Any) -> None:
-        """Publish any body under any routing key."""
+        """Publish any body under any routing key (as our broker user unless ``user_id`` is
+        given; ``user_id=None`` sends none)."""
+        properties.setdefault("user_id", self.amqp.username)
         self.channel.basic_publish(
             self.amqp.exchange,
             routing_key,
