@@ -62,7 +62,20 @@ class DefaultPasswordNotSupported(GatewayAuthError):
 
 
 class SessionRejected(GatewayAuthError):
-    """A data call was refused (401/403) even straight after a fresh login."""
+    """A data call was refused (401/403) even straight after a fresh login.
+
+    The path is *refused*: the client does not log in again for it (a login does not cure
+    it) while other paths go on with the same session.
+    """
+
+
+class LoginCapReached(GatewayError):
+    """A login is needed, but ``gateway.max_logins_per_hour`` were already made in the last
+    hour (counted across restarts). Nothing was sent; no login before ``until`` (epoch s)."""
+
+    def __init__(self, message: str, *, until: float, path: str | None = None) -> None:
+        self.until = until
+        super().__init__(message, path=path)
 
 
 class RateLimited(GatewayError):
@@ -92,11 +105,27 @@ class UnexpectedResponse(GatewayError):
 
 
 class GatewayHTTPError(GatewayError):
-    """Any other HTTP error status, with the status kept for the caller."""
+    """Any other HTTP error status, with the status kept for the caller.
 
-    def __init__(self, message: str, *, status: int, path: str | None = None) -> None:
+    ``retry_after`` is the gateway's ``Retry-After`` in seconds from when the answer came
+    (a date is converted), or None when it sent none.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        path: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         self.status = status
+        self.retry_after = retry_after
         super().__init__(message, path=path)
+
+
+class GatewayServerError(GatewayHTTPError):
+    """HTTP 5xx (other than the site controller's empty 502): the gateway is busy or broken."""
 
 
 # --------------------------------------------------------------------------- bus

@@ -23,6 +23,7 @@ FAULTS: dict[str, tuple[str, str]] = {
     "drop": ("flag", "close the connection without answering"),
     "garbage": ("flag", "answer 200 with a body that is not JSON"),
     "http-error": ("int", "answer every request with this HTTP status"),
+    "retry-after": ("str", "send this Retry-After (seconds or an HTTP date) with http-error"),
     "islanded": ("flag", "grid outage: the site runs on its batteries"),
     "firmware": ("str", "report this firmware; 23.44 or later answers 404 for vitals"),
     "default-password": ("flag", "logins answer 401 'default password not supported'"),

@@ -43,10 +43,15 @@ _COMMON_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Content-Type-Option
 _RATE_WINDOW = 60.0
 
 
-def _error(status: int, error: str, message: str) -> web.Response:
+def _error(
+    status: int, error: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
     body = json.dumps({"code": status, "error": error, "message": message})
     return web.Response(
-        status=status, text=body, content_type="application/json", headers=_COMMON_HEADERS
+        status=status,
+        text=body,
+        content_type="application/json",
+        headers={**_COMMON_HEADERS, **(headers or {})},
     )
 
 
@@ -164,7 +169,9 @@ class GatewayServer:
             raise asyncio.CancelledError  # nothing is written to a closed connection
         http_error = faults.get("http-error")
         if http_error is not None and http_error.applies_to(path):
-            return _error(int(http_error.value), "injected error", "Simulated Fault")
+            retry_after = faults.value("retry-after")
+            extra = {"Retry-After": str(retry_after)} if retry_after is not None else None
+            return _error(int(http_error.value), "injected error", "Simulated Fault", extra)
         response = await handler(request)
         garbage = faults.get("garbage")
         if garbage is not None and garbage.applies_to(path) and response.status == 200:

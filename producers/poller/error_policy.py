@@ -21,7 +21,9 @@ from powerwall_bus.shared.errors import (
     GatewayAuthError,
     GatewayError,
     GatewayHTTPError,
+    GatewayServerError,
     GatewayUnreachable,
+    LoginCapReached,
     RateLimited,
     SessionRejected,
     SiteControllerStopped,
@@ -41,12 +43,23 @@ class Then(enum.Enum):
     RELOGIN_LATER = "re-login later"
     #: Keep the grid: the endpoint is read again at its next slot.
     NEXT_SLOT = "next slot"
-    #: Keep the grid, except that an endpoint answering 503 pauses for a while.
-    NEXT_SLOT_OR_PAUSE = "next slot, pause on 503"
+    #: 5xx: this endpoint alone waits the gateway's Retry-After, or else a short back-off
+    #: (SERVER_ERROR_FIRST doubling to SERVER_ERROR_CAP); a success starts it over.
+    RETRY_LATER = "retry later"
+    #: 401/403 even after a fresh login: this path alone is refused and backs off
+    #: (REFUSED_FIRST doubling to REFUSED_CAP); the others go on, with no new login.
+    REFUSE_PATH = "refuse path"
+    #: The hourly login cap is reached: this endpoint waits for the cap's end (no request).
+    WAIT_FOR_LOGIN = "wait for login"
 
 
-#: How long an endpoint that answered 503 ("service unavailable") is left alone, seconds.
-PAUSE_ON_503 = 300.0
+#: 5xx back-off per endpoint without Retry-After: 5 s, 10, 20, 40, then every 60 s (an
+#: endpoint with a longer interval keeps its own pace: delays end on its time grid).
+SERVER_ERROR_FIRST = 5.0
+SERVER_ERROR_CAP = 60.0
+#: A refused path is asked again after 1 min, 2, 4, ... then hourly.
+REFUSED_FIRST = 60.0
+REFUSED_CAP = 3600.0
 #: An unreachable gateway is logged at the row's level this many times in a row, then DEBUG.
 LOUD_ATTEMPTS = 3
 
@@ -55,7 +68,7 @@ LOUD_ATTEMPTS = 3
 class Policy:
     """One row of the table."""
 
-    endpoint_state: str  # failing | missing | stopped | cooldown (the status message's)
+    endpoint_state: str  # failing | missing | stopped | cooldown | refused (status message's)
     then: Then
     gateway_state: str | None = None  # the gateway's state in the status, if it changes
     log_level: int | None = None
@@ -67,9 +80,11 @@ POLICIES: dict[type[GatewayError], Policy] = {
     EndpointNotFound: Policy("missing", Then.FORGET_ENDPOINT),
     GatewayUnreachable: Policy("failing", Then.BACK_OFF, "unreachable", logging.WARNING),
     SiteControllerStopped: Policy("stopped", Then.NEXT_SLOT, "site_controller_stopped"),
-    SessionRejected: Policy("failing", Then.NEXT_SLOT, log_level=logging.ERROR),
+    SessionRejected: Policy("refused", Then.REFUSE_PATH, log_level=logging.WARNING),
+    LoginCapReached: Policy("cooldown", Then.WAIT_FOR_LOGIN, "login_capped", requested=False),
     GatewayAuthError: Policy("failing", Then.RELOGIN_LATER, "login_refused", logging.ERROR),
-    GatewayHTTPError: Policy("failing", Then.NEXT_SLOT_OR_PAUSE),
+    GatewayServerError: Policy("failing", Then.RETRY_LATER),
+    GatewayHTTPError: Policy("failing", Then.NEXT_SLOT),
     GatewayError: Policy("failing", Then.NEXT_SLOT, log_level=logging.WARNING),  # the rest
 }
 

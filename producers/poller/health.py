@@ -15,13 +15,14 @@ class EndpointHealth:
     """Per-endpoint counters and state."""
 
     interval: float
-    state: str = "pending"  # pending | ok | failing | missing | stopped | cooldown
+    state: str = "pending"  # pending | ok | failing | missing | stopped | cooldown | refused
     requests: int = 0
     last_success: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     consecutive_errors: int = 0
+    retry_at: float | None = None  # backing off: not read again before this
 
     def as_dict(self) -> dict[str, Any]:
         """JSON view."""
@@ -34,6 +35,7 @@ class EndpointHealth:
             "last_error_at": iso_time(self.last_error_at) if self.last_error_at else None,
             "errors": dict(self.errors),
             "consecutive_errors": self.consecutive_errors,
+            "retry_at": iso_time(self.retry_at) if self.retry_at else None,
         }
 
 
@@ -47,6 +49,8 @@ class Health:
         self.firmware: str | None = None
         self.din: str | None = None
         self.cooldown_until: float | None = None
+        self.login_blocked_until: float | None = None  # no login before (refused, capped)
+        self.logins_last_hour = 0  # login attempts, earlier processes' included
         self.broker_connected = False
         self._changed = True
         self._latencies: collections.deque[float] = collections.deque(maxlen=2000)
@@ -62,6 +66,7 @@ class Health:
         health.requests += 1
         health.last_success = now
         health.consecutive_errors = 0
+        health.retry_at = None
         if health.state == "pending":
             health.state = "ok"  # the first success is not news; a recovery is
         else:
@@ -86,14 +91,24 @@ class Health:
         health.consecutive_errors += 1
         health.last_error = message
         health.last_error_at = now
+        health.retry_at = None
         self._set(health, "state", state)
         if gateway_state is not None:
             self._set(self, "gateway_state", gateway_state)
+
+    def retry_at(self, endpoint: str, when: float) -> None:
+        """After a failure: ``endpoint`` is not read again before ``when`` (not news by itself:
+        the failure's state change is)."""
+        self.endpoints[endpoint].retry_at = when
 
     def cooldown(self, until: float) -> None:
         """The gateway rate-limited us: nothing is sent until ``until``."""
         self._set(self, "cooldown_until", until)
         self._set(self, "gateway_state", "cooldown")
+
+    def session_refused(self) -> None:
+        """Every path that needs the session is refused, even after a fresh login."""
+        self._set(self, "gateway_state", "session_refused")
 
     def identity(self, din: str | None, firmware: str | None) -> None:
         """Record the gateway's DIN and firmware."""
@@ -135,6 +150,10 @@ class Health:
             "din": self.din,
             "cooldown_until": iso_time(self.cooldown_until) if self.cooldown_until else None,
             "logins": logins,
+            "logins_last_hour": self.logins_last_hour,
+            "login_blocked_until": (
+                iso_time(self.login_blocked_until) if self.login_blocked_until else None
+            ),
             "broker_connected": self.broker_connected,
             "buffer": buffer,
             "publish_latency_ms": self.latency_ms(),

@@ -9,6 +9,11 @@ error type, in the table of :mod:`~powerwall_bus.producers.poller.error_policy`:
   (seen on the next /api/status read).
 * unreachable / timeout: back off with jitter, doubling up to ``backoff_max``.
 * login refused: wait a cool-down; the client will not retry a refused login sooner anyway.
+* 401/403 on one path even after a fresh login (``SessionRejected``): that path is refused
+  and backs off alone (1 min doubling to 1 h), with no new login; the others go on. Only
+  when every path that needs the session is refused is the gateway ``session_refused``.
+* hourly login cap reached: the endpoint waits for the cap's end; no request meanwhile.
+* 5xx: that endpoint waits the gateway's ``Retry-After``, else 5 s doubling to 60 s.
 * 502 with no body: the site controller is stopped; keep the schedule, say so in the status.
 """
 
@@ -23,7 +28,10 @@ from typing import Any
 
 from powerwall_bus.producers.poller.error_policy import (
     LOUD_ATTEMPTS,
-    PAUSE_ON_503,
+    REFUSED_CAP,
+    REFUSED_FIRST,
+    SERVER_ERROR_CAP,
+    SERVER_ERROR_FIRST,
     Then,
     error_label,
     policy_for,
@@ -32,8 +40,18 @@ from powerwall_bus.producers.poller.health import Health
 from powerwall_bus.producers.poller.outbox import Outbox
 from powerwall_bus.producers.poller.schedule import Schedule
 from powerwall_bus.shared import contract
-from powerwall_bus.shared.errors import GatewayError, RateLimited
-from powerwall_bus.shared.gateway.client import STATUS_PATH, VITALS_PATH, GatewayClient
+from powerwall_bus.shared.errors import (
+    GatewayError,
+    GatewayHTTPError,
+    LoginCapReached,
+    RateLimited,
+)
+from powerwall_bus.shared.gateway.client import (
+    OPEN_PATHS,
+    STATUS_PATH,
+    VITALS_PATH,
+    GatewayClient,
+)
 from powerwall_bus.shared.messages import (
     Reading,
     meter_stream_message,
@@ -97,6 +115,9 @@ class GatewayReader:
         self._unreachable = Backoff(
             first=2.0, cap=settings.backoff_max, jitter=0.5, rng=self._rng.random
         )
+        # Per endpoint, while it keeps failing: 5xx, and paths refused after a fresh login.
+        self._server_errors: dict[str, Backoff] = {}
+        self._refusals: dict[str, Backoff] = {}
         self._latest_soe: float | None = None
         # The first status goes out after a second, once /api/status told us who we read.
         self._last_status = clock()
@@ -133,13 +154,18 @@ class GatewayReader:
             self._failed(endpoint, started, exc)
             return
         self._unreachable.succeeded()
+        self._server_errors.pop(endpoint, None)
+        if self._refusals.pop(endpoint, None) is not None:
+            _LOGGER.info("%s is read again: no longer refused", endpoint)
         self._health.success(endpoint, reading.time)
+        self._note_session_refused()
         self.schedule.done(endpoint, self._clock())
         self._emit(reading)
 
     def _failed(self, endpoint: str, started: float, exc: GatewayError) -> None:
         """Carry out the error table's row for ``exc``."""
         policy = policy_for(exc)
+        was = self._health.endpoints[endpoint].state
         self._health.failure(
             endpoint,
             started,
@@ -169,16 +195,53 @@ class GatewayReader:
                 level = logging.DEBUG
         elif then is Then.RELOGIN_LATER:
             self.schedule.postpone_all(self._clock() + self._client_cooldown())
-        else:  # NEXT_SLOT, NEXT_SLOT_OR_PAUSE
+        elif then is Then.RETRY_LATER:
+            assert isinstance(exc, GatewayHTTPError)
+            backoff = self._server_errors.setdefault(
+                endpoint, self._backoff(SERVER_ERROR_FIRST, SERVER_ERROR_CAP)
+            )
+            delay = backoff.next_delay()
+            if exc.retry_after is not None:
+                delay = exc.retry_after  # the gateway said when: that, not our guess
+            self._retry(endpoint, delay)
+        elif then is Then.REFUSE_PATH:
+            backoff = self._refusals.setdefault(endpoint, self._backoff(REFUSED_FIRST, REFUSED_CAP))
+            delay = self._retry(endpoint, backoff.next_delay())
+            message = f"{exc}; the path is refused, next attempt in {delay:.0f} s"
+            if was == "refused":
+                level = logging.DEBUG  # one line when a path becomes refused, not each retry
+            self._note_session_refused()
+        elif then is Then.WAIT_FOR_LOGIN:
+            assert isinstance(exc, LoginCapReached)
+            self._retry(endpoint, exc.until - self._clock())
+        else:  # NEXT_SLOT
             self.schedule.done(endpoint, self._clock())
-            if then is Then.NEXT_SLOT_OR_PAUSE and getattr(exc, "status", None) == 503:
-                # the gateway asks for a pause on this endpoint
-                self.schedule.postpone(endpoint, self._clock() + PAUSE_ON_503)
         if level is not None:
             _LOGGER.log(level, "%s", message)
 
     def _client_cooldown(self) -> float:
-        return max(self._client.cooldown_remaining, 60.0)
+        login_wait = self._client.login_blocked_until - self._clock()
+        return max(self._client.cooldown_remaining, login_wait, 60.0)
+
+    def _backoff(self, first: float, cap: float) -> Backoff:
+        return Backoff(first=first, cap=cap, jitter=0.2, rng=self._rng.random)
+
+    def _retry(self, endpoint: str, delay: float) -> float:
+        """Read ``endpoint`` again no sooner than ``delay`` s from now (at its first grid slot
+        from then); the status says when. Returns the real wait."""
+        now = self._clock()
+        self.schedule.done(endpoint, now)
+        self.schedule.postpone(endpoint, now + max(delay, 0.0))
+        due = self.schedule.due(endpoint)
+        self._health.retry_at(endpoint, due)
+        return due - now
+
+    def _note_session_refused(self) -> None:
+        """Every path that needs the session is refused: the session (or the account) is bad."""
+        needs_session = [e for e in self.schedule.endpoints if e not in OPEN_PATHS]
+        states = self._health.endpoints
+        if needs_session and all(states[e].state == "refused" for e in needs_session):
+            self._health.session_refused()
 
     # ------------------------------------------------------------------ readings
 
@@ -240,6 +303,8 @@ class GatewayReader:
             "capacity": self._outbox.capacity,
             "dropped": self._outbox.dropped,
         }
+        self._health.logins_last_hour = self._client.logins_last_hour
+        self._health.login_blocked_until = self._client.login_blocked_until or None
         payload = self._health.payload(now, self._client.logins, buffer)
         din = self._client.din or contract.UNKNOWN_GATEWAY
         message = poller_status_message(now, din, payload, self._name)

@@ -42,6 +42,10 @@ class Schedule:
         """The configured interval of an endpoint."""
         return self._jobs[endpoint].interval
 
+    def due(self, endpoint: str) -> float:
+        """When ``endpoint`` is read next."""
+        return self._jobs[endpoint].due
+
     def next(self) -> tuple[str, float] | None:
         """The endpoint to read next and when; None when nothing is scheduled."""
         active = [job for job in self._jobs.values() if job.active]

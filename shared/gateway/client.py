@@ -4,9 +4,14 @@ It is deliberately conservative, because the gateway punishes eager clients:
 
 * one kept-alive HTTPS connection, explicit connect and read timeouts, one request at a time;
 * the login session is saved and reused after a restart, so restarts do not log in again;
-* a 401/403 on a data call gets exactly one fresh login and one retry, then a clear failure;
+* a 401/403 on a data call gets exactly one fresh login and one retry, then a clear failure,
+  and the path is *refused*: its next 401/403 within the hour fails at once, with no login
+  (a path the account may not read must not cost a login per poll); the other paths go on
+  with the same session;
 * a failed login is not repeated for a cool-down (a wrong password retried every poll is
-  how users get locked out);
+  how users get locked out), and that cool-down survives a restart;
+* at most ``gateway.max_logins_per_hour`` login attempts in any hour, whatever the caller
+  does, counted in the saved session so a crash loop of restarts cannot exceed it either;
 * a 429 starts a cool-down (default 5 minutes) during which *nothing* is sent, persisted
   across restarts;
 * a 404 is remembered per firmware and never treated as an authentication failure;
@@ -18,6 +23,8 @@ exceptions never escape.
 
 from __future__ import annotations
 
+import email.utils
+import hashlib
 import http.cookies
 import json
 import logging
@@ -35,8 +42,10 @@ from powerwall_bus.shared.errors import (
     GatewayAuthError,
     GatewayError,
     GatewayHTTPError,
+    GatewayServerError,
     GatewayTimeout,
     GatewayUnreachable,
+    LoginCapReached,
     RateLimited,
     SessionRejected,
     SiteControllerStopped,
@@ -58,6 +67,17 @@ STATUS_PATH = "/api/status"
 VITALS_PATH = "/api/devices/vitals"
 # Paths the gateway answers without a session.
 OPEN_PATHS = frozenset({STATUS_PATH, "/api/customer/registration"})
+#: The window of ``gateway.max_logins_per_hour``, seconds.
+LOGIN_WINDOW = 3600.0
+#: A refused path gets one more login to cure it after this long (the session may have
+#: expired meanwhile), seconds; until then its 401/403 fails at once.
+REFUSED_RELOGIN_AFTER = 3600.0
+#: A Retry-After longer than this is not believed (a clock gone wrong), seconds.
+MAX_RETRY_AFTER = 3600.0
+#: Refused logins restored from the saved session, by the class name saved there.
+_LOGIN_ERRORS: dict[str, type[GatewayAuthError]] = {
+    cls.__name__: cls for cls in (GatewayAuthError, BadCredentials, DefaultPasswordNotSupported)
+}
 
 
 class GatewayClient:
@@ -79,8 +99,12 @@ class GatewayClient:
         self._lock = threading.RLock()
         self._http: requests.Session | None = None
         self._missing: set[str] = set()
+        self._refused: dict[str, float] = {}  # path -> when it was refused after a fresh login
+        self._login_key = _credentials_key(settings)
         self._login_blocked_until = 0.0
         self._login_error: GatewayAuthError | None = None
+        self._capped_logged = False
+        self._restore_login_block()
         self.firmware: str | None = None
         self.din: str | None = None
         self.logins = 0  # logins this process made: a figure worth watching
@@ -96,6 +120,27 @@ class GatewayClient:
     def cooldown_remaining(self) -> float:
         """Seconds left in the 429 cool-down (0 when none)."""
         return max(0.0, self._saved.cooldown_until - self._clock())
+
+    @property
+    def login_blocked_until(self) -> float:
+        """Epoch seconds before which no login will be sent (0 when a login could go now):
+        a refused login's back-off, or the end of the hourly login cap."""
+        now = self._clock()
+        blocked = self._login_blocked_until if self._login_error is not None else 0.0
+        attempts = self._recent_logins(now)
+        if len(attempts) >= self._settings.max_logins_per_hour:
+            blocked = max(blocked, attempts[-self._settings.max_logins_per_hour] + LOGIN_WINDOW)
+        return blocked if blocked > now else 0.0
+
+    @property
+    def logins_last_hour(self) -> int:
+        """Login attempts in the last hour, this process's and earlier ones'."""
+        return len(self._recent_logins(self._clock()))
+
+    @property
+    def refused_paths(self) -> frozenset[str]:
+        """Paths refused (401/403) even after a fresh login."""
+        return frozenset(self._refused)
 
     @property
     def missing_endpoints(self) -> frozenset[str]:
@@ -180,6 +225,14 @@ class GatewayClient:
                 self._login()
             response = self._send("GET", path, authenticated=authenticated)
             if response.status_code in (401, 403) and authenticated:
+                refused_at = self._refused.get(path)
+                if refused_at is not None and self._clock() - refused_at < REFUSED_RELOGIN_AFTER:
+                    # A login did not cure this path: another one would only cost a login.
+                    raise SessionRejected(
+                        f"{path}: HTTP {response.status_code}, refused even after a fresh login "
+                        "(not logging in again for this path)",
+                        path=path,
+                    )
                 _LOGGER.info(
                     "gateway refused our session on %s (HTTP %s): logging in again",
                     path,
@@ -188,12 +241,22 @@ class GatewayClient:
                 self._login()
                 response = self._send("GET", path, authenticated=True)
                 if response.status_code in (401, 403):
+                    if path not in self._refused:
+                        _LOGGER.debug(
+                            "%s is refused (HTTP %s) even after a fresh login: no more logins "
+                            "for it; the other paths go on with this session",
+                            path,
+                            response.status_code,
+                        )
+                    self._refused[path] = self._clock()
                     raise SessionRejected(
                         f"{path}: HTTP {response.status_code} even after a fresh login "
                         "(does the customer account lack access?)",
                         path=path,
                     )
             self._raise_for_status(path, response)
+            if self._refused.pop(path, None) is not None:
+                _LOGGER.debug("%s is no longer refused", path)
             return response
 
     def _login(self) -> None:
@@ -206,18 +269,34 @@ class GatewayClient:
                 path=LOGIN_PATH,
             )
         self._refuse_during_cooldown(LOGIN_PATH)
+        self._refuse_over_login_cap(now)
         body = {
             "username": "customer",
             "password": self._settings.password,
             "email": self._settings.email,
             "clientInfo": {"timezone": self._settings.timezone},
         }
-        response = self._send("POST", LOGIN_PATH, authenticated=False, json_body=body)
+        # Counted before it is sent, so a crash in the middle cannot lose the count.
+        self._saved.login_attempts = [*self._recent_logins(now), now]
+        self._store.save(self._origin, self._saved)
+        try:
+            response = self._send("POST", LOGIN_PATH, authenticated=False, json_body=body)
+        except GatewayUnreachable:
+            # No answer, so the gateway counted nothing: an outage must not use up the cap.
+            if now in self._saved.login_attempts:
+                self._saved.login_attempts.remove(now)
+                self._store.save(self._origin, self._saved)
+            raise
         self.logins += 1
         if response.status_code in (401, 403):
             error = self._login_failure(response)
             self._login_error = error
             self._login_blocked_until = now + self._settings.rate_limit_cooldown
+            self._saved.login_blocked_until = self._login_blocked_until
+            self._saved.login_error = type(error).__name__
+            self._saved.login_error_message = str(error)
+            self._saved.login_key = self._login_key
+            self._store.save(self._origin, self._saved)
             raise error
         self._raise_for_status(LOGIN_PATH, response)
         cookies = _set_cookies(response)
@@ -235,6 +314,8 @@ class GatewayClient:
             raise UnexpectedResponse("login answered 200 without a token", path=LOGIN_PATH)
         redaction_filter().add([token, *cookies.values()])
         self._login_error = None
+        self._saved.login_blocked_until = 0.0
+        self._saved.login_error = self._saved.login_error_message = self._saved.login_key = ""
         self._saved.cookies = {
             k: v for k, v in cookies.items() if k in ("AuthCookie", "UserRecord")
         }
@@ -242,6 +323,50 @@ class GatewayClient:
         self._saved.login_time = self._clock()
         self._store.save(self._origin, self._saved)
         _LOGGER.info("logged in to the gateway at %s", self._origin)
+
+    def _recent_logins(self, now: float) -> list[float]:
+        """Login attempts within the last hour, oldest first."""
+        return sorted(t for t in self._saved.login_attempts if now - LOGIN_WINDOW < t <= now)
+
+    def _refuse_over_login_cap(self, now: float) -> None:
+        attempts = self._recent_logins(now)
+        cap = self._settings.max_logins_per_hour
+        if len(attempts) < cap:
+            self._capped_logged = False
+            return
+        until = attempts[-cap] + LOGIN_WINDOW
+        if not self._capped_logged:
+            self._capped_logged = True
+            _LOGGER.warning(
+                "login cap reached: %d gateway logins in the last hour "
+                "(gateway.max_logins_per_hour); no login before %s",
+                len(attempts),
+                time.strftime("%H:%M:%S", time.localtime(until)),
+            )
+        raise LoginCapReached(
+            f"login not sent: {len(attempts)} logins in the last hour reached the cap of {cap} "
+            f"(next possible in {until - now:.0f} s)",
+            until=until,
+            path=LOGIN_PATH,
+        )
+
+    def _restore_login_block(self) -> None:
+        """A refused login's back-off, saved by an earlier process, still holds (unless the
+        credentials changed since: a corrected password may log in at once)."""
+        saved = self._saved
+        remaining = saved.login_blocked_until - self._clock()
+        cls = _LOGIN_ERRORS.get(saved.login_error)
+        if remaining <= 0 or cls is None or saved.login_key != self._login_key:
+            return
+        self._login_error = cls(
+            saved.login_error_message or "gateway login refused", path=LOGIN_PATH
+        )
+        self._login_blocked_until = saved.login_blocked_until
+        _LOGGER.warning(
+            "the last gateway login was refused (%s): not logging in for another %.0f s",
+            saved.login_error,
+            remaining,
+        )
 
     def _login_failure(self, response: requests.Response) -> GatewayAuthError:
         detail = _error_detail(response)
@@ -342,9 +467,9 @@ class GatewayClient:
             return
         if status == 429:
             cooldown = self._settings.rate_limit_cooldown
-            retry_after = response.headers.get("Retry-After", "")
-            if retry_after.isdigit():
-                cooldown = max(cooldown, float(retry_after))
+            retry_after = _retry_after(response.headers.get("Retry-After", ""), self._clock())
+            if retry_after is not None:
+                cooldown = max(cooldown, retry_after)
             self._saved.cooldown_until = self._clock() + cooldown
             self._store.save(self._origin, self._saved)
             _LOGGER.warning(
@@ -366,9 +491,12 @@ class GatewayClient:
             )
         if status in (401, 403):
             raise GatewayAuthError(f"{path}: HTTP {status} {_error_detail(response)}", path=path)
-        raise GatewayHTTPError(
-            f"{path}: HTTP {status} {_error_detail(response)}".rstrip(), status=status, path=path
-        )
+        retry_after = _retry_after(response.headers.get("Retry-After", ""), self._clock())
+        cls = GatewayServerError if status >= 500 else GatewayHTTPError
+        detail = f"{path}: HTTP {status} {_error_detail(response)}".rstrip()
+        if retry_after is not None:
+            detail += f" (Retry-After {retry_after:.0f} s)"
+        raise cls(detail, status=status, path=path, retry_after=retry_after)
 
     def _parse_json(self, path: str, response: requests.Response) -> Any:
         try:
@@ -388,6 +516,35 @@ class GatewayClient:
         self.firmware = firmware
         din = status.get("din")
         self.din = din if isinstance(din, str) else self.din
+
+
+def _retry_after(value: str, now: float) -> float | None:
+    """A ``Retry-After`` header (seconds or an HTTP date) as seconds from ``now``; None when
+    absent or unreadable. Never negative, never more than :data:`MAX_RETRY_AFTER`."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # HTTP dates are GMT
+            return None
+        seconds = when.timestamp() - now
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def _credentials_key(settings: GatewaySettings) -> str:
+    """A short tag telling whether the credentials changed since a login was refused.
+
+    Eight hex digits of a salted hash: enough to notice a corrected password, far too few
+    to recover one (and it sits in the 0600 session file next to the session cookie).
+    """
+    text = f"pwbus-login-key\0{settings.base_url}\0{settings.email}\0{settings.password}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
 
 def _reject_constant(name: str) -> Any:

@@ -3,8 +3,9 @@
 Keeping the login cookies across restarts is the single most effective protection against
 gateway lock-outs: every login counts against the gateway's rate limit, and a process that
 logs in at every start (systemd restart loops, container restarts) is how users get locked
-out. The same file remembers an active 429 cool-down and a pinned TLS fingerprint, so a
-restart honours both.
+out. The same file remembers an active 429 cool-down, a refused login's back-off (a wrong
+password), the times of the recent login attempts (``gateway.max_logins_per_hour``) and a
+pinned TLS fingerprint, so a restart (or a crash loop of them) honours them all.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class SavedSession:
     login_time: float = 0.0
     cooldown_until: float = 0.0
     fingerprint: str = ""  # SHA-256 of the certificate, when pinned on first use
+    login_attempts: list[float] = field(default_factory=list)  # epoch s, the last hour's
+    login_blocked_until: float = 0.0  # a refused login is not repeated before this
+    login_error: str = ""  # the refused login's error class name (BadCredentials, ...)
+    login_error_message: str = ""  # its one-line message (never a secret)
+    login_key: str = ""  # which credentials were refused: the block ends when they change
 
     @property
     def has_credentials(self) -> bool:
@@ -55,6 +61,11 @@ class SessionStore:
                 login_time=float(record.get("login_time", 0.0)),
                 cooldown_until=float(record.get("cooldown_until", 0.0)),
                 fingerprint=str(record.get("fingerprint", "")),
+                login_attempts=[float(t) for t in list(record.get("login_attempts", []))],
+                login_blocked_until=float(record.get("login_blocked_until", 0.0)),
+                login_error=str(record.get("login_error", "")),
+                login_error_message=str(record.get("login_error_message", "")),
+                login_key=str(record.get("login_key", "")),
             )
         except (TypeError, ValueError):
             _LOGGER.warning("ignoring a malformed saved session in %s", self.path)

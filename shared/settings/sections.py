@@ -106,6 +106,13 @@ class GatewaySettings:
         help="after HTTP 429, send nothing to the gateway for this many seconds",
         check=between(1.0, 86400.0, "seconds"),
     )
+    max_logins_per_hour: int = setting(
+        6,
+        env=("PWBUS_GATEWAY_MAX_LOGINS",),
+        help="never log in more often than this in any hour, restarts included (every login "
+        "counts against the gateway's lock-out limit)",
+        check=between(1, 60, "logins"),
+    )
 
     def __post_init__(self) -> None:
         # Tesla-API writes "https://192.168.0.100"; pyPowerwall accepts "host:port".
