@@ -7,7 +7,12 @@ and prints:
 * gateway requests per minute, per endpoint (from the simulator's counters);
 * publish latency from reading to broker confirm, p50 and p99 (from the poller's own
   status messages, which carry these percentiles);
-* CPU seconds per hour and the share of one core; peak RSS (VmHWM).
+* CPU seconds per hour and the share of one core; peak RSS (VmHWM);
+* bytes the outbox journal writes to disk per day (its own counter, logged by the poller at
+  shutdown, extrapolated from the process's lifetime), its fsyncs per day, and the kernel's
+  ``write_bytes`` for the process (``/proc/<pid>/io``: what reached the block layer) as a
+  cross-check. With the broker up, the journal writes every message once and forces
+  nothing to the card.
 
 Targets (issue 3): RSS under 60 MB, CPU under 2 % of one core.
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -55,6 +61,21 @@ def _proc_peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _proc_write_bytes(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+_JOURNAL_LINE = re.compile(
+    r"outbox journal: (\d+) bytes written in (\d+) s, (\d+) fsyncs, (\d+) messages left"
+)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0, help="measurement length")
@@ -78,9 +99,17 @@ def main() -> int:
         "AMQP_URL": amqp_url,
         "AMQP_EXCHANGE": exchange,
         "PWBUS_STATE_DIR": tempfile.mkdtemp(prefix="pwbus-bench-"),
-        "PWBUS_LOG_LEVEL": "WARNING",
+        "PWBUS_LOG_LEVEL": "INFO",  # the journal's counters come in the last INFO line
     }
-    child = subprocess.Popen([sys.executable, "-m", "powerwall_bus", "poller"], env=env, cwd=ROOT)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "powerwall_bus", "poller"],
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    started = time.monotonic()
+    log = ""
     try:
         connection.sleep(args.warmup)  # keeps the heartbeat going
         server.reset_counts()
@@ -90,6 +119,8 @@ def main() -> int:
         wall = time.monotonic() - wall_start
         counts = dict(server.counters.by_path)
         peak_rss = _proc_peak_rss_mb(child.pid)
+        block_bytes = _proc_write_bytes(child.pid)
+        lifetime = time.monotonic() - started
         status = None
         while True:
             method, _, body = channel.basic_get(queue, auto_ack=True)
@@ -98,7 +129,7 @@ def main() -> int:
             status = json.loads(body)["payload"]
     finally:
         child.send_signal(signal.SIGTERM)
-        child.wait(30)
+        _, log = child.communicate(timeout=30)
         channel.exchange_delete(exchange)
         connection.close()
         simulator.stop()
@@ -120,6 +151,22 @@ def main() -> int:
         "(target < 2 %)"
     )
     print(f"peak RSS: {peak_rss:.1f} MB (target < 60 MB)")
+    found = _JOURNAL_LINE.search(log or "")
+    if found:
+        written, seconds, syncs, left = (int(g) for g in found.groups())
+        per_day = 86400 / max(seconds, 1)
+        print(
+            f"outbox journal: {written * per_day / 1e6:.1f} MB written per day "
+            f"({written} bytes in {seconds} s), {syncs * per_day:.0f} fsyncs per day, "
+            f"{left} messages left at shutdown"
+        )
+    else:
+        print("outbox journal: no figures (journal off, or the poller did not stop cleanly)")
+    if block_bytes is not None:
+        print(
+            f"block-layer writes by the poller (/proc/<pid>/io write_bytes): "
+            f"{block_bytes / lifetime * 86400 / 1e6:.1f} MB per day"
+        )
     return 0
 
 

@@ -2,24 +2,34 @@
 
 SIGTERM or Ctrl-C: the reader finishes the request in flight and stops; a final status is
 queued; the publisher gets a few seconds to deliver what is left; the process exits 0.
+What the broker has not confirmed by then stays in the outbox on disk and is published
+first at the next start.
+
+One poller per gateway: the poller holds an exclusive lock on ``poller[-NAME].lock`` in the
+state folder (and the outbox journal one on its own folder); a second poller for the same
+gateway and folder stops at once with one line naming the pid that holds it (exit 2).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import signal
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 
 from powerwall_bus.producers.poller.command import PollerConfig
 from powerwall_bus.producers.poller.health import Health
+from powerwall_bus.producers.poller.journal import Journal
+from powerwall_bus.producers.poller.lock import FolderLock
 from powerwall_bus.producers.poller.outbox import Outbox
 from powerwall_bus.producers.poller.publisher import Publisher
 from powerwall_bus.producers.poller.reader import GatewayReader, intervals_for, messages_per_hour
 from powerwall_bus.shared.gateway.client import GatewayClient
-from powerwall_bus.shared.settings import PollerSettings
+from powerwall_bus.shared.settings import GatewaySettings, PollerSettings
 from powerwall_bus.shared.threads import ThreadFailures, guarded
 
 _LOGGER = logging.getLogger(__name__)
@@ -30,6 +40,26 @@ def outbox_capacity(settings: PollerSettings) -> int:
     return math.ceil(messages_per_hour(settings) * settings.buffer_seconds / 3600.0)
 
 
+def _file_part(gateway: GatewaySettings) -> str:
+    """``-NAME`` for a named gateway (several pollers may share a state folder), else ''."""
+    if not gateway.name:
+        return ""
+    return "-" + re.sub(r"[^A-Za-z0-9_.-]", "_", gateway.name)[:100]
+
+
+def lock_path(gateway: GatewaySettings) -> Path:
+    """The file one poller per gateway and state folder holds locked."""
+    assert gateway.state_dir is not None
+    return gateway.state_dir / f"poller{_file_part(gateway)}.lock"
+
+
+def journal_folder(gateway: GatewaySettings, settings: PollerSettings) -> Path:
+    """Where this gateway's outbox lives on disk."""
+    base = settings.outbox_dir or gateway.state_dir
+    assert base is not None
+    return Path(base).expanduser() / f"outbox{_file_part(gateway)}"
+
+
 class Poller:
     """The running poller; ``start``/``stop`` make it usable in-process (tests, the stack)."""
 
@@ -38,8 +68,22 @@ class Poller:
         self.config = config
         self.stop_event = threading.Event()  # stops reading
         self._publisher_stop = threading.Event()  # set once the final status is queued
-        self.client = GatewayClient(config.gateway)
-        self.outbox = Outbox(outbox_capacity(config.poller))
+        name = f"gateway {config.gateway.name!r}" if config.gateway.name else "this gateway"
+        self._lock = FolderLock(lock_path(config.gateway), what=name).acquire()
+        try:
+            journal = None
+            if config.poller.outbox_on_disk:
+                journal = Journal(
+                    journal_folder(config.gateway, config.poller),
+                    sync_interval=config.poller.outbox_sync_interval,
+                )
+            self.outbox = Outbox(outbox_capacity(config.poller), journal)
+            self.client = GatewayClient(config.gateway)
+        except BaseException:
+            if journal is not None:
+                journal.close()
+            self._lock.release()
+            raise
         self.health = Health(intervals_for(config.poller), time.time())
         self.reader = GatewayReader(
             self.client,
@@ -90,6 +134,8 @@ class Poller:
         if self._threads:
             self._publisher_thread.join(timeout)
         self.client.close()
+        self.outbox.close()
+        self._lock.release()
 
     def alive(self) -> bool:
         """True while both threads run."""

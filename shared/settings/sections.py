@@ -426,6 +426,24 @@ class PollerSettings:
         check=between(1.0, 3600.0, "seconds"),
         help="longest wait between attempts while the gateway or broker is unreachable, s",
     )
+    outbox_on_disk: bool = setting(
+        True,
+        env=("PWBUS_POLL_OUTBOX_ON_DISK",),
+        help="also keep the outbox on disk, so a restart or crash loses no held reading "
+        "(no: memory only)",
+    )
+    outbox_dir: Path | None = setting(
+        None,
+        env=("PWBUS_POLL_OUTBOX_DIR",),
+        help="folder for the outbox on disk (default: gateway.state_dir)",
+    )
+    outbox_sync_interval: float = setting(
+        5.0,
+        env=("PWBUS_POLL_OUTBOX_SYNC",),
+        check=between(0.0, 300.0, "seconds"),
+        help="while the broker is away, force the outbox to disk at most this often, s; a "
+        "power cut loses at most this much (0: every reading, wears an SD card)",
+    )
 
 
 @dataclass(frozen=True)
