@@ -24,6 +24,8 @@ from powerwall_bus.shared.contract import ANY_GATEWAY, kind_of, routing_key
 from powerwall_bus.shared.messages import (
     GATEWAY_HEADER,
     GATEWAY_NAME_HEADER,
+    RUN_HEADER,
+    SEQ_HEADER,
     parse_envelope,
     parse_meter_stream,
 )
@@ -98,8 +100,16 @@ def test_meter_stream_is_tesla_api_compatible(own_sim, bus, tmp_path) -> None:
     assert props.content_type == "application/json" and props.delivery_mode == 2
     assert props.app_id == "pwbus-poller" and props.type == METER_STREAM
     assert props.message_id and props.timestamp
-    # The gateway is named in the headers only: the body is Tesla-API's, byte for byte.
-    assert props.headers == {"schema_version": 1, GATEWAY_HEADER: own_sim.server.gateway.din}
+    # The gateway and the order are in the headers only: the body is Tesla-API's, byte for byte.
+    assert props.headers == {
+        "schema_version": 1,
+        GATEWAY_HEADER: own_sim.server.gateway.din,
+        RUN_HEADER: props.headers[RUN_HEADER],
+        SEQ_HEADER: props.headers[SEQ_HEADER],
+    }
+    assert props.user_id == bus.settings.username  # RabbitMQ checked it
+    seqs = [m.properties.headers[SEQ_HEADER] for m in received]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
 
 def test_every_kind_is_published_with_its_properties(own_sim, bus, tmp_path) -> None:
@@ -135,7 +145,10 @@ def test_every_kind_is_published_with_its_properties(own_sim, bus, tmp_path) -> 
             "schema_version": 1,
             GATEWAY_HEADER: gateway_din,
             GATEWAY_NAME_HEADER: "home",
+            RUN_HEADER: envelope.run,
+            SEQ_HEADER: envelope.seq,
         }
+        assert message.properties.user_id == bus.settings.username
         assert message.properties.message_id.startswith(gateway_din + "|")
         assert message.properties.delivery_mode == 2
     vitals = parse_envelope(collector.messages(routing_key("vitals", gateway_din))[0].body)
