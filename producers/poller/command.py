@@ -11,6 +11,7 @@ from powerwall_bus.shared.settings import (
     GatewaySettings,
     PollerSettings,
     Sources,
+    WriterSettings,
     load,
 )
 
@@ -22,6 +23,9 @@ class PollerConfig:
     gateway: GatewaySettings
     amqp: AmqpSettings
     poller: PollerSettings
+    #: The MySQL writer's queue settings when the poller declares its queue
+    #: (``poller.declare_writer_queue``); None: it does not.
+    writer: WriterSettings | None = None
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,10 +50,12 @@ def _load(sources: Sources, args: argparse.Namespace) -> PollerConfig:
     name = load(GatewaySettings, "gateway", sources).name
     if name in sources.gateway_names():
         sources = sources.for_gateway(name)
+    poller = load(PollerSettings, "poller", sources)
     config = PollerConfig(
         gateway=load(GatewaySettings, "gateway", sources),
         amqp=load(AmqpSettings, "amqp", sources),
-        poller=load(PollerSettings, "poller", sources),
+        poller=poller,
+        writer=load(WriterSettings, "writer", sources) if poller.declare_writer_queue else None,
     )
     config.gateway.require_login()
     return config

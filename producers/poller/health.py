@@ -52,6 +52,7 @@ class Health:
         self.login_blocked_until: float | None = None  # no login before (refused, capped)
         self.logins_last_hour = 0  # login attempts, earlier processes' included
         self.broker_connected = False
+        self.resync: dict[str, int] = {}  # the publisher's resync counters (ResyncGate)
         self._changed = True
         self._latencies: collections.deque[float] = collections.deque(maxlen=2000)
 
@@ -157,5 +158,6 @@ class Health:
             "broker_connected": self.broker_connected,
             "buffer": buffer,
             "publish_latency_ms": self.latency_ms(),
+            "resync": dict(self.resync),
             "endpoints": {path: h.as_dict() for path, h in self.endpoints.items()},
         }

@@ -99,6 +99,8 @@ class Poller:
             self.health,
             self._publisher_stop,
             backoff_max=min(30.0, config.poller.backoff_max),
+            resync_rate=config.poller.resync_rate,
+            writer_queue=config.writer,
         )
         self._threads: list[threading.Thread] = []
         self.failures = ThreadFailures()  # what ended a thread, if one ended on its own

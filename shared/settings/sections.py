@@ -426,6 +426,19 @@ class PollerSettings:
         check=between(1.0, 3600.0, "seconds"),
         help="longest wait between attempts while the gateway or broker is unreachable, s",
     )
+    declare_writer_queue: bool = setting(
+        True,
+        env=("PWBUS_POLL_DECLARE_WRITER_QUEUE",),
+        help="declare the MySQL writer's durable queue (writer.queue) and its bindings, so "
+        "readings wait there before the writer's first start (off if you run no writer)",
+    )
+    resync_rate: float = setting(
+        20.0,
+        env=("PWBUS_POLL_RESYNC_RATE",),
+        check=between(1.0, 1000.0, "answers a second"),
+        help="most resync answers a second, all requesters together (the rest are dropped "
+        "and counted); each requester gets at most one a second",
+    )
     outbox_on_disk: bool = setting(
         True,
         env=("PWBUS_POLL_OUTBOX_ON_DISK",),
@@ -542,6 +555,18 @@ class WriterSettings:
         "pwbus.mysql.dead",
         env=("PWBUS_MYSQL_DEAD_LETTER_QUEUE",),
         help="where malformed messages go, with the reason in a header",
+    )
+    dead_letter_max_length: int = setting(
+        10000,
+        env=("PWBUS_MYSQL_DEAD_LETTER_MAX_LENGTH",),
+        check=between(0, 100_000_000, "messages (0: no limit)"),
+        help="the dead-letter queue keeps this many messages, dropping the oldest (0: no limit)",
+    )
+    dead_letter_ttl_days: float = setting(
+        14.0,
+        env=("PWBUS_MYSQL_DEAD_LETTER_TTL_DAYS",),
+        check=between(0.0, 3650.0, "days (0: kept forever)"),
+        help="dead letters older than this many days are dropped (0: kept forever)",
     )
     prefetch: int = setting(
         2000,
