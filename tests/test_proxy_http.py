@@ -253,3 +253,33 @@ def test_pwbus_proxy_bad_setting_is_one_line() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "proxy.style" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("gateway_state", "healthy"),
+    [
+        ("ok", True),
+        ("starting", True),
+        ("unreachable", False),
+        ("login_refused", False),
+        ("session_refused", False),
+        ("login_capped", False),
+        ("cooldown", False),
+    ],
+)
+def test_health_follows_the_poller_state(gateway_state: str, healthy: bool) -> None:
+    import datetime as dt
+
+    from powerwall_bus.consumers.proxy.service import health_document
+    from powerwall_bus.consumers.proxy.state import ProxyState, Stats
+    from powerwall_bus.shared.messages import Envelope
+
+    state = ProxyState()
+    state.bus_connected = True
+    now = dt.datetime.now(dt.UTC)
+    din = "1232100-00-E--TG1234567890AB"
+    state.update(Envelope(1, "meters", now, din, "/api/meters/aggregates", {"site": {}}))
+    state.update(Envelope(1, "poller.status", now, din, None, {"gateway_state": gateway_state}))
+    status, body = health_document(state, Stats(), 30.0)
+    assert (status == 200) == healthy, body
+    assert any(gateway_state in problem for problem in body["problems"]) != healthy

@@ -64,6 +64,12 @@ def stats_document(state: ProxyState, stats: Stats) -> dict[str, Any]:
     }
 
 
+#: Poller states that mean no fresh data is coming from the gateway (poller-status.json).
+UNHEALTHY_GATEWAY_STATES = frozenset(
+    {"unreachable", "login_refused", "session_refused", "login_capped", "cooldown"}
+)
+
+
 def health_document(state: ProxyState, stats: Stats, max_age: float) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body) of /health: 503 when data is stale or the gateway is down."""
     problems = []
@@ -76,7 +82,7 @@ def health_document(state: ProxyState, stats: Stats, max_age: float) -> tuple[in
         problems.append(f"meter data is {meters_age:.0f} s old")
     poller = state.payload(POLLER_STATUS)
     gateway_state = poller.get("gateway_state") if isinstance(poller, dict) else None
-    if gateway_state in ("unreachable", "login_refused", "cooldown"):
+    if gateway_state in UNHEALTHY_GATEWAY_STATES:
         problems.append(f"the poller reports the gateway as {gateway_state}")
     several = state.gateways.problem()
     if several is not None:
