@@ -24,6 +24,8 @@ be routed nowhere; unless ``poller.declare_writer_queue`` is off, the poller dec
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import threading
 import time
@@ -36,8 +38,18 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from powerwall_bus.producers.poller.health import Health
 from powerwall_bus.producers.poller.outbox import Outbox
+from powerwall_bus.producers.poller.rivals import Me, Verdict, judge
 from powerwall_bus.shared.amqp import BrokerLink
-from powerwall_bus.shared.messages import APP_ID, CONTENT_TYPE, OutgoingMessage
+from powerwall_bus.shared.contract import ANY_GATEWAY, POLLER_STATUS, routing_key
+from powerwall_bus.shared.errors import ConfigError
+from powerwall_bus.shared.messages import (
+    APP_ID,
+    CONTENT_TYPE,
+    GATEWAY_HEADER,
+    PROCESS_RUN,
+    RUN_HEADER,
+    OutgoingMessage,
+)
 from powerwall_bus.shared.retry import Backoff
 from powerwall_bus.shared.settings import AmqpSettings, WriterSettings
 from powerwall_bus.shared.topology import (
@@ -190,6 +202,7 @@ class Publisher:
         )
         self.published = 0
         self.resyncs = 0
+        self._rivals_seen: set[str] = set()
 
     def run(self) -> None:
         """Publish until stopped, then flush what is left (bounded by ``flush_timeout``).
@@ -230,6 +243,20 @@ class Publisher:
         )
         channel.queue_bind(queue=queue, exchange=self._settings.exchange, routing_key=RESYNC)
         channel.basic_consume(queue=queue, on_message_callback=self._on_resync, auto_ack=True)
+        # Every gateway's poller status: another poller for ours is a rival (see rivals.py).
+        statuses = f"{RESYNC_QUEUE_PREFIX}{uuid.uuid4().hex[:12]}.rivals"
+        channel.queue_declare(
+            queue=statuses,
+            exclusive=True,
+            auto_delete=True,
+            arguments={"x-max-length": RESYNC_QUEUE_LENGTH},
+        )
+        channel.queue_bind(
+            queue=statuses,
+            exchange=self._settings.exchange,
+            routing_key=routing_key(POLLER_STATUS, ANY_GATEWAY),
+        )
+        channel.basic_consume(queue=statuses, on_message_callback=self._on_status, auto_ack=True)
         self._connection, self._channel, self._replies = connection, channel, None
 
     def _declare_writer_queue(
@@ -308,6 +335,42 @@ class Publisher:
             return
         self._resync_gate.request(reply_to, properties.correlation_id)
 
+    def _on_status(
+        self,
+        channel: BlockingChannel,
+        method: object,
+        properties: pika.BasicProperties,
+        body: bytes,
+    ) -> None:
+        """A poller status from the bus: is another poller polling our gateway?"""
+        headers = properties.headers or {}
+        din, run = headers.get(GATEWAY_HEADER), headers.get(RUN_HEADER)
+        if not isinstance(din, str) or not isinstance(run, str) or run == PROCESS_RUN.run:
+            return
+        try:
+            document = json.loads(body)
+            made_at = _epoch_of(document["time"])
+            started = document["payload"].get("started")
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return  # not a status we can read: consumers will refuse it, so do we
+        me = Me(PROCESS_RUN.run, self._health.started, self._health.din)
+        verdict = judge(me, din, run, made_at, started)
+        if verdict is Verdict.YIELD:
+            raise ConfigError(
+                "gateway",
+                f"another poller (run {run}, started {started}) already polls gateway {din} "
+                "on this bus; run one poller per gateway",
+            )
+        if verdict is Verdict.ELDER and run not in self._rivals_seen:
+            self._rivals_seen.add(run)
+            _LOGGER.warning(
+                "another poller (run %s, started %s) also polls gateway %s on this bus; "
+                "it started after us and should stop",
+                run,
+                started,
+                din,
+            )
+
     def _answer_resyncs(self) -> None:
         """Send the answers that are due, on the replies channel (see the module's doc)."""
         assert self._connection is not None
@@ -335,6 +398,14 @@ class Publisher:
                 continue
             self.resyncs += 1
             _LOGGER.debug("answered a resync to %s with %d messages", reply_to, len(latest))
+
+
+def _epoch_of(text: str) -> float:
+    """An envelope's ISO time as epoch seconds; ValueError when it is not one."""
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError("time without a zone")
+    return moment.timestamp()
 
 
 def describe_closed(exc: BaseException) -> str:
