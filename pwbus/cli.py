@@ -51,6 +51,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("powerwall_bus.consumers.mysql.command", "REPORT"),
     ("powerwall_bus.simulator.command", "SIMULATE"),
     ("powerwall_bus.simulator.command", "SIMCTL"),
+    ("powerwall_bus.broker_users", "BROKER"),
     ("powerwall_bus.cli", "CONFIG"),
 )
 
