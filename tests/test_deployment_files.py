@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from powerwall_bus import broker_users
 from powerwall_bus.shared.settings import (
     AmqpSettings,
     GatewaySettings,
@@ -20,6 +21,11 @@ from powerwall_bus.shared.settings import (
 ROOT = Path(__file__).resolve().parents[1]
 KNOWN_ENV = {name for _, names, _ in option_table() for name in names}
 IMAGE_ENV = re.compile(r"^(RABBITMQ_|MARIADB_)")
+#: One-shot services: they run once and exit, so they have no healthcheck and no restart.
+ONE_SHOT = {"broker-users"}
+
+
+BROKER_PASSWORD_ENV = {broker_users.password_env(role) for role in broker_users.ROLES}
 
 
 def _compose() -> dict:
@@ -36,6 +42,9 @@ def test_compose_services_images_and_healthchecks() -> None:
     assert services["mariadb"]["image"].startswith("mariadb:")
     assert services["simulator"]["build"] == "."
     for name, service in services.items():
+        if name in ONE_SHOT:
+            assert service["restart"] == "no" and "healthcheck" not in service, name
+            continue
         check = service.get("healthcheck")
         assert check and check["test"][0] in ("CMD", "CMD-SHELL"), name
         assert {"interval", "timeout", "retries"} <= set(check), name
@@ -54,7 +63,9 @@ def test_compose_ports() -> None:
 def test_compose_environment_uses_real_setting_names() -> None:
     for name, service in _compose()["services"].items():
         for key in service.get("environment", {}):
-            assert key in KNOWN_ENV or IMAGE_ENV.match(key), f"{name}: unknown variable {key}"
+            assert key in KNOWN_ENV or key in BROKER_PASSWORD_ENV or IMAGE_ENV.match(key), (
+                f"{name}: unknown variable {key}"
+            )
 
 
 def test_compose_simulator_password_reaches_the_simulator() -> None:
@@ -155,22 +166,25 @@ def test_compose_poller_settings_reach_simulator_and_broker() -> None:
     gateway = load(GatewaySettings, "gateway", sources)
     amqp = load(AmqpSettings, "amqp", sources)
     simulator = load(SimulatorSettings, "simulator", Sources.gather(env=_service_env("simulator")))
-    rabbitmq = _service_env("rabbitmq")
     assert (gateway.host, gateway.port) == ("simulator", 8443)
     assert "8443" in _compose()["services"]["simulator"]["command"]
     assert gateway.password == simulator.password
     assert (amqp.host, amqp.port, amqp.vhost) == ("rabbitmq", 5672, "/")
-    assert amqp.username == rabbitmq["RABBITMQ_DEFAULT_USER"]
-    assert amqp.password == rabbitmq["RABBITMQ_DEFAULT_PASS"]
+    assert _broker_role(amqp) == "poller"
     assert gateway.state_dir == Path("/var/lib/pwbus")
 
     # A .env for the real gateway and other broker credentials reaches both services alike.
-    dotenv = {"PW_HOST": "192.168.1.20", "PW_PASSWORD": "ABCDE", "AMQP_PASSWORD": "p@ss/w"}
+    dotenv = {
+        "PW_HOST": "192.168.1.20",
+        "PW_PASSWORD": "ABCDE",
+        "PWBUS_BROKER_POLLER_PASSWORD": "p@ss/w",
+    }
     sources = Sources.gather(env=_service_env("poller", dotenv))
     gateway = load(GatewaySettings, "gateway", sources)
     amqp = load(AmqpSettings, "amqp", sources)
     assert (gateway.host, gateway.port, gateway.password) == ("192.168.1.20", 443, "ABCDE")
-    assert amqp.password == _service_env("rabbitmq", dotenv)["RABBITMQ_DEFAULT_PASS"] == "p@ss/w"
+    assert amqp.password == "p@ss/w"
+    assert _broker_role(amqp, dotenv) == "poller"
 
 
 def test_compose_poller_healthcheck_means_logged_in(tmp_path: Path) -> None:
@@ -241,14 +255,12 @@ def test_compose_mysql_writer_settings_reach_mariadb_and_broker() -> None:
 
     mysql, amqp, writer = settings()
     mariadb = _service_env("mariadb")
-    rabbitmq = _service_env("rabbitmq")
     assert (mysql.host, mysql.port) == ("mariadb", 3306)
     assert mysql.database == mariadb["MARIADB_DATABASE"]
     assert mysql.user == mariadb["MARIADB_USER"]
     assert mysql.password == mariadb["MARIADB_PASSWORD"]
     assert (amqp.host, amqp.port, amqp.vhost) == ("rabbitmq", 5672, "/")
-    assert amqp.username == rabbitmq["RABBITMQ_DEFAULT_USER"]
-    assert amqp.password == rabbitmq["RABBITMQ_DEFAULT_PASS"]
+    assert _broker_role(amqp) == "writer"
     assert (
         amqp.exchange
         == load(AmqpSettings, "amqp", Sources.gather(env=_service_env("poller"))).exchange
@@ -268,3 +280,67 @@ def test_stack_knows_the_mysql_writer() -> None:
 
     assert KNOWN["mysql"].argv == ("mysql",)
     assert not KNOWN["mysql"].needs_gateway
+
+
+# --------------------------------------------------------------------------- broker users
+
+
+def _definitions(dotenv: dict[str, str] | None = None) -> dict:
+    """What the broker-users service writes, made here from its command and environment."""
+    from powerwall_bus.cli import build_parser, commands
+
+    service = _compose()["services"]["broker-users"]
+    args = build_parser(commands()).parse_args(service["command"])
+    from powerwall_bus.shared.command import setting_flags
+
+    env = _service_env("broker-users", dotenv)
+    request = broker_users.BROKER.load(Sources.gather(flags=setting_flags(args), env=env), args)
+    assert request.format == "definitions" and not request.apply
+    return broker_users.definitions(request)
+
+
+def _broker_role(amqp: AmqpSettings, dotenv: dict[str, str] | None = None) -> str:
+    """The role whose user (and password, checked against its hash) these settings hold."""
+    import base64
+    import hashlib
+
+    document = _definitions(dotenv)
+    (user,) = [u for u in document["users"] if u["name"] == amqp.username]
+    raw = base64.b64decode(user["password_hash"])
+    assert hashlib.sha256(raw[:4] + amqp.password.encode()).digest() == raw[4:], amqp.username
+    return {name: role for role, name in broker_users.ROLES.items()}[amqp.username]
+
+
+def test_compose_broker_users_are_loaded_by_rabbitmq_at_boot() -> None:
+    services = _compose()["services"]
+    job, rabbitmq = services["broker-users"], services["rabbitmq"]
+    assert job["image"] == services["poller"]["image"]
+    assert job["command"][:2] == ["broker", "users"]
+    output = next(a.split("=", 1)[1] for a in job["command"] if a.startswith("--output="))
+    volume = next(v for v in job["volumes"] if v.endswith(":/var/lib/pwbus"))
+    name = volume.split(":")[0]
+    assert rabbitmq["depends_on"]["broker-users"] == {"condition": "service_completed_successfully"}
+    mounted = next(v for v in rabbitmq["volumes"] if v.startswith(f"{name}:"))
+    inside = mounted.split(":")[1]
+    conf = next(v for v in rabbitmq["volumes"] if v.startswith("./configuration/"))
+    local, target = conf.split(":")[:2]
+    assert target.startswith("/etc/rabbitmq/conf.d/") and target.endswith(".conf")
+    text = (ROOT / local).read_text()
+    loaded = re.search(r"^load_definitions\s*=\s*(\S+)$", text, re.M)
+    assert loaded and loaded.group(1) == output.replace("/var/lib/pwbus", inside)
+    assert not any(key.startswith("RABBITMQ_DEFAULT") for key in rabbitmq.get("environment", {}))
+    # Hashes only: no password from .env is in the file.
+    document = _definitions({"PWBUS_BROKER_PROXY_PASSWORD": "Proxy-secret-9"})
+    assert "Proxy-secret-9" not in json.dumps(document)
+    assert document["vhosts"] == [{"name": "/"}]
+
+
+def test_compose_every_bus_service_uses_its_role_and_trusts_the_poller() -> None:
+    poller_user = broker_users.ROLES["poller"]
+    dotenv = {broker_users.password_env(r): f"{r}-Pw@/1" for r in ("poller", "proxy", "writer")}
+    for service, role in (("poller", "poller"), ("proxy", "proxy"), ("mysql", "writer")):
+        amqp = load(AmqpSettings, "amqp", Sources.gather(env=_service_env(service, dotenv)))
+        assert _broker_role(amqp, dotenv) == role, service
+        assert amqp.password == f"{role}-Pw@/1"
+        if role != "poller":
+            assert amqp.poller_user == poller_user, service
