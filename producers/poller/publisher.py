@@ -203,6 +203,7 @@ class Publisher:
         self.published = 0
         self.resyncs = 0
         self._rivals_seen: set[str] = set()
+        self._own_runs: set[str] = {PROCESS_RUN.run}
 
     def run(self) -> None:
         """Publish until stopped, then flush what is left (bounded by ``flush_timeout``).
@@ -310,6 +311,8 @@ class Publisher:
             entries = self._outbox.peek(_BATCH, timeout=0 if self._stop.is_set() else _IDLE_WAIT)
             for entry in entries:
                 message = entry.expand()
+                if message.run:  # ours, or a predecessor's replayed from the journal
+                    self._own_runs.add(message.run)
                 self._channel.basic_publish(
                     exchange=self._settings.exchange,
                     routing_key=message.routing_key,
@@ -345,8 +348,8 @@ class Publisher:
         """A poller status from the bus: is another poller polling our gateway?"""
         headers = properties.headers or {}
         din, run = headers.get(GATEWAY_HEADER), headers.get(RUN_HEADER)
-        if not isinstance(din, str) or not isinstance(run, str) or run == PROCESS_RUN.run:
-            return
+        if not isinstance(din, str) or not isinstance(run, str) or run in self._own_runs:
+            return  # a status this poller published (its own, or an earlier run's replayed)
         try:
             document = json.loads(body)
             made_at = _epoch_of(document["time"])

@@ -7,8 +7,10 @@ the poller status messages of every gateway and, when one for its own gateway co
 another run, the younger poller stops with one line saying why (exit status 2: starting it
 again cannot help) and the elder keeps going, warning once.
 
-Only status messages made after this poller started count: a status replayed from the
-durable outbox of an earlier run of this very poller is older than that, and is no rival.
+A status this poller published itself is no rival, whatever run made it: after a crash
+the durable outbox replays the earlier run's messages, statuses included, under that run's
+id (the publisher remembers every run it publishes for). Only statuses made after this
+poller started count at all.
 """
 
 from __future__ import annotations
