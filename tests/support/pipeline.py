@@ -22,12 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 
 from powerwall_bus.shared.settings import AmqpSettings, MysqlSettings
 from powerwall_bus.simulator.server import SimulatorRunner
 from tests.support.tcp_proxy import TcpProxy
 
 ROOT = Path(__file__).resolve().parents[2]
+
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # our own simulator
 
 
 def free_port() -> int:
