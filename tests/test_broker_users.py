@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote
 
 import pika
@@ -31,6 +32,7 @@ from powerwall_bus.shared.topology import (
     writer_bindings,
 )
 from tests import conftest
+from tests.support.waiting import wait_until
 
 ROLES = ("poller", "proxy", "writer", "dispatcher")
 
@@ -343,3 +345,45 @@ def test_the_dispatcher_publishes_control_commands_only(users: Users) -> None:
             with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
                 attempt(channel)
             _refused(refused)
+
+
+def test_the_definitions_file_loads_into_rabbitmq_and_its_users_log_in(tmp_path: Path) -> None:
+    """What compose does at boot (load_definitions), done here with rabbitmqctl."""
+    tag = secrets.token_hex(4)
+    vhost, poller = f"pwbus-defs-{tag}", f"pwbus-defs-{tag}-poller"
+    output = tmp_path / "definitions.json"
+    made = _pwbus(
+        {"PWBUS_BROKER_POLLER_PASSWORD": "Defs-poller-1", "PWBUS_BROKER_PROXY_PASSWORD": "P-2"},
+        "--format=definitions", "--roles=poller,proxy", f"--vhost={vhost}",
+        f"--poller-user={poller}", f"--proxy-user=pwbus-defs-{tag}-proxy", f"--output={output}",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "Defs-poller-1" not in output.read_text()  # hashes only
+    try:
+        # The broker's node reads the file itself, as its own user: a readable copy (hashes only).
+        readable = Path(f"/tmp/pwbus-definitions-{tag}.json")
+        readable.write_text(output.read_text())
+        readable.chmod(0o644)
+        loaded = _ctl("import_definitions", str(readable))
+        readable.unlink()
+        assert loaded.returncode == 0, loaded.stderr
+        url = f"amqp://{poller}:Defs-poller-1@127.0.0.1:5672/{vhost}"
+        connection = wait_until(lambda: _connect(url), 20, step=0.5)  # the import is async
+        assert connection is not None
+        channel = connection.channel()
+        channel.exchange_declare("Tesla", "topic", durable=True)
+        _publish(channel, "Tesla", "powerwall.X.meters", poller)
+        connection.close()
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            pika.BlockingConnection(pika.URLParameters(url.replace("Defs-poller-1", "wrong")))
+    finally:
+        for role in ("poller", "proxy"):
+            _ctl("delete_user", f"pwbus-defs-{tag}-{role}")
+        _ctl("delete_vhost", vhost)
+
+
+def _connect(url: str) -> pika.BlockingConnection | None:
+    try:
+        return pika.BlockingConnection(pika.URLParameters(url))
+    except pika.exceptions.AMQPError:
+        return None
