@@ -43,7 +43,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from powerwall_bus.shared.command import Command
+from powerwall_bus.shared.command import Command, password_from_env_or_prompt
 from powerwall_bus.shared.errors import ConfigError, PwbusError
 from powerwall_bus.shared.settings import AmqpSettings, Sources, WriterSettings, load
 from powerwall_bus.shared.topology import METER_STREAM, RESYNC
@@ -381,21 +381,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _password(sources: Sources, role: str, ask: Callable[[str], str] = getpass.getpass) -> str:
-    """From the environment, else asked twice at a terminal; never from a flag."""
-    env_name = password_env(role)
-    key = f"broker.{role}_password"
-    found = sources.lookup(key, (env_name,))
-    if found is not None:
-        password = str(found[0])
-    elif not sys.stdin.isatty():
-        raise ConfigError(key, f"set {env_name} (or run in a terminal to be asked)")
-    else:
-        password = ask(f"password for the {role} user: ")
-        if not password or ask(f"password for the {role} user, again: ") != password:
-            raise ConfigError(key, "the two entries were empty or differ")
-    if any(ord(c) < 32 for c in password):
-        raise ConfigError(key, "must not contain control characters")
-    return password
+    return password_from_env_or_prompt(
+        sources, f"broker.{role}_password", password_env(role), role, ask
+    )
 
 
 def _load(sources: Sources, args: argparse.Namespace) -> BrokerUsersCommand:

@@ -15,10 +15,13 @@ registers every secret found in that object with the log redaction filter before
 from __future__ import annotations
 
 import argparse
+import getpass
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from powerwall_bus.shared.errors import ConfigError
 from powerwall_bus.shared.settings import Sources
 
 S = TypeVar("S")
@@ -51,3 +54,26 @@ class Command(Generic[S]):
 def setting_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The flags given on the command line that name a setting (dotted ``dest``)."""
     return {key: value for key, value in vars(args).items() if "." in key and value is not None}
+
+
+def password_from_env_or_prompt(
+    sources: Sources,
+    key: str,
+    env_name: str,
+    who: str,
+    ask: Callable[[str], str] = getpass.getpass,
+) -> str:
+    """A password for an account a command creates: from ``env_name``, else asked twice at a
+    terminal. Never a flag: flags show in ``ps`` and in the shell's history."""
+    found = sources.lookup(key, (env_name,))
+    if found is not None:
+        password = str(found[0])
+    elif not sys.stdin.isatty():
+        raise ConfigError(key, f"set {env_name} (or run in a terminal to be asked)")
+    else:
+        password = ask(f"password for the {who} user: ")
+        if not password or ask(f"password for the {who} user, again: ") != password:
+            raise ConfigError(key, "the two entries were empty or differ")
+    if any(ord(c) < 32 for c in password):
+        raise ConfigError(key, "must not contain control characters")
+    return password

@@ -123,6 +123,11 @@ class GatewayServer:
         """Zero the request counters."""
         self.counters = Counters()
 
+    def set_password(self, password: str) -> None:
+        """Change the customer password (as a user would on the gateway's page); sessions
+        already open stay valid, like the gateway's."""
+        self._password = password
+
     def expire_sessions(self) -> None:
         """Invalidate every session (as a gateway reboot or expiry would)."""
         self._sessions.clear()

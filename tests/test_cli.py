@@ -128,19 +128,20 @@ def test_db_users_takes_passwords_from_the_environment_never_from_flags() -> Non
     assert "IDENTIFIED BY 'Reader-pw2'" in printed.stdout
 
 
-def test_db_users_asks_at_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    from powerwall_bus.consumers.mysql import command
+def test_passwords_are_asked_twice_at_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from powerwall_bus.shared.command import password_from_env_or_prompt
     from powerwall_bus.shared.errors import ConfigError
     from powerwall_bus.shared.settings import Sources
 
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    none = Sources.gather(env={})
     answers = iter(["Typed-pw1", "Typed-pw1"])
-    got = command._password(
-        Sources.gather(env={}), "PWBUS_DB_WRITER_PASSWORD", "writer", ask=lambda _: next(answers)
-    )
+    got = password_from_env_or_prompt(none, "db.writer_password", "W_ENV", "writer",
+                                      ask=lambda _: next(answers))  # fmt: skip
     assert got == "Typed-pw1"
     differ = iter(["one-pass", "two-pass"])
     with pytest.raises(ConfigError, match="differ"):
-        command._password(
-            Sources.gather(env={}), "PWBUS_DB_WRITER_PASSWORD", "writer", ask=lambda _: next(differ)
-        )
+        password_from_env_or_prompt(none, "db.writer_password", "W_ENV", "writer",
+                                    ask=lambda _: next(differ))  # fmt: skip
+    from_env = Sources.gather(env={"W_ENV": "Env-pw1"})
+    assert password_from_env_or_prompt(from_env, "k", "W_ENV", "writer") == "Env-pw1"

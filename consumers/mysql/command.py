@@ -11,13 +11,9 @@ shell's history): the two passwords come from ``PWBUS_DB_WRITER_PASSWORD`` and
 from __future__ import annotations
 
 import argparse
-import getpass
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from powerwall_bus.shared.command import Command
-from powerwall_bus.shared.errors import ConfigError
+from powerwall_bus.shared.command import Command, password_from_env_or_prompt
 from powerwall_bus.shared.settings import (
     AmqpSettings,
     MysqlSettings,
@@ -139,21 +135,8 @@ def _db_arguments(parser: argparse.ArgumentParser) -> None:
     users.add_argument("--apply", action="store_true", help="run it instead of printing it")
 
 
-def _password(
-    sources: Sources, env_name: str, who: str, ask: Callable[[str], str] = getpass.getpass
-) -> str:
-    """From the environment, else asked twice at a terminal; never from a flag."""
-    found = sources.lookup(f"db.{who}_password", (env_name,))
-    if found is not None:
-        return str(found[0])
-    if not sys.stdin.isatty():
-        raise ConfigError(
-            f"db.{who}_password", f"set {env_name} (or run in a terminal to be asked)"
-        )
-    first = ask(f"password for the {who} user: ")
-    if not first or ask(f"password for the {who} user, again: ") != first:
-        raise ConfigError(f"db.{who}_password", "the two entries were empty or differ")
-    return first
+def _password(sources: Sources, env_name: str, who: str) -> str:
+    return password_from_env_or_prompt(sources, f"db.{who}_password", env_name, who)
 
 
 def _db_load(sources: Sources, args: argparse.Namespace) -> DbCommand:
