@@ -33,6 +33,7 @@ from powerwall_bus.shared.settings.loader import Sources, load, read_config_file
 from powerwall_bus.shared.settings.sections import (
     SECTIONS,
     AmqpSettings,
+    DisplaySettings,
     GatewaySettings,
     LogSettings,
     MysqlSettings,
@@ -46,6 +47,7 @@ from powerwall_bus.shared.settings.sections import (
 __all__ = [
     "SECTIONS",
     "AmqpSettings",
+    "DisplaySettings",
     "GatewaySettings",
     "LogSettings",
     "MysqlSettings",

@@ -626,6 +626,37 @@ class WriterSettings:
     )
 
 
+@dataclass(frozen=True)
+class DisplaySettings:
+    """The displays (``pwbus console``, and the GUI and LED displays to come): when data
+    counts as stale, and what they accept from the bus (as the proxy: a live view)."""
+
+    stale_after: float = setting(
+        10.0,
+        env=("PWBUS_DISPLAY_STALE_AFTER",),
+        check=between(1.0, 3600.0, "seconds"),
+        help="a display says the data is stale after this many seconds without a reading",
+    )
+    max_message_bytes: int = setting(
+        1_000_000,
+        env=("PWBUS_DISPLAY_MAX_MESSAGE_BYTES",),
+        check=between(1024, 134_217_728, "bytes"),
+        help="larger messages are dropped unread",
+    )
+    max_future: float = setting(
+        300.0,
+        env=("PWBUS_DISPLAY_MAX_FUTURE",),
+        check=between(1.0, 86400.0, "seconds"),
+        help="drop readings dated more than this many seconds ahead of this host's clock",
+    )
+    max_past: float = setting(
+        86400.0,
+        env=("PWBUS_DISPLAY_MAX_PAST",),
+        check=between(60.0, 366 * 86400.0, "seconds"),
+        help="drop readings dated more than this many seconds before this host's clock",
+    )
+
+
 SECTIONS: dict[str, type] = {
     "gateway": GatewaySettings,
     "amqp": AmqpSettings,
@@ -635,4 +666,5 @@ SECTIONS: dict[str, type] = {
     "poller": PollerSettings,
     "proxy": ProxySettings,
     "writer": WriterSettings,
+    "display": DisplaySettings,
 }
