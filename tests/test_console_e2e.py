@@ -26,11 +26,12 @@ from powerwall_bus.shared.bus import BusSubscriber
 from powerwall_bus.shared.certs import server_context
 from powerwall_bus.shared.gateway.payloads import app_soe_clamped, meter_power
 from powerwall_bus.shared.messages import parse_envelope
-from powerwall_bus.shared.settings import GatewaySettings, PollerSettings
+from powerwall_bus.shared.settings import AmqpSettings, GatewaySettings, PollerSettings
 from powerwall_bus.simulator.endpoints import SimulatedGateway
 from powerwall_bus.simulator.server import GatewayServer, SimulatorRunner
 from powerwall_bus.simulator.site import SiteOptions
 from tests.conftest import SIM_PASSWORD
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
 from tests.test_stack import _env
 
@@ -137,6 +138,33 @@ def test_console_json_prints_the_pollers_numbers_and_stops_on_sigterm(
         assert record["freshness"] == "live"
     assert matched >= 3
     assert len({r["time"] for r in records}) == len(records)  # one record per reading
+
+
+def test_ctrl_c_ends_the_console_with_status_0_and_a_pipe_that_closes_is_no_error(
+    bus: TestBus, poller_on_bus: Poller
+) -> None:
+    child = subprocess.Popen(
+        _console(),
+        env=_console_env(bus),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    wait_until(lambda: " battery " in child.stdout.readline(), 15)  # type: ignore[union-attr]
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=15)
+    assert child.returncode == 0, stderr
+    piped = subprocess.run(
+        f"{sys.executable} -m powerwall_bus console | head -1",
+        shell=True,
+        env=_console_env(bus),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert piped.stdout.startswith("gateway ")
+    assert "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr
 
 
 @pytest.mark.parametrize("args", [("--once",), ("--once", "--json")])
@@ -250,3 +278,54 @@ def test_console_direct_reads_the_gateway_without_a_broker(
     assert record["gateway"] == sim.server.gateway.din
     assert record["freshness"] == "live"
     assert isinstance(record["home"], int | float) and 0 <= record["soe"] <= 100
+
+
+class Lines:
+    """A child's stdout lines, read by a thread so the test never blocks on them."""
+
+    def __init__(self, child: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        assert child.stdout is not None
+        self._stdout = child.stdout
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self._stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def after(self, index: int) -> list[str]:
+        return self.lines[index:]
+
+
+@pytest.mark.slow
+def test_broker_away_the_console_goes_stale_keeps_running_and_comes_back(
+    bus: TestBus, poller_on_bus: Poller
+) -> None:
+    broker = AmqpSettings(url=bus.settings.url)
+    relay = TcpProxy(broker.host, broker.port)
+    env = _console_env(bus)
+    env.update(AMQP_HOST="127.0.0.1", AMQP_PORT=str(relay.port), AMQP_HEARTBEAT="2")
+    child = subprocess.Popen(
+        _console("--stale-after", "2"), env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        out = Lines(child)
+        wait_until(lambda: any(" battery " in line for line in out.lines), 15)
+        relay.cut()
+        cut_at = len(out.lines)
+        wait_until(
+            lambda: any("STALE" in line and "broker away" in line for line in out.after(cut_at)),
+            15,
+        )
+        assert child.poll() is None  # not frozen, not ended: waiting for the broker
+        relay.restore()
+        back_at = len(out.lines)
+        wait_until(lambda: "live again" in out.after(back_at), 30)
+        wait_until(lambda: any(" battery " in line for line in out.after(back_at + 1)), 10)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(15) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        relay.close()

@@ -8,6 +8,7 @@ output, it only turns it stale. SIGTERM and Ctrl-C end it with status 0.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -25,6 +26,8 @@ from powerwall_bus.shared.threads import ThreadFailures
 TICK = 1.0
 #: How often the JSON mode looks for a new reading (readings come every 1-2 s).
 JSON_TICK = 0.2
+#: How long a start waits for the first picture before saying it is waiting.
+GRACE = 3.0
 
 
 def _write(lines: list[str]) -> None:
@@ -56,14 +59,15 @@ def run_console(config: ConsoleConfig) -> int:
         if config.once:
             status = _once(state, printer, stop, config.display.stale_after)
         else:
+            _wait_for_data(state, printer, stop, GRACE)
             tick = JSON_TICK if config.json else TICK
             next_tick = time.monotonic()
             while not stop.is_set():
                 _write(printer.tick(state.view()))
                 next_tick += tick
                 stop.wait(max(0.0, next_tick - time.monotonic()))
-    except BrokenPipeError:  # `pwbus console | head`: the reader left
-        pass
+    except BrokenPipeError:  # `pwbus console | head`: the reader left; end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
         source.stop()
         for signum, handler in previous.items():
@@ -71,15 +75,24 @@ def run_console(config: ConsoleConfig) -> int:
     return failures.exit_status() or status
 
 
-def _once(state: DisplayState, printer: Printer, stop: threading.Event, wait: float) -> int:
-    """One snapshot as soon as there is one (a resync answers within a second), else 1."""
+def _wait_for_data(
+    state: DisplayState, printer: Printer, stop: threading.Event, wait: float
+) -> bool:
+    """Up to ``wait`` s for a first snapshot, so a normal start (a resync answers within a
+    second) begins with the picture rather than a "waiting" line."""
     deadline = time.monotonic() + wait
     while not stop.is_set() and time.monotonic() < deadline:
-        view = state.view()
-        if printer.ready(view):
-            _write(printer.snapshot(view))
-            return 0
+        if printer.ready(state.view()):
+            return True
         stop.wait(0.1)
+    return False
+
+
+def _once(state: DisplayState, printer: Printer, stop: threading.Event, wait: float) -> int:
+    """One snapshot as soon as there is one (a resync answers within a second), else 1."""
+    if _wait_for_data(state, printer, stop, wait):
+        _write(printer.snapshot(state.view()))
+        return 0
     if stop.is_set():
         return 0
     sys.stderr.write(f"pwbus console: no reading from the bus within {wait:.0f} s\n")
