@@ -9,6 +9,7 @@ energy far apart (20 % and 90 %), so a mixed-up answer cannot pass for the right
 from __future__ import annotations
 
 import json
+import random
 import re
 import socket
 import time
@@ -202,11 +203,14 @@ def test_the_writer_stores_every_gateway(
 
 
 def _two_free_ports() -> int:
-    """A port P with P and P + 1 free (the stack's proxies count up from P)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
+    """A port P with P and P + 1 free (the stack's proxies count up from P).
+
+    Drawn below the kernel's ephemeral range (32768 and up): the stack picks its simulators'
+    ports from that range after this returns, and must not be handed the same numbers.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
         with socket.socket() as first, socket.socket() as second:
             try:
                 first.bind(("127.0.0.1", port))
