@@ -43,7 +43,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from powerwall_bus.shared.command import Command, password_from_env_or_prompt
+from powerwall_bus.shared.command import Command, exchange_flag, password_from_env_or_prompt
 from powerwall_bus.shared.errors import ConfigError, PwbusError
 from powerwall_bus.shared.settings import AmqpSettings, Sources, WriterSettings, load
 from powerwall_bus.shared.topology import METER_STREAM, RESYNC
@@ -362,9 +362,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         users.add_argument(
             f"--{role}-user", dest=f"user_{role}", default=name, metavar="NAME", help=f"({name})"
         )
-    users.add_argument(
-        "--exchange", dest="amqp.exchange", metavar="NAME", help="topic exchange (Tesla)"
-    )
+    exchange_flag(users)
     users.add_argument(
         "--vhost", dest="amqp.vhost", metavar="VHOST", help="virtual host (the URL's, /)"
     )

@@ -51,6 +51,18 @@ class Command(Generic[S]):
     raw_help: bool = False  # keep the description's and flags' line breaks in --help
 
 
+def exchange_flag(parser: argparse.ArgumentParser) -> None:
+    """``--exchange NAME``: the topic exchange (setting ``amqp.exchange``)."""
+    parser.add_argument(
+        "--exchange", dest="amqp.exchange", metavar="NAME", help="topic exchange (Tesla)"
+    )
+
+
+def gateway_flag(parser: argparse.ArgumentParser, help: str, metavar: str = "DIN_OR_NAME") -> None:
+    """``--gateway``: which gateway the process is for (setting ``gateway.name``)."""
+    parser.add_argument("--gateway", dest="gateway.name", metavar=metavar, help=help)
+
+
 def setting_flags(args: argparse.Namespace) -> dict[str, Any]:
     """The flags given on the command line that name a setting (dotted ``dest``)."""
     return {key: value for key, value in vars(args).items() if "." in key and value is not None}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from powerwall_bus.shared.command import Command
+from powerwall_bus.shared.command import Command, exchange_flag, gateway_flag
 from powerwall_bus.shared.settings import (
     AmqpSettings,
     DisplaySettings,
@@ -33,12 +33,7 @@ class ConsoleConfig:
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--gateway",
-        dest="gateway.name",
-        metavar="DIN_OR_NAME",
-        help="show this gateway (default: the only one on the bus)",
-    )
+    gateway_flag(parser, "show this gateway (default: the only one on the bus)")
     parser.add_argument("--once", action="store_true", help="print one snapshot and exit")
     parser.add_argument(
         "--json",
@@ -58,9 +53,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="say the data is stale after this long without a reading (10)",
     )
-    parser.add_argument(
-        "--exchange", dest="amqp.exchange", metavar="NAME", help="topic exchange (Tesla)"
-    )
+    exchange_flag(parser)
 
 
 def _load(sources: Sources, args: argparse.Namespace) -> ConsoleConfig:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
-from powerwall_bus.shared.command import Command, password_from_env_or_prompt
+from powerwall_bus.shared.command import Command, exchange_flag, password_from_env_or_prompt
 from powerwall_bus.shared.settings import (
     AmqpSettings,
     MysqlSettings,
@@ -50,9 +50,7 @@ class WriterCommand:
 
 
 def _writer_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--exchange", dest="amqp.exchange", metavar="NAME", help="topic exchange (Tesla)"
-    )
+    exchange_flag(parser)
     parser.add_argument(
         "--queue", dest="writer.queue", metavar="NAME", help="durable queue to read (pwbus.mysql)"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from powerwall_bus.shared.command import Command
+from powerwall_bus.shared.command import Command, exchange_flag, gateway_flag
 from powerwall_bus.shared.settings import (
     AmqpSettings,
     GatewaySettings,
@@ -25,16 +25,9 @@ class ProxyConfig:
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--gateway",
-        dest="gateway.name",
-        metavar="DIN_OR_NAME",
-        help="serve this gateway (default: the only one on the bus)",
-    )
+    gateway_flag(parser, "serve this gateway (default: the only one on the bus)")
     parser.add_argument("--port", dest="proxy.port", metavar="PORT", help="HTTP port (8675)")
-    parser.add_argument(
-        "--exchange", dest="amqp.exchange", metavar="NAME", help="topic exchange (Tesla)"
-    )
+    exchange_flag(parser)
 
 
 def _load(sources: Sources, args: argparse.Namespace) -> ProxyConfig:

@@ -23,6 +23,7 @@ from typing import Any
 
 from powerwall_bus.shared import contract
 from powerwall_bus.shared.follow import GatewayView
+from powerwall_bus.shared.gateway.payloads import soe_percent
 from powerwall_bus.shared.messages import Envelope, MeterStream
 from powerwall_bus.shared.ordering import Position, RunOrder, position_of
 from powerwall_bus.shared.refusals import RefusalLog
@@ -131,10 +132,9 @@ class ProxyState:
 
     @property
     def soe(self) -> float | None:
-        """The raw state of energy, %."""
-        value = self.payload(SOE)
-        percentage = value.get("percentage") if isinstance(value, dict) else None
-        return float(percentage) if isinstance(percentage, int | float) else None
+        """The raw state of energy, %, by the project's one rule for gateway numbers."""
+        percentage = soe_percent(self.payload(SOE))
+        return None if percentage is None else float(percentage)
 
     @property
     def vitals(self) -> dict[str, dict[str, Any]] | None:

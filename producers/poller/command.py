@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from powerwall_bus.shared.command import Command
+from powerwall_bus.shared.command import Command, exchange_flag, gateway_flag
 from powerwall_bus.shared.settings import (
     AmqpSettings,
     GatewaySettings,
@@ -29,11 +29,10 @@ class PollerConfig:
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--gateway",
-        dest="gateway.name",
+    gateway_flag(
+        parser,
+        "this gateway's name; reads the config file's [gateways.NAME] table if it has one",
         metavar="NAME",
-        help="this gateway's name; reads the config file's [gateways.NAME] table if it has one",
     )
     parser.add_argument(
         "--meters-interval",
@@ -41,9 +40,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="seconds between meter reads (2; 1 allowed)",
     )
-    parser.add_argument(
-        "--exchange", dest="amqp.exchange", metavar="NAME", help="topic exchange (Tesla)"
-    )
+    exchange_flag(parser)
 
 
 def _load(sources: Sources, args: argparse.Namespace) -> PollerConfig:

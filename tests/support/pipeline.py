@@ -163,7 +163,7 @@ class Pipeline:
         base.update(
             PYTHONUNBUFFERED="1",
             PWBUS_LOG_LEVEL="INFO",
-            AMQP_URL=_amqp_url(via_broker),
+            AMQP_URL=via_broker.url,  # settings resolve the URL with the overridden parts
             AMQP_EXCHANGE=amqp.exchange,
             AMQP_HEARTBEAT="5",
         )
@@ -238,15 +238,6 @@ class Pipeline:
         response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result
-
-
-def _amqp_url(settings: AmqpSettings) -> str:
-    from urllib.parse import quote
-
-    return (
-        f"amqp://{quote(settings.username, safe='')}:{quote(settings.password, safe='')}"
-        f"@{settings.host}:{settings.port}/{quote(settings.vhost, safe='')}"
-    )
 
 
 def _mysql_url(settings: MysqlSettings) -> str:
