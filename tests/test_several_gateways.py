@@ -110,9 +110,12 @@ def _json(proxy: RunningProxy, path: str) -> Any:
 
 
 def _served(proxy: RunningProxy) -> bool:
-    """Meters, the state of energy and /api/status have arrived."""
-    soe, status = _json(proxy, "/soe"), _json(proxy, "/api/status")
-    return bool(soe and status and _json(proxy, "/aggregates"))
+    """Meters, the state of energy, /api/status and /api/system_status have all arrived.
+
+    They come from different polls, so one being served says nothing about the others.
+    """
+    paths = ("/soe", "/api/status", "/aggregates", "/api/system_status")
+    return all(_json(proxy, path) for path in paths)
 
 
 def _assert_serves_only(proxy: RunningProxy, site: Site, samples: int = 12) -> None:
