@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -44,6 +45,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for fixture, marker in SERVICE_MARKERS.items():
             if fixture in needed:
                 item.add_marker(marker)
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """Undo what an in-process `pwbus` main did to the root logger.
+
+    `configure_logging` installs a handler on the stderr of the moment, which under pytest is a
+    capture file closed after the test; left in place, every later test's logging would print
+    'Logging error ... I/O operation on closed file' into the run's output.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 # --------------------------------------------------------------------------- RabbitMQ
