@@ -17,7 +17,8 @@ from types import FrameType
 
 from powerwall_bus.consumers.console.command import ConsoleConfig
 from powerwall_bus.consumers.console.output import Printer
-from powerwall_bus.consumers.console.sources import BusSource, DirectSource, Source
+from powerwall_bus.consumers.console.sources import DirectSource
+from powerwall_bus.consumers.display.feed import BusSource, Source
 from powerwall_bus.consumers.display.state import DisplayState
 from powerwall_bus.shared.acceptance import Policy
 from powerwall_bus.shared.threads import ThreadFailures
@@ -52,7 +53,7 @@ def run_console(config: ConsoleConfig) -> int:
     if config.direct:
         source = DirectSource(state, config.gateway, policy.poller_user, failures)
     else:
-        source = BusSource(state, config.amqp, config.follow, failures)
+        source = BusSource(state, config.amqp, config.follow, failures, name="console")
     printer = Printer(as_json=config.json)
     status = 0
     try:

@@ -1,6 +1,6 @@
-"""Where the console's readings come from: the bus (normally) or the gateway (``--direct``).
+"""The console's ``--direct`` feed: the gateway itself instead of the bus.
 
-Both feed the same :class:`~powerwall_bus.consumers.display.state.DisplayState` with the
+It feeds the same :class:`~powerwall_bus.consumers.display.state.DisplayState` with the
 same bytes a poller publishes, so the direct mode is judged, ordered and shown exactly as
 bus data is; only the transport differs.
 """
@@ -10,19 +10,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Protocol
-
-import pika
 
 from powerwall_bus.consumers.display.state import DisplayState
-from powerwall_bus.shared.bus import BusSubscriber
 from powerwall_bus.shared.errors import GatewayError
-from powerwall_bus.shared.follow import looks_like_din
 from powerwall_bus.shared.gateway.client import GatewayClient
 from powerwall_bus.shared.messages import Reading, RunSequence, reading_message
-from powerwall_bus.shared.settings import AmqpSettings, GatewaySettings
+from powerwall_bus.shared.settings import GatewaySettings
 from powerwall_bus.shared.threads import FatalHandler, guarded
-from powerwall_bus.shared.topology import ALL_POWERWALL, METER_STREAM, gateway_pattern
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -34,49 +28,6 @@ _DIRECT_PATHS = (
     "/api/system_status/grid_status",
 )
 _ONCE_PATHS = ("/api/operation",)
-
-
-class Source(Protocol):
-    """A running feed of the display state."""
-
-    def stop(self) -> None: ...
-
-
-def bindings(follow: str) -> list[str]:
-    """One gateway's keys when given a DIN, else every gateway's; and the Tesla-API stream."""
-    return [gateway_pattern(follow) if looks_like_din(follow) else ALL_POWERWALL, METER_STREAM]
-
-
-class BusSource:
-    """The display state fed from the bus, with a resync at every (re)connect."""
-
-    def __init__(
-        self, state: DisplayState, amqp: AmqpSettings, follow: str, on_fatal: FatalHandler
-    ) -> None:
-        self._state = state
-        self._subscriber = BusSubscriber(
-            amqp,
-            bindings(follow),
-            self._on_message,
-            name="console",
-            resync=True,
-            on_connection=self._on_connection,
-            on_fatal=on_fatal,
-        ).start()
-
-    def _on_message(self, routing_key: str, properties: pika.BasicProperties, body: bytes) -> None:
-        self._state.deliver(
-            properties.type or routing_key,
-            body,
-            user_id=properties.user_id,
-            headers=properties.headers,
-        )
-
-    def _on_connection(self, connected: bool) -> None:
-        self._state.bus_connected = connected
-
-    def stop(self) -> None:
-        self._subscriber.stop()
 
 
 class DirectSource:
