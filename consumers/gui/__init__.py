@@ -1,0 +1,1 @@
+"""``pwbus gui``: the Tk window that shows the followed gateway's flows and battery."""

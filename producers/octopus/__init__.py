@@ -1,0 +1,1 @@
+"""``pwbus octopus``: the Octopus Energy dispatch plan, polled and published on the bus."""

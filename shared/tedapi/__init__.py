@@ -1,0 +1,1 @@
+"""Signed TEDAPI ``v1r`` messages: protobuf envelopes, RSA signatures, their verification."""
