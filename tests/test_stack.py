@@ -383,3 +383,24 @@ def test_plan_runs_a_simulator_poller_and_proxy_per_named_gateway(tmp_path: Path
     finally:
         assert plan.scratch_dir is not None
         shutil.rmtree(plan.scratch_dir)
+
+
+def test_displays_run_only_when_named() -> None:
+    import shutil
+
+    from powerwall_bus.shared.settings import LogSettings, Sources
+    from powerwall_bus.stack.plan import plan_stack
+
+    sources = Sources.gather(env={}, config_file=None)
+    default = plan_stack(None, simulate=False, sources=sources, log=LogSettings())
+    assert [child.name for child in default.children] == ["poller", "proxy", "mysql"]
+    named = plan_stack("gui,hat,console,proxy", simulate=True, sources=sources, log=LogSettings())
+    try:
+        assert [child.name for child in named.children] == [
+            "simulate", "proxy", "console", "gui", "hat",
+        ]  # fmt: skip
+        by_name = {child.name: child for child in named.children}
+        assert by_name["gui"].argv[-1] == "gui" and by_name["hat"].argv[-1] == "hat"
+    finally:
+        assert named.scratch_dir is not None
+        shutil.rmtree(named.scratch_dir)

@@ -6,7 +6,7 @@ import argparse
 
 from powerwall_bus.shared.command import Command
 from powerwall_bus.shared.settings import LogSettings, Sources, load
-from powerwall_bus.stack.plan import COMPONENTS, StackPlan, plan_stack
+from powerwall_bus.stack.plan import COMPONENTS, SIMULATOR, StackPlan, plan_stack
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +19,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         "--components",
         metavar="NAME,...",
         help="components to run, comma separated, from: "
-        f"{', '.join(c.name for c in COMPONENTS)} (default: all but simulate)",
+        f"{', '.join(c.name for c in COMPONENTS)} (default: "
+        f"{', '.join(c.name for c in COMPONENTS if c.default and c.name != SIMULATOR)}; "
+        "--simulate adds simulate)",
     )
 
 

@@ -46,6 +46,7 @@ class Component:
     needs_gateway: bool = False  # with --simulate: pointed at the simulator
     env: Mapping[str, str] = field(default_factory=dict)  # added to the inherited environment
     per_gateway: bool = False  # one instance per [gateways.NAME] table, with --gateway NAME
+    default: bool = True  # runs without --components; displays only when named
 
 
 #: Every component the stack knows, in start order. A new consumer is one line here, e.g.
@@ -55,6 +56,11 @@ COMPONENTS: tuple[Component, ...] = (
     Component("poller", ("poller",), needs_gateway=True, per_gateway=True),
     Component("proxy", ("proxy",), per_gateway=True),
     Component("mysql", ("mysql",)),
+    # The displays follow one gateway (PWBUS_GATEWAY) and need a screen, a terminal or a HAT,
+    # so they run only when named: `pwbus stack --simulate --components poller,proxy,gui`.
+    Component("console", ("console",), default=False),
+    Component("gui", ("gui",), default=False),
+    Component("hat", ("hat",), default=False),
 )
 KNOWN = {component.name: component for component in COMPONENTS}
 
@@ -82,7 +88,7 @@ class StackPlan:
 def select_components(names: str | None, *, simulate: bool) -> list[Component]:
     """The table rows to run, in start order; raises ConfigError for an unknown name."""
     if names is None:
-        wanted = {c.name for c in COMPONENTS if c.name != SIMULATOR}
+        wanted = {c.name for c in COMPONENTS if c.default and c.name != SIMULATOR}
     else:
         wanted = {part.strip() for part in names.split(",") if part.strip()}
         unknown = sorted(wanted - set(KNOWN))
