@@ -164,3 +164,62 @@ class DatabaseUnavailable(PwbusError):
 class DatabaseError(PwbusError):
     """The database answered, but refused what we asked (bad login, unknown database,
     a value it would not store, an SQL error). Retrying the same thing will not help."""
+
+
+# --------------------------------------------------------------------------- signed TEDAPI
+
+
+class TedapiError(PwbusError):
+    """A signed TEDAPI ``v1r`` command could not be built, signed, sent or understood."""
+
+
+class TedapiKeyError(TedapiError):
+    """The RSA key file is missing, unreadable, not RSA or too small.
+
+    The message names the file, never its content.
+    """
+
+
+class TedapiDecodeError(TedapiError):
+    """Bytes that are not a ``RoutableMessage``/``MessageEnvelope`` we understand."""
+
+
+class TedapiFault(TedapiError):
+    """The gateway refused the signed message itself (``signed_message_status``).
+
+    ``fault`` is the ``MessageFaultE`` number (3 unknown key, 5 invalid signature,
+    12 wrong personalization (DIN), 17 time expired, ...), ``name`` its short name. The
+    simulator raises it from verification too, so both sides speak the same numbers.
+    """
+
+    def __init__(self, fault: int, name: str) -> None:
+        self.fault = fault
+        self.name = name
+        super().__init__(f"gateway refused the signed message: {name} (fault {fault})")
+
+
+class TedapiKeyNotVerified(TedapiError):
+    """The key is registered with the gateway but not yet verified (the switch toggle).
+
+    The gateway answers "v1r: client authorization not verified" instead of an envelope.
+    """
+
+
+class TedapiRefused(TedapiError):
+    """The gateway accepted the signature but refused the command (an ``error_response``).
+
+    ``code`` is the ``google.rpc.Status`` code, ``detail`` the gateway's message.
+    """
+
+    def __init__(self, code: int, detail: str) -> None:
+        self.code = code
+        self.detail = detail
+        super().__init__(f"gateway refused the command: {detail or 'no message'} (code {code})")
+
+
+# --------------------------------------------------------------------------- the LED display
+
+
+class DeviceUnavailable(PwbusError):
+    """The LED display cannot be driven: its library is not installed, SPI is off, the
+    emulator's window cannot open, or the PNG folder cannot be written (exit status 1)."""
