@@ -223,3 +223,75 @@ class TedapiRefused(TedapiError):
 class DeviceUnavailable(PwbusError):
     """The LED display cannot be driven: its library is not installed, SPI is off, the
     emulator's window cannot open, or the PNG folder cannot be written (exit status 1)."""
+
+
+# --------------------------------------------------------------------------- Octopus
+
+
+class OctopusError(PwbusError):
+    """Anything that went wrong talking to the Octopus Energy (Kraken) GraphQL API.
+
+    ``code`` is Kraken's ``KT-CT-NNNN`` when the answer carried one. The client translates
+    every failure (requests, HTTP statuses, GraphQL ``errors``) into one of these in one
+    place, :mod:`powerwall_bus.shared.octopus.transport`::
+
+        OctopusError
+        +-- OctopusUnreachable      no answer, a timeout, HTTP 5xx: try again later
+        +-- OctopusRateLimited      KT-CT-1199, HTTP 429, a WAF's HTML 403: wait ``until``
+        +-- OctopusAuthError        the API key (or a fresh token) is refused
+        |   +-- OctopusTokenExpired     KT-CT-1124/1120: refresh, retry once (internal)
+        |   +-- OctopusRefreshRejected  KT-CT-1134/1135: log in with the key (internal)
+        +-- OctopusDeviceError      no usable device, or KT-CT-4301: discover again
+        +-- OctopusApiError         any other GraphQL error or an answer we cannot read
+    """
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class OctopusUnreachable(OctopusError):
+    """No usable answer: connection refused, DNS, TLS, timeout, or an HTTP 5xx."""
+
+
+class OctopusRateLimited(OctopusError):
+    """Octopus asks us to slow down: nothing is sent before ``until`` (epoch seconds).
+
+    A 403 that is not GraphQL (an HTML block page from the CDN in front of the API) is
+    rate limiting too, never a refused key: treating it as one would make users rotate a
+    key that is fine.
+    """
+
+    def __init__(self, message: str, *, until: float, code: str | None = None) -> None:
+        self.until = until
+        super().__init__(message, code=code)
+
+
+class OctopusAuthError(OctopusError):
+    """The API key was refused, or a fresh token was refused: a configuration problem."""
+
+
+class OctopusTokenExpired(OctopusAuthError):
+    """The access token expired (KT-CT-1124, KT-CT-1120); the client refreshes and retries."""
+
+
+class OctopusRefreshRejected(OctopusAuthError):
+    """The refresh token expired or is unknown (KT-CT-1134/1135); the client uses the key."""
+
+
+class OctopusDeviceError(OctopusError):
+    """No smart-flex device to ask about (none, several, or KT-CT-4301 for the one we had)."""
+
+
+class OctopusApiError(OctopusError):
+    """Octopus answered with an error we do not handle, or in a shape we cannot read.
+
+    ``unknown_field`` is True when the API says it has no such query (GraphQL validation):
+    the client then falls back to the legacy ``plannedDispatches``.
+    """
+
+    def __init__(
+        self, message: str, *, code: str | None = None, unknown_field: bool = False
+    ) -> None:
+        self.unknown_field = unknown_field
+        super().__init__(message, code=code)
