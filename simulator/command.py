@@ -75,6 +75,14 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cert", dest="simulator.cert_file", help="PEM certificate to serve")
     parser.add_argument("--key", dest="simulator.key_file", help="PEM key of --cert")
     parser.add_argument(
+        "--paired-key",
+        dest="simulator.paired_keys",
+        action="append",
+        metavar="FILE.pem",
+        help="accept signed TEDAPI (v1r) commands from this RSA key (public or private PEM; "
+        "repeatable)",
+    )
+    parser.add_argument(
         "--fault",
         dest="simulator.faults",
         action="append",
@@ -115,7 +123,21 @@ def build_server(settings: SimulatorSettings) -> GatewayServer:
         faults=faults,
         session_ttl=settings.session_ttl,
         replay=replay,
+        paired_keys=_paired_keys(settings.paired_keys),
     )
+
+
+def _paired_keys(files: tuple[str, ...]) -> list[bytes]:
+    """The DER public keys of ``--paired-key`` files (only the public half is kept)."""
+    from pathlib import Path
+
+    from powerwall_bus.shared.errors import TedapiKeyError
+    from powerwall_bus.shared.tedapi.keys import load_public_key, public_der
+
+    try:
+        return [public_der(load_public_key(Path(name))) for name in files]
+    except TedapiKeyError as exc:
+        raise ConfigError("simulator.paired_keys", str(exc)) from None
 
 
 def run_simulator(settings: SimulatorSettings) -> int:
@@ -167,10 +189,18 @@ def add_simctl_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "action",
-        choices=["counts", "reset", "faults", "set", "clear", "expire"],
-        help="counts | reset | faults (list) | set SPEC... | clear NAME... | expire",
+        choices=["counts", "reset", "faults", "set", "clear", "expire", "pair", "unpair", "paired"],
+        help="counts | reset | faults (list) | set SPEC... | clear NAME... | expire | "
+        "pair FILE.pem... | unpair FILE.pem... | paired (list)",
     )
-    parser.add_argument("specs", nargs="*", help="fault specs for set, names for clear")
+    parser.add_argument(
+        "specs", nargs="*", help="fault specs for set, names for clear, PEM files for (un)pair"
+    )
+    parser.add_argument(
+        "--pending",
+        action="store_true",
+        help="with pair: the key is registered but not verified (no switch toggle yet)",
+    )
 
 
 @dataclass(frozen=True)
@@ -180,10 +210,13 @@ class SimctlRequest:
     url: str
     action: str
     specs: tuple[str, ...] = ()
+    pending: bool = False
 
 
 def run_simctl(args: SimctlRequest) -> int:
     """Talk to a running simulator's control endpoints and print the JSON answer."""
+    if args.action in ("pair", "unpair"):
+        return _simctl_keys(args)
     routes: dict[str, tuple[str, dict[str, Any] | None]] = {
         "counts": ("/_sim/counts", None),
         "reset": ("/_sim/reset", {}),
@@ -191,11 +224,41 @@ def run_simctl(args: SimctlRequest) -> int:
         "set": ("/_sim/faults", {"set": list(args.specs)}),
         "clear": ("/_sim/faults", {"clear": list(args.specs)}),
         "expire": ("/_sim/sessions/expire", {}),
+        "paired": ("/_sim/pair", None),
     }
     path, payload = routes[args.action]
+    return _simctl_call(args.url, path, payload)
+
+
+def _simctl_keys(args: SimctlRequest) -> int:
+    """``pair``/``unpair`` FILE.pem...: send each key's public half, never the private key."""
+    from pathlib import Path
+
+    from powerwall_bus.shared.errors import TedapiKeyError
+    from powerwall_bus.shared.tedapi.keys import load_public_key, public_pem
+
+    if not args.specs:
+        sys.stderr.write(f"pwbus simctl: {args.action} needs at least one PEM file\n")
+        return 2
+    status = 0
+    for name in args.specs:
+        try:
+            pem = public_pem(load_public_key(Path(name)))
+        except TedapiKeyError as exc:
+            sys.stderr.write(f"pwbus simctl: {exc}\n")
+            return 2
+        payload: dict[str, Any] = {"public_key": pem}
+        if args.action == "pair":
+            payload["verified"] = not args.pending
+        status = _simctl_call(args.url, f"/_sim/{args.action}", payload) or status
+    return status
+
+
+def _simctl_call(url: str, path: str, payload: dict[str, Any] | None) -> int:
+    """GET (no payload) or POST one control endpoint; print its JSON answer."""
     data = None if payload is None else json.dumps(payload).encode()
     request = urllib.request.Request(
-        args.url.rstrip("/") + path,
+        url.rstrip("/") + path,
         data=data,
         method="GET" if data is None else "POST",
         headers={"Content-Type": "application/json"},
@@ -208,7 +271,7 @@ def run_simctl(args: SimctlRequest) -> int:
         sys.stderr.write(f"pwbus simctl: {exc.code}: {exc.read().decode()[:300]}\n")
         return 1
     except OSError as exc:
-        sys.stderr.write(f"pwbus simctl: cannot reach {args.url}: {exc}\n")
+        sys.stderr.write(f"pwbus simctl: cannot reach {url}: {exc}\n")
         return 1
     sys.stdout.write(body + "\n")
     return 0
@@ -225,8 +288,10 @@ SIMULATE = Command(
 
 SIMCTL = Command(
     name="simctl",
-    help="steer a running simulator (faults, counts)",
+    help="steer a running simulator (faults, counts, paired keys)",
     add_arguments=add_simctl_arguments,
-    load=lambda sources, args: SimctlRequest(args.url, args.action, tuple(args.specs)),
+    load=lambda sources, args: SimctlRequest(
+        args.url, args.action, tuple(args.specs), args.pending
+    ),
     run=run_simctl,
 )

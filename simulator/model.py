@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from powerwall_bus.shared.max_backup import BackupEvent
 from powerwall_bus.simulator.environment import TICK_STEPS, Environment
 from powerwall_bus.simulator.site import SiteIdentity, SiteOptions, seeded_rng
 from powerwall_bus.simulator.snapshot import (
@@ -159,6 +160,8 @@ class SiteModel:
         self._grid_status = GRID_CONNECTED
         self._transition_until = 0
         self._controller_running = True
+        self._manual_backup: BackupEvent | None = None  # Max Backup, set by signed TEDAPI
+        self._holding = False  # Max Backup covers the current step: no discharge
         self._shedding = False
         self._fault_times_ms: tuple[int, ...] = ()
         self._step = 0
@@ -210,6 +213,25 @@ class SiteModel:
             self._evaluate()
             self._cached = None
 
+    def set_manual_backup(self, event: BackupEvent | None) -> None:
+        """Set or clear the manual backup event ("Max Backup"), in simulated time.
+
+        While a step lies inside ``[start, end)`` the Powerwalls hold their charge on grid:
+        they do not discharge (solar surplus may still charge them). Steps already simulated
+        keep what happened in them.
+        """
+        with self._lock:
+            self._catch_up()
+            self._manual_backup = event
+            self._holding = self._backup_covers(self._step)
+            self._evaluate()
+            self._cached = None
+
+    @property
+    def manual_backup(self) -> BackupEvent | None:
+        """The manual backup event set, if any (also once it has ended)."""
+        return self._manual_backup
+
     @property
     def grid_connected(self) -> bool:
         """True unless the grid is down (also True while re-synchronising after an outage)."""
@@ -224,6 +246,12 @@ class SiteModel:
 
     def _epoch_of(self, step: int) -> float:
         return self._start_epoch + step * STEP_SECONDS
+
+    def _backup_covers(self, step: int) -> bool:
+        event = self._manual_backup
+        if event is None:
+            return False
+        return event.start.timestamp() <= self._epoch_of(step) < event.end.timestamp()
 
     def _catch_up(self) -> None:
         elapsed = (self._clock() - self._wall_start) * self.options.speed
@@ -309,6 +337,7 @@ class SiteModel:
             # 3. what the gateway does about it
             if self._grid_status == GRID_TRANSITION and step >= self._transition_until:
                 self._grid_status = GRID_CONNECTED
+            self._holding = self._backup_covers(step)
             self._evaluate()
         self._step += steps
 
@@ -350,6 +379,8 @@ class SiteModel:
             wanted = 0.0
         elif self._fraction() < self._reserve_fraction - 0.005:
             wanted = min(wanted, -RESERVE_RECOVERY_W * len(self._full))
+        if self._holding:
+            wanted = min(wanted, 0.0)  # Max Backup: the grid serves the house
         battery = self._dispatch(wanted, self._block_limits(self._reserve_fraction))
         self._shedding = False
         self._solar_limit_w = None

@@ -7,7 +7,11 @@ reaches it so tests can prove exactly how often a client called the gateway.
 
 Control endpoints live under ``/_sim/`` (never a real gateway path) and are not counted:
 ``GET /_sim/counts``, ``POST /_sim/reset``, ``GET|POST /_sim/faults``,
-``POST /_sim/sessions/expire``, ``GET /_sim/snapshot``.
+``POST /_sim/sessions/expire``, ``GET /_sim/snapshot``, ``GET|POST /_sim/pair`` and
+``POST /_sim/unpair`` (the keys accepted for signed TEDAPI).
+
+``POST /tedapi/v1r`` (signed TEDAPI: Max Backup) needs no login: the RSA signature is the
+credential (:mod:`simulator.tedapi`).
 """
 
 from __future__ import annotations
@@ -22,18 +26,20 @@ import random
 import secrets
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from powerwall_bus.shared.errors import ConfigError
+from powerwall_bus.shared.errors import ConfigError, TedapiKeyError
 from powerwall_bus.shared.loop_thread import LoopThread
+from powerwall_bus.shared.max_backup import BackupEvent
 from powerwall_bus.simulator.endpoints import Reply, SimulatedGateway
 from powerwall_bus.simulator.faults import FaultSet
 from powerwall_bus.simulator.replay import FixtureReplay
+from powerwall_bus.simulator.tedapi import SignedCommands
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -90,8 +96,11 @@ class GatewayServer:
         session_ttl: float = 86400.0,
         replay: FixtureReplay | None = None,
         clock: Callable[[], float] = time.monotonic,
+        paired_keys: Sequence[bytes] = (),
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.gateway = gateway
+        self.signed = SignedCommands(gateway, paired_keys, wall_clock)
         self.replay = replay
         self._password = password
         self._session_ttl = session_ttl
@@ -143,6 +152,10 @@ class GatewayServer:
         app.router.add_post("/_sim/faults", self._control_faults)
         app.router.add_post("/_sim/sessions/expire", self._control_expire)
         app.router.add_get("/_sim/snapshot", self._control_snapshot)
+        app.router.add_get("/_sim/pair", self._control_pair)
+        app.router.add_post("/_sim/pair", self._control_pair)
+        app.router.add_post("/_sim/unpair", self._control_pair)
+        app.router.add_post("/tedapi/v1r", self._tedapi)
         app.router.add_post("/api/login/Basic", self._login)
         app.router.add_get("/api/logout", self._logout)
         app.router.add_route("*", "/{tail:.*}", self._serve)
@@ -343,8 +356,48 @@ class GatewayServer:
                 "din": self.gateway.din,
                 "grid_connected": self.gateway.grid_connected,
                 "sitemaster_running": self.gateway.sitemaster_running,
+                "manual_backup": _event_json(self.gateway.manual_backup),
             }
         )
+
+    async def _control_pair(self, request: web.Request) -> web.Response:
+        """``POST /_sim/pair {"public_key": PEM, "verified": true}``, ``POST /_sim/unpair
+        {"public_key": PEM}``; both answer (as ``GET /_sim/pair`` does) the paired keys'
+        fingerprints."""
+        from powerwall_bus.shared.tedapi.keys import public_der, public_key_from_pem
+
+        if request.method == "POST":
+            try:
+                payload = await request.json()
+                der = public_der(public_key_from_pem(str(payload["public_key"])))
+                verified = payload.get("verified", True)
+                if not isinstance(verified, bool):
+                    raise TypeError
+            except (ValueError, TypeError, KeyError):
+                return web.json_response(
+                    {"error": 'expected {"public_key": PEM, "verified": true|false}'}, status=400
+                )
+            except TedapiKeyError as exc:
+                return web.json_response({"error": str(exc)}, status=400)
+            if request.path.endswith("/unpair"):
+                self.signed.unpair(der)
+            else:
+                self.signed.pair(der, verified=verified)
+        return web.json_response({"paired": [key.as_dict() for key in self.signed.paired()]})
+
+    async def _tedapi(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        return web.Response(
+            body=self.signed.handle(body),
+            content_type="application/octet-stream",
+            headers=_COMMON_HEADERS,
+        )
+
+
+def _event_json(event: BackupEvent | None) -> dict[str, str] | None:
+    if event is None:
+        return None
+    return {"start": event.start.isoformat(), "end": event.end.isoformat()}
 
 
 async def _login_fields(request: web.Request) -> dict[str, str] | None:

@@ -340,6 +340,11 @@ class SimulatorSettings:
         None, env=("PWBUS_SIM_CERT",), help="PEM certificate (default: made)"
     )
     key_file: Path | None = setting(None, env=("PWBUS_SIM_KEY",), help="PEM key for cert_file")
+    paired_keys: tuple[str, ...] = setting(
+        (),
+        env=("PWBUS_SIM_PAIRED_KEYS",),
+        help="PEM files of the RSA keys accepted for signed TEDAPI (v1r) commands",
+    )
 
 
 @dataclass(frozen=True)

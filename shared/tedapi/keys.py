@@ -32,6 +32,7 @@ __all__ = [
     "public_b64",
     "public_der",
     "public_key_from_der",
+    "public_key_from_pem",
     "public_pem",
     "write_private_key",
 ]
@@ -145,3 +146,14 @@ def public_key_from_der(der: bytes) -> rsa.RSAPublicKey:
 def fingerprint(der: bytes) -> str:
     """SHA-256 of the DER public key in hex: safe to log, names a key unambiguously."""
     return hashlib.sha256(der).hexdigest()
+
+
+def public_key_from_pem(text: str) -> rsa.RSAPublicKey:
+    """Parse a PEM public key (PKCS#1 or SPKI), as ``pwbus simctl pair`` sends it."""
+    try:
+        key = serialization.load_pem_public_key(text.encode("ascii"))
+    except (ValueError, UnicodeEncodeError, UnsupportedAlgorithm):
+        raise TedapiKeyError("not a PEM RSA public key") from None
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise TedapiKeyError("not a PEM RSA public key")
+    return key

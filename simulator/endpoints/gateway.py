@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from powerwall_bus.shared.gateway.vitals import VitalsDevice
+from powerwall_bus.shared.max_backup import BackupEvent
 from powerwall_bus.simulator.endpoints import vitals
 from powerwall_bus.simulator.endpoints.base import (
     NOT_FOUND,
@@ -98,6 +99,15 @@ class SimulatedGateway:
         with self._switch_lock:
             self._model.set_site_controller_running(running)
             self._switches = Switches(self._switches.firmware, running)
+
+    def set_manual_backup(self, event: BackupEvent | None) -> None:
+        """Set or clear Max Backup (signed TEDAPI): the Powerwalls hold their charge in it."""
+        self._model.set_manual_backup(event)
+
+    @property
+    def manual_backup(self) -> BackupEvent | None:
+        """The manual backup event set, if any (also once it has ended)."""
+        return self._model.manual_backup
 
     @property
     def firmware(self) -> str:
