@@ -33,6 +33,7 @@ from powerwall_bus.shared.settings.loader import Sources, load, read_config_file
 from powerwall_bus.shared.settings.sections import (
     SECTIONS,
     AmqpSettings,
+    DispatchSettings,
     DisplaySettings,
     GatewaySettings,
     LogSettings,
@@ -47,6 +48,7 @@ from powerwall_bus.shared.settings.sections import (
 __all__ = [
     "SECTIONS",
     "AmqpSettings",
+    "DispatchSettings",
     "DisplaySettings",
     "GatewaySettings",
     "LogSettings",

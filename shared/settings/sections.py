@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import time, timedelta
 from pathlib import Path
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from powerwall_bus.shared.contract import DEFAULT_SLOW_ENDPOINTS
 from powerwall_bus.shared.errors import ConfigError
@@ -662,6 +664,149 @@ class DisplaySettings:
     )
 
 
+#: The Octopus ``SmartFlexChargingType`` values a dispatch can have.
+CHARGING_TYPES = ("SMART", "BOOST", "TEST")
+
+
+def _charging_types(values: tuple[str, ...]) -> str | None:
+    if not values:
+        return "must list at least one of SMART, BOOST, TEST"
+    for n, value in enumerate(values, 1):
+        if value.upper() not in CHARGING_TYPES:
+            return f"entry {n} must be SMART, BOOST or TEST"
+    return None
+
+
+def _hh_mm(value: str) -> str | None:
+    text = value.strip()
+    if len(text) != 5 or text[2] != ":" or not (text[:2] + text[3:]).isdigit():
+        return "must be a time of day as HH:MM (24 h, e.g. 23:30)"
+    return None if int(text[:2]) < 24 and int(text[3:]) < 60 else "must be between 00:00 and 23:59"
+
+
+def _time_zone(value: str) -> str | None:
+    try:
+        ZoneInfo(value)
+    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        return "must be an IANA time zone name, e.g. Europe/London"
+    return None
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    """``pwbus dispatch``: which Octopus dispatches hold the battery (Max Backup), and how
+    calmly the hold follows a plan that changes. The rules are in
+    :mod:`powerwall_bus.consumers.dispatch.decide`."""
+
+    types: tuple[str, ...] = setting(
+        ("SMART",),
+        env=("PWBUS_DISPATCH_TYPES",),
+        help="dispatch types that hold the battery, comma separated: SMART, BOOST, TEST "
+        "(BOOST is billed at the peak rate; the legacy smart-charge and null count as SMART, "
+        "bump-charge as BOOST)",
+        check=_charging_types,
+    )
+    skip_offpeak: bool = setting(
+        True,
+        env=("PWBUS_DISPATCH_SKIP_OFFPEAK",),
+        help="yes: never hold inside the regular off-peak window (the whole house is cheap "
+        "then anyway; a dispatch running past its end still counts for the part outside); "
+        "no: hold through it too",
+    )
+    offpeak_start: str = setting(
+        "23:30",
+        env=("PWBUS_DISPATCH_OFFPEAK_START",),
+        help="local start of the regular off-peak window, HH:MM (24 h)",
+        check=_hh_mm,
+    )
+    offpeak_end: str = setting(
+        "05:30",
+        env=("PWBUS_DISPATCH_OFFPEAK_END",),
+        help="local end of the regular off-peak window, HH:MM (24 h; before the start: the "
+        "next day; equal to the start: no window)",
+        check=_hh_mm,
+    )
+    offpeak_timezone: str = setting(
+        "Europe/London",
+        env=("PWBUS_DISPATCH_OFFPEAK_TIMEZONE",),
+        help="the time zone of the off-peak window, an IANA name (everything else is UTC)",
+        check=_time_zone,
+    )
+    align_start: bool = setting(
+        True,
+        env=("PWBUS_DISPATCH_ALIGN_START",),
+        help="yes: a hold starts with the half hour its dispatch starts in (Octopus bills that "
+        "whole half hour off-peak); no: at the dispatch's own start (ends are always rounded "
+        "up to the half hour)",
+    )
+    min_dispatch_minutes: float = setting(
+        5.0,
+        env=("PWBUS_DISPATCH_MIN_MINUTES",),
+        help="ignore a dispatch (after merging touching ones) shorter than this, minutes",
+        check=between(0.0, 240.0, "minutes"),
+    )
+    hysteresis_minutes: float = setting(
+        5.0,
+        env=("PWBUS_DISPATCH_HYSTERESIS_MINUTES",),
+        help="a hold whose end is within this of the wanted end is left alone, and a hold is "
+        "shortened or ended only once the plan has said so for this long, minutes",
+        check=between(0.0, 120.0, "minutes"),
+    )
+    bridge_minutes: float = setting(
+        10.0,
+        env=("PWBUS_DISPATCH_BRIDGE_MINUTES",),
+        help="keep a hold through an empty plan (Octopus re-planning) for this long, minutes",
+        check=between(0.0, 240.0, "minutes"),
+    )
+    foreign_hold: str = setting(
+        "keep",
+        env=("PWBUS_DISPATCH_FOREIGN_HOLD",),
+        help="a Max Backup this dispatcher did not make (set in the Tesla app): keep (never "
+        "shortened or ended; extended when a dispatch needs longer) or replace (treated as "
+        "ours, as Tesla-API's script does)",
+        check=one_of("keep", "replace"),
+    )
+    dry_run: bool = setting(
+        False,
+        env=("PWBUS_DISPATCH_DRY_RUN",),
+        help="decide and print what would be sent, send nothing",
+    )
+
+    def __post_init__(self) -> None:
+        # Checked here too: the decisions are built from these even without the loader.
+        problems = {
+            "types": _charging_types(self.types),
+            "offpeak_start": _hh_mm(self.offpeak_start),
+            "offpeak_end": _hh_mm(self.offpeak_end),
+            "offpeak_timezone": _time_zone(self.offpeak_timezone),
+        }
+        for name, problem in problems.items():
+            if problem:
+                raise ConfigError(f"dispatch.{name}", problem)
+        object.__setattr__(self, "types", tuple(dict.fromkeys(t.upper() for t in self.types)))
+
+    @property
+    def offpeak_window(self) -> tuple[time, time]:
+        """The regular off-peak window's local start and end."""
+        return time.fromisoformat(self.offpeak_start), time.fromisoformat(self.offpeak_end)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.offpeak_timezone)
+
+    @property
+    def min_dispatch(self) -> timedelta:
+        return timedelta(minutes=self.min_dispatch_minutes)
+
+    @property
+    def hysteresis(self) -> timedelta:
+        return timedelta(minutes=self.hysteresis_minutes)
+
+    @property
+    def bridge(self) -> timedelta:
+        return timedelta(minutes=self.bridge_minutes)
+
+
 SECTIONS: dict[str, type] = {
     "gateway": GatewaySettings,
     "amqp": AmqpSettings,
@@ -672,4 +817,5 @@ SECTIONS: dict[str, type] = {
     "proxy": ProxySettings,
     "writer": WriterSettings,
     "display": DisplaySettings,
+    "dispatch": DispatchSettings,
 }

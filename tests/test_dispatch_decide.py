@@ -1,0 +1,963 @@
+"""The dispatcher's pure decision core: table-driven cases, scenarios over time, properties.
+
+Every case is one call of :func:`decide` with a plan in the facts file's shapes (unaligned
+seconds, tiny slots, BOOST, the off-peak window, both DST nights, last-minute changes, an empty
+plan while Octopus re-plans) and the gateway's current event; the expected actions are written
+out as text. The scenarios drive a simulated gateway (cancel before a new event, as the real one
+needs) through a sequence of polls; the properties check the invariants over random plans.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from powerwall_bus.consumers.dispatch.decide import (
+    Action,
+    Cancel,
+    Decision,
+    Memory,
+    Schedule,
+    decide,
+)
+from powerwall_bus.consumers.dispatch.dryrun import decision_lines, duration_text
+from powerwall_bus.consumers.dispatch.holds import (
+    ceil_half_hour,
+    charging_type,
+    floor_half_hour,
+    offpeak_windows,
+    plan_holds,
+)
+from powerwall_bus.shared.errors import ConfigError, MalformedMessage
+from powerwall_bus.shared.max_backup import MIN_DURATION, BackupEvent
+from powerwall_bus.shared.octopus.plan import DispatchPlan, PlannedDispatch
+from powerwall_bus.shared.settings import DispatchSettings, Sources, load
+from tests.support.octopus_plans import EXPECTED_HOLDS, RESPONSES, plan_from_response
+
+DAY = "2026-03-10"  # a GMT day
+LONDON = ZoneInfo("Europe/London")
+
+
+def t(text: str) -> datetime:
+    """``10:15`` on :data:`DAY`, or a full ``2026-03-29 04:30[:05.5]``, as aware UTC."""
+    full = text if text[:4].isdigit() and text[4:5] == "-" else f"{DAY} {text}"
+    return datetime.fromisoformat(full).replace(tzinfo=UTC)
+
+
+def show(moment: datetime) -> str:
+    """The inverse of :func:`t`, for readable expectations."""
+    text = f"{moment:%Y-%m-%d %H:%M}" + (f":{moment:%S}" if moment.second else "")
+    return text[len(DAY) + 1 :] if text.startswith(DAY) else text
+
+
+def described(actions: Sequence[Action]) -> list[str]:
+    lines = []
+    for action in actions:
+        event = action.event
+        verb = "schedule" if isinstance(action, Schedule) else "cancel"
+        lines.append(f"{verb} {show(event.start)}-{show(event.end)}")
+    return lines
+
+
+def plan(*slots: tuple[str, ...]) -> DispatchPlan:
+    """A plan of ``(start, end)`` or ``(start, end, type)`` slots."""
+    dispatches = tuple(
+        PlannedDispatch(t(slot[0]), t(slot[1]), slot[2] if len(slot) > 2 else "SMART", 1.0)
+        for slot in slots
+    )
+    return DispatchPlan("device-1", t("00:00"), dispatches)
+
+
+def event(start: str, end: str) -> BackupEvent:
+    return BackupEvent(t(start), t(end))
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    now: str
+    slots: tuple[tuple[str, ...], ...]
+    expect: tuple[str, ...] = ()
+    current: tuple[str, str] | None = None
+    ours: bool = False  # the current event is the one we scheduled (in memory)
+    settings: dict[str, Any] = field(default_factory=dict)
+    release_since: str | None = None
+    keep_until: str | None = None
+    known: bool = True  # False: no plan from Octopus yet
+    summary: str = ""  # a fragment the summary must hold
+
+
+S = "SMART"
+CASES = [
+    # -- one SMART dispatch: now, ahead, past, its rounded tail
+    Case("single now", "10:15", (("10:00", "11:00"),), ("schedule 10:15-11:00",)),
+    Case("single ahead", "09:00", (("10:00", "11:00"),), summary="next is 10:00-11:00"),
+    Case("single past", "12:00", (("10:00", "11:00"),), summary="no dispatch needs a hold"),
+    Case("rounded tail", "11:10", (("10:00", "11:05"),), ("schedule 11:10-11:30",)),
+    Case(
+        "fraction of a second", "10:15:30.25", (("10:00", "11:00"),), ("schedule 10:15:31-11:00",)
+    ),
+    Case("exactly 60 s left", "10:59", (("10:00", "11:00"),), ("schedule 10:59-11:00",)),
+    Case("under 60 s left", "10:59:30", (("10:00", "11:00"),), summary="under 60 s"),
+    # -- merging
+    Case("adjacent", "10:15", (("10:00", "10:30"), ("10:30", "11:00")), ("schedule 10:15-11:00",)),
+    Case(
+        "overlapping", "10:15", (("10:10", "10:30"), ("10:25", "11:00")), ("schedule 10:15-11:00",)
+    ),
+    Case(
+        "gap inside a half hour",
+        "10:15",
+        (("10:05", "10:10"), ("10:20", "11:00")),
+        ("schedule 10:15-11:00",),
+    ),
+    Case(
+        "gap of a half hour",
+        "10:15",
+        (("10:00", "10:20"), ("11:10", "11:20")),
+        ("schedule 10:15-10:30",),
+    ),
+    # -- unaligned seconds: the half hour a dispatch starts in is billed off-peak
+    Case("unaligned start", "08:40", (("08:55:10", "09:20"),), ("schedule 08:40-09:30",)),
+    Case(
+        "unaligned, no start alignment",
+        "08:40",
+        (("08:55:10", "09:20"),),
+        settings={"align_start": False},
+        summary="next is 08:55:10-09:30",
+    ),
+    Case(
+        "unaligned, aligned end",
+        "09:00",
+        (("08:55:10", "09:20"),),
+        ("schedule 09:00-09:30",),
+        settings={"align_start": False},
+    ),
+    # -- the minimum dispatch length
+    Case("tiny slot", "14:01", (("14:00", "14:02"),)),
+    Case(
+        "tiny slot, no minimum",
+        "14:01",
+        (("14:00", "14:02"),),
+        ("schedule 14:01-14:30",),
+        settings={"min_dispatch_minutes": 0},
+    ),
+    Case(
+        "tiny slots touching",
+        "14:01",
+        (("14:00", "14:03"), ("14:03", "14:06")),
+        ("schedule 14:01-14:30",),
+    ),
+    Case("just under the minimum", "14:01", (("14:00", "14:04:59"),)),
+    # -- charging types
+    Case("BOOST ignored", "16:00", (("15:07:06", "19:43:40", "BOOST"),)),
+    Case(
+        "BOOST configured",
+        "16:00",
+        (("15:07:06", "19:43:40", "BOOST"),),
+        ("schedule 16:00-20:00",),
+        settings={"types": ("SMART", "BOOST")},
+    ),
+    Case("TEST ignored", "10:15", (("10:00", "11:00", "TEST"),)),
+    Case(
+        "TEST configured",
+        "10:15",
+        (("10:00", "11:00", "TEST"),),
+        ("schedule 10:15-11:00",),
+        settings={"types": ("test",)},
+    ),
+    Case(
+        "legacy smart-charge",
+        "10:15",
+        (("10:00", "11:00", "smart-charge"),),
+        ("schedule 10:15-11:00",),
+    ),
+    Case("legacy null source", "10:15", (("10:00", "11:00", "null"),), ("schedule 10:15-11:00",)),
+    Case("legacy bump-charge", "10:15", (("10:00", "11:00", "bump-charge"),)),
+    Case("unknown type", "10:15", (("10:00", "11:00", "TURBO"),)),
+    Case(
+        "BOOST does not extend SMART",
+        "10:15",
+        (("10:00", "10:30"), ("10:30", "12:00", "BOOST")),
+        ("schedule 10:15-10:30",),
+    ),
+    # -- the regular off-peak window (23:30-05:30 Europe/London)
+    Case("inside off-peak", "2026-03-10 00:30", (("2026-03-09 23:30", "2026-03-10 02:30"),)),
+    Case("crossing 05:30, before", "05:00", (("04:00", "06:10"),), summary="next is 05:30-06:30"),
+    Case("crossing 05:30, after", "05:31", (("04:00", "06:10"),), ("schedule 05:31-06:30",)),
+    Case("crossing 05:30 by 2 min", "05:30", (("04:00", "05:32"),), ("schedule 05:30-06:00",)),
+    Case("crossing 23:30", "23:00", (("22:50", "2026-03-11 00:30"),), ("schedule 23:00-23:30",)),
+    Case(
+        "off-peak not skipped",
+        "2026-03-10 00:30",
+        (("2026-03-09 23:30", "2026-03-10 02:30"),),
+        ("schedule 00:30-02:30",),
+        settings={"skip_offpeak": False},
+    ),
+    Case(
+        "own window",
+        "23:45",
+        (("23:30", "2026-03-11 02:30"),),
+        ("schedule 23:45-2026-03-11 00:30",),
+        settings={"offpeak_start": "00:30", "offpeak_end": "04:30"},
+    ),
+    Case(
+        "own window off the half hour",
+        "23:20",
+        (("23:00", "23:50"),),
+        ("schedule 23:20-23:45",),
+        settings={"offpeak_start": "23:45"},
+    ),
+    Case(
+        "empty window",
+        "2026-03-10 00:30",
+        (("2026-03-09 23:30", "2026-03-10 02:30"),),
+        ("schedule 00:30-02:30",),
+        settings={"offpeak_end": "23:30"},
+    ),
+    # -- both DST nights (2026-03-29 forward at 01:00 UTC, 2026-10-25 back at 01:00 UTC)
+    Case("spring, inside", "2026-03-29 02:00", (("2026-03-28 23:30", "2026-03-29 03:00"),)),
+    Case(
+        "spring, 05:10 BST is off-peak",
+        "2026-03-29 04:10",
+        (("2026-03-29 04:00", "2026-03-29 05:00"),),
+        summary="next is 04:30-05:00",
+    ),
+    Case(
+        "spring, 05:40 BST is not",
+        "2026-03-29 04:40",
+        (("2026-03-29 04:00", "2026-03-29 05:00"),),
+        ("schedule 2026-03-29 04:40-2026-03-29 05:00",),
+    ),
+    Case(
+        "spring, 23:00 GMT before the window",
+        "2026-03-28 23:10",
+        (("2026-03-28 23:00", "2026-03-29 05:00"),),
+        ("schedule 2026-03-28 23:10-2026-03-28 23:30",),
+    ),
+    Case("autumn, inside", "2026-10-25 01:30", (("2026-10-24 22:30", "2026-10-25 03:00"),)),
+    Case(
+        "autumn, 23:10 BST is not off-peak",
+        "2026-10-24 22:10",
+        (("2026-10-24 22:00", "2026-10-24 23:00"),),
+        ("schedule 2026-10-24 22:10-2026-10-24 22:30",),
+    ),
+    Case(
+        "autumn, 05:10 GMT is off-peak",
+        "2026-10-25 05:10",
+        (("2026-10-25 05:00", "2026-10-25 06:00"),),
+        summary="next is 05:30-06:00",
+    ),
+    Case(
+        "autumn, 05:35 GMT is not",
+        "2026-10-25 05:35",
+        (("2026-10-25 05:00", "2026-10-25 06:00"),),
+        ("schedule 2026-10-25 05:35-2026-10-25 06:00",),
+    ),
+    # -- the gateway already holds
+    Case(
+        "our hold matches",
+        "10:20",
+        (("10:00", "11:00"),),
+        current=("10:15", "11:00"),
+        ours=True,
+        summary="as wanted",
+    ),
+    Case(
+        "restart, gateway holding",
+        "10:20",
+        (("10:00", "11:00"),),
+        current=("10:15", "11:00"),
+        summary="covers the wanted hold",
+    ),
+    Case(
+        "restart, replace policy",
+        "10:20",
+        (("10:00", "11:00"),),
+        current=("10:15", "11:00"),
+        settings={"foreign_hold": "replace"},
+    ),
+    Case(
+        "our hold, end within hysteresis",
+        "10:20",
+        (("10:00", "11:00"),),
+        current=("10:15", "10:57"),
+        ours=True,
+    ),
+    Case(
+        "our hold, gateway clock 1 s late",
+        "10:15",
+        (("10:00", "11:00"),),
+        current=("10:15:01", "11:00"),
+        ours=True,
+    ),
+    Case(
+        "ended event still listed",
+        "10:20",
+        (("10:00", "11:00"),),
+        ("cancel 09:00-10:00", "schedule 10:20-11:00"),
+        current=("09:00", "10:00"),
+    ),
+    # -- last-minute changes
+    Case(
+        "end moved later",
+        "10:20",
+        (("10:00", "11:20"),),
+        ("cancel 10:15-11:00", "schedule 10:20-11:30"),
+        current=("10:15", "11:00"),
+        ours=True,
+    ),
+    Case(
+        "end moved earlier, first seen",
+        "10:20",
+        (("10:00", "10:50"),),
+        current=("10:15", "11:30"),
+        ours=True,
+        summary="for the 5 min hysteresis",
+    ),
+    Case(
+        "end moved earlier, settled",
+        "10:20",
+        (("10:00", "10:50"),),
+        ("cancel 10:15-11:30", "schedule 10:20-11:00"),
+        current=("10:15", "11:30"),
+        ours=True,
+        release_since="10:15",
+    ),
+    Case(
+        "dispatch removed, others left",
+        "10:20",
+        (("13:00", "14:00"),),
+        ("cancel 10:15-11:00",),
+        current=("10:15", "11:00"),
+        ours=True,
+        release_since="10:14",
+    ),
+    Case(
+        "dispatch removed, first seen",
+        "10:20",
+        (("13:00", "14:00"),),
+        current=("10:15", "11:00"),
+        ours=True,
+    ),
+    Case(
+        "no hysteresis",
+        "10:20",
+        (("10:00", "10:50"),),
+        ("cancel 10:15-11:30", "schedule 10:20-11:00"),
+        current=("10:15", "11:30"),
+        ours=True,
+        settings={"hysteresis_minutes": 0},
+    ),
+    # -- an empty plan while Octopus re-plans
+    Case(
+        "empty plan, bridged",
+        "10:20",
+        (),
+        current=("10:15", "11:00"),
+        ours=True,
+        summary="10 min bridge",
+    ),
+    Case(
+        "empty plan, still bridged",
+        "10:20",
+        (),
+        current=("10:15", "11:00"),
+        ours=True,
+        release_since="10:11",
+    ),
+    Case(
+        "empty plan, after the bridge",
+        "10:20",
+        (),
+        ("cancel 10:15-11:00",),
+        current=("10:15", "11:00"),
+        ours=True,
+        release_since="10:10",
+    ),
+    Case(
+        "empty plan, hold ends soon",
+        "10:20",
+        (),
+        current=("10:15", "10:24"),
+        ours=True,
+        release_since="09:00",
+        summary="left to run out",
+    ),
+    Case(
+        "no plan known",
+        "10:20",
+        (),
+        current=("10:15", "11:00"),
+        ours=True,
+        release_since="09:00",
+        known=False,
+    ),
+    # -- a Max Backup set by hand
+    Case("hand-set, longer", "10:20", (("10:00", "11:00"),), current=("09:00", "13:00")),
+    Case(
+        "hand-set, shorter: extended",
+        "10:20",
+        (("10:00", "11:00"),),
+        ("cancel 10:00-10:45", "schedule 10:20-11:00"),
+        current=("10:00", "10:45"),
+    ),
+    Case(
+        "hand-set, starting soon: covered too",
+        "10:20",
+        (("10:00", "11:00"),),
+        ("cancel 10:40-12:00", "schedule 10:20-12:00"),
+        current=("10:40", "12:00"),
+    ),
+    Case(
+        "hand-set, later: left",
+        "10:20",
+        (("10:00", "11:00"),),
+        current=("15:00", "16:00"),
+        summary="after the wanted hold",
+    ),
+    Case("hand-set, empty plan", "10:20", (), current=("10:00", "12:00"), release_since="09:00"),
+    Case(
+        "hand-set, replace policy",
+        "10:20",
+        (),
+        ("cancel 10:00-12:00",),
+        current=("10:00", "12:00"),
+        release_since="10:00",
+        settings={"foreign_hold": "replace"},
+    ),
+    Case(
+        "folded hand-set end kept",
+        "10:40",
+        (),
+        current=("10:20", "11:30"),
+        ours=True,
+        keep_until="11:30",
+        release_since="09:00",
+    ),
+    Case(
+        "folded hand-set end, plan shorter",
+        "10:40",
+        (),
+        ("cancel 10:20-12:00", "schedule 10:40-11:30"),
+        current=("10:20", "12:00"),
+        ours=True,
+        keep_until="11:30",
+        release_since="09:00",
+    ),
+]
+
+
+def _run(case: Case) -> Decision:
+    current = event(*case.current) if case.current else None
+    memory = Memory(
+        ours=current if case.ours else None,
+        release_since=t(case.release_since) if case.release_since else None,
+        keep_until=t(case.keep_until) if case.keep_until else None,
+    )
+    chosen = DispatchSettings(**case.settings)
+    return decide(t(case.now), plan(*case.slots) if case.known else None, current, chosen, memory)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_decide(case: Case) -> None:
+    decision = _run(case)
+    assert described(decision.actions) == list(case.expect), decision.summary
+    assert case.summary in decision.summary
+    for action in decision.actions:
+        assert action.reason, action
+    if not decision.actions:
+        assert decision.summary
+
+
+def test_case_names_are_unique() -> None:
+    assert len({c.name for c in CASES}) == len(CASES)
+
+
+def test_every_schedule_says_why() -> None:
+    decision = _run(CASES[0])
+    (action,) = decision.actions
+    assert isinstance(action, Schedule)
+    assert "SMART dispatch 10:00-11:00 UTC as whole half hours" in action.reason
+    assert action.duration_seconds == 45 * 60
+    merged = decide(
+        t("10:15"), plan(("10:10", "10:30"), ("10:25", "11:00")), None, DispatchSettings()
+    )
+    assert "SMART dispatches 10:10-10:30, 10:25-11:00 UTC" in merged.actions[0].reason
+    trimmed = decide(t("05:31"), plan(("04:00", "06:10")), None, DispatchSettings())
+    assert "off-peak window left out" in trimmed.actions[0].reason
+
+
+def test_memory_after_each_kind_of_step() -> None:
+    pending = _run(CASES[[c.name for c in CASES].index("end moved earlier, first seen")])
+    assert pending.memory.release_since == t("10:20")
+    assert pending.wake_at == t("10:25")
+    bridged = _run(CASES[[c.name for c in CASES].index("empty plan, bridged")])
+    assert bridged.memory.release_since == t("10:20") and bridged.wake_at == t("10:30")
+    folded = _run(CASES[[c.name for c in CASES].index("hand-set, shorter: extended")])
+    assert folded.memory.keep_until == t("10:45")
+    assert folded.memory.ours == event("10:20", "11:00")
+    ahead = _run(CASES[[c.name for c in CASES].index("single ahead")])
+    assert ahead.wake_at == t("10:00") and ahead.memory == Memory()
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+class Gateway:
+    """The gateway's manual backup event: one at a time, a cancel before a new one."""
+
+    def __init__(self, current: BackupEvent | None = None) -> None:
+        self.event = current
+        self.sent: list[str] = []
+
+    def apply(self, actions: Sequence[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Cancel):
+                assert self.event is not None and action.event == self.event, action
+                self.event = None
+            else:
+                assert self.event is None, f"{action} without a cancel first"
+                assert action.end - action.start >= MIN_DURATION
+                self.event = action.event
+        self.sent.extend(described(actions))
+
+
+def _poll_through(
+    steps: Sequence[tuple[str, DispatchPlan | None]],
+    chosen: DispatchSettings | None = None,
+    gateway: Gateway | None = None,
+) -> tuple[Gateway, list[list[str]]]:
+    gateway = gateway or Gateway()
+    memory = Memory()
+    per_step = []
+    for now, current_plan in steps:
+        if gateway.event is not None and gateway.event.end <= t(now):
+            gateway.event = None  # this one forgets an event once it has run out
+        decision = decide(t(now), current_plan, gateway.event, chosen or DispatchSettings(), memory)
+        gateway.apply(decision.actions)
+        memory = decision.memory
+        per_step.append(described(decision.actions))
+    return gateway, per_step
+
+
+def test_a_flickering_plan_does_not_toggle_the_battery() -> None:
+    full, gone, shorter = plan(("10:00", "11:00")), plan(), plan(("10:00", "10:20"))
+    steps = [
+        ("10:02", full),
+        ("10:05", gone),  # Octopus re-plans: empty for one poll
+        ("10:08", full),
+        ("10:11", shorter),  # shortened for one poll
+        ("10:14", full),
+        ("10:17", full),
+    ]
+    gateway, per_step = _poll_through(steps)
+    assert gateway.sent == ["schedule 10:02-11:00"]
+    assert gateway.event == event("10:02", "11:00")
+    assert per_step[1:] == [[]] * 5
+
+
+def test_a_shortened_dispatch_releases_after_the_hysteresis() -> None:
+    full, shorter = plan(("10:00", "11:30")), plan(("10:00", "10:25"))
+    steps = [("10:02", full), ("10:05", shorter), ("10:08", shorter), ("10:11", shorter)]
+    gateway, per_step = _poll_through(steps)
+    assert per_step == [
+        ["schedule 10:02-11:30"],
+        [],
+        [],
+        ["cancel 10:02-11:30", "schedule 10:11-10:30"],
+    ]
+    assert gateway.event == event("10:11", "10:30")
+
+
+def test_an_empty_plan_bridged_then_released() -> None:
+    full, empty = plan(("10:00", "12:00")), plan()
+    steps = [("10:00", full)] + [(f"10:{m:02d}", empty) for m in (3, 6, 9, 12, 13)]
+    gateway, per_step = _poll_through(steps)
+    assert per_step == [["schedule 10:00-12:00"], [], [], [], [], ["cancel 10:00-12:00"]]
+    assert gateway.event is None
+
+
+def test_an_empty_plan_that_comes_back_keeps_the_hold_and_restarts_the_bridge() -> None:
+    full, empty = plan(("10:00", "12:00")), plan()
+    steps = [("10:00", full), ("10:03", empty), ("10:09", full), ("10:12", empty), ("10:21", empty)]
+    gateway, per_step = _poll_through(steps)
+    assert per_step == [["schedule 10:00-12:00"], [], [], [], []]
+    assert gateway.event == event("10:00", "12:00")
+
+
+def test_a_day_of_polls_holds_each_dispatch_once() -> None:
+    day = plan(
+        ("2026-03-10 04:00", "2026-03-10 06:10"),  # crosses 05:30
+        ("2026-03-10 12:55:10", "2026-03-10 13:40"),
+        ("2026-03-10 13:40", "2026-03-10 14:00"),  # adjacent
+        ("2026-03-10 16:00", "2026-03-10 17:00", "BOOST"),
+        ("2026-03-10 23:30", "2026-03-11 02:00"),  # off-peak
+    )
+    start = t("2026-03-10 03:00")
+    steps = [(show(start + timedelta(minutes=3 * n)), day) for n in range(24 * 20)]
+    gateway, _ = _poll_through(steps)
+    assert gateway.sent == ["schedule 05:30-06:30", "schedule 12:30-14:00"]
+
+
+def test_a_restart_mid_hold_never_schedules_twice() -> None:
+    full = plan(("10:00", "11:00"))
+    gateway, _ = _poll_through([("10:05", full)])
+    for restarted_at in ("10:06", "10:30", "10:59"):
+        decision = decide(t(restarted_at), full, gateway.event, DispatchSettings())  # no memory
+        assert decision.actions == (), restarted_at
+    assert gateway.sent == ["schedule 10:05-11:00"]
+
+
+# --------------------------------------------------------------------------- properties
+
+BASES = [t("2026-01-14 00:00"), t("2026-03-28 20:00"), t("2026-07-15 00:00"), t("2026-10-24 20:00")]
+
+
+@st.composite
+def situations(
+    draw: st.DrawFn,
+) -> tuple[datetime, DispatchPlan, BackupEvent | None, DispatchSettings, Memory]:
+    base = draw(st.sampled_from(BASES))
+    now = base + timedelta(
+        seconds=draw(st.integers(0, 30 * 3600)), microseconds=draw(st.integers(0, 999_999))
+    )
+    dispatches = []
+    for _ in range(draw(st.integers(0, 5))):
+        start = now + timedelta(seconds=draw(st.integers(-8 * 3600, 8 * 3600)))
+        length = timedelta(seconds=draw(st.integers(1, 6 * 3600)))
+        kind = draw(st.sampled_from(["SMART", "SMART", "BOOST", "TEST", "smart-charge"]))
+        dispatches.append(PlannedDispatch(start, start + length, kind, None))
+    current = None
+    ours = False
+    if draw(st.booleans()):
+        start = now + timedelta(seconds=draw(st.integers(-4 * 3600, 2 * 3600)))
+        current = BackupEvent(
+            start.replace(microsecond=0),
+            start.replace(microsecond=0) + timedelta(seconds=draw(st.integers(60, 8 * 3600))),
+        )
+        ours = draw(st.booleans())
+    chosen = DispatchSettings(
+        types=tuple(draw(st.sets(st.sampled_from(["SMART", "BOOST", "TEST"]), min_size=1))),
+        skip_offpeak=draw(st.booleans()),
+        offpeak_start=draw(st.sampled_from(["23:30", "23:45", "00:00"])),
+        offpeak_end=draw(st.sampled_from(["05:30", "04:10", "07:00"])),
+        align_start=draw(st.booleans()),
+        min_dispatch_minutes=draw(st.sampled_from([0.0, 5.0, 30.0])),
+        hysteresis_minutes=draw(st.sampled_from([0.0, 5.0, 20.0])),
+        bridge_minutes=draw(st.sampled_from([0.0, 10.0])),
+        foreign_hold=draw(st.sampled_from(["keep", "replace"])),
+    )
+    since = draw(st.sampled_from([None, now - timedelta(minutes=3), now - timedelta(hours=1)]))
+    memory = Memory(ours=current if ours else None, release_since=since)
+    return now, DispatchPlan("d", now, tuple(dispatches)), current, chosen, memory
+
+
+def _in_offpeak(moment: datetime, chosen: DispatchSettings) -> bool:
+    """Independently of the code under test: is this moment's London time in the window?"""
+    first, last = chosen.offpeak_window
+    local = moment.astimezone(ZoneInfo(chosen.offpeak_timezone)).time()
+    if first == last:
+        return False
+    return first <= local or local < last if last < first else first <= local < last
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(situations())
+def test_invariants_over_random_plans(situation: tuple) -> None:
+    now, current_plan, current, chosen, memory = situation
+    decision = decide(now, current_plan, current, chosen, memory)
+    schedules = [a for a in decision.actions if isinstance(a, Schedule)]
+    cancels = [a for a in decision.actions if isinstance(a, Cancel)]
+    assert len(schedules) <= 1 and len(cancels) <= 1
+    for action in schedules:
+        assert action.end - action.start >= MIN_DURATION
+        assert action.start >= now
+        assert action.start.microsecond == 0 and action.end.microsecond == 0
+        if current is not None:  # the gateway needs a cancel before a new event
+            assert decision.actions[0] == Cancel(current, decision.actions[0].reason)
+        if chosen.skip_offpeak:
+            hand_set = current if current is not None and memory.ours != current else None
+            step = action.start
+            while step < action.end:
+                inside_hand_set = hand_set is not None and hand_set.start <= step < hand_set.end
+                assert inside_hand_set or not _in_offpeak(step, chosen), step
+                step += timedelta(minutes=1)
+    if current is None:
+        assert not cancels
+    # idempotent: the gateway as the actions leave it, asked again, needs nothing more
+    gateway = Gateway(current)
+    gateway.apply(decision.actions)
+    again = decide(now, current_plan, gateway.event, chosen, decision.memory)
+    assert again.actions == (), again.summary
+
+
+@settings(max_examples=200, deadline=None)
+@given(situations())
+def test_holds_are_half_hours_outside_off_peak(situation: tuple) -> None:
+    _, current_plan, _, chosen, _ = situation
+    holds = plan_holds(current_plan, chosen)
+    for earlier, later in itertools.pairwise(holds):
+        assert earlier.end < later.start  # merged: never touching
+    for hold in holds:
+        assert hold.end - hold.start >= MIN_DURATION
+        if chosen.offpeak_window[1].minute in (0, 30) and chosen.offpeak_window[0].minute in (
+            0,
+            30,
+        ):
+            assert hold.end == ceil_half_hour(hold.end)
+        assert all(charging_type(d.kind) in chosen.types for d in hold.dispatches)
+
+
+# --------------------------------------------------------------------------- conformance
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "octopus" / "graphql"
+SHARED_FILES = sorted(FIXTURES.glob("flex_planned_dispatches.*.response.json")) + sorted(
+    FIXTURES.glob("planned_dispatches.legacy.response.json")
+)
+SAMPLES: list[tuple[str, dict[str, Any]]] = list(RESPONSES.items()) + [
+    (path.stem, json.loads(path.read_text())) for path in SHARED_FILES
+]
+
+
+@pytest.mark.parametrize(("name", "body"), SAMPLES, ids=[name for name, _ in SAMPLES])
+def test_plan_samples_give_sane_decisions(name: str, body: dict[str, Any]) -> None:
+    sample = plan_from_response(body)
+    chosen = DispatchSettings()
+    holds = plan_holds(sample, chosen)
+    if name in EXPECTED_HOLDS:
+        assert [(h.start, h.end) for h in holds] == EXPECTED_HOLDS[name]
+    moments = {d.start for d in sample.dispatches} | {d.end for d in sample.dispatches}
+    moments |= {m + timedelta(minutes=7) for m in set(moments)} | {h.start for h in holds}
+    for now in sorted(moments):
+        decision = decide(now, sample, None, chosen)
+        covering = [h for h in holds if h.start <= now < h.end and h.end - now >= MIN_DURATION]
+        if covering:
+            (action,) = decision.actions
+            assert isinstance(action, Schedule)
+            assert action.end == covering[0].end and action.start >= now
+        else:
+            assert decision.actions == (), (name, now)
+        gateway = Gateway()
+        gateway.apply(decision.actions)
+        assert decide(now, sample, gateway.event, chosen, decision.memory).actions == ()
+
+
+def test_the_shared_fixtures_are_all_expected_when_present() -> None:
+    """Every fixture file that exists has its expected holds written down (or none exist)."""
+    assert all(path.stem in EXPECTED_HOLDS for path in SHARED_FILES)
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+@pytest.mark.parametrize(
+    ("moment", "floor", "ceil"),
+    [
+        ("08:55:10", "08:30", "09:00"),
+        ("09:00", "09:00", "09:00"),
+        ("09:00:00.5", "09:00", "09:30"),
+        ("2026-03-29 01:10", "2026-03-29 01:00", "2026-03-29 01:30"),
+    ],
+)
+def test_half_hours(moment: str, floor: str, ceil: str) -> None:
+    assert floor_half_hour(t(moment)) == t(floor)
+    assert ceil_half_hour(t(moment)) == t(ceil)
+
+
+@pytest.mark.parametrize(
+    ("night", "opens", "closes"),
+    [
+        ("2026-01-14 12:00", "2026-01-14 23:30", "2026-01-15 05:30"),  # GMT
+        ("2026-07-15 12:00", "2026-07-15 22:30", "2026-07-16 04:30"),  # BST
+        ("2026-03-28 12:00", "2026-03-28 23:30", "2026-03-29 04:30"),  # spring forward
+        ("2026-10-24 12:00", "2026-10-24 22:30", "2026-10-25 05:30"),  # autumn back
+    ],
+)
+def test_offpeak_window_in_utc(night: str, opens: str, closes: str) -> None:
+    start = t(night)
+    windows = offpeak_windows(start, start + timedelta(hours=20), DispatchSettings())
+    assert (t(opens), t(closes)) in windows
+    assert (
+        offpeak_windows(start, start + timedelta(hours=20), DispatchSettings(skip_offpeak=False))
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("SMART", "SMART"),
+        ("smart-charge", "SMART"),
+        ("null", "SMART"),
+        (None, "SMART"),
+        ("", "SMART"),
+        ("bump-charge", "BOOST"),
+        ("Boost", "BOOST"),
+        ("TEST", "TEST"),
+        ("weird", "WEIRD"),
+    ],
+)
+def test_charging_types(kind: str | None, expected: str) -> None:
+    assert charging_type(kind) == expected
+
+
+def test_a_hold_under_60_s_cannot_be_made() -> None:
+    with pytest.raises(ValueError, match="60 s"):
+        Schedule(t("10:00"), t("10:00:59"), "too short")
+    with pytest.raises(ValueError, match="whole seconds"):
+        Schedule(t("10:00:00.5"), t("10:30"), "fraction")
+    assert Schedule(t("10:00"), t("10:01"), "ok").duration_seconds == 60
+
+
+def test_naive_now_is_refused() -> None:
+    with pytest.raises(ValueError, match="aware"):
+        decide(datetime(2026, 3, 10, 10), plan(), None, DispatchSettings())
+
+
+def test_memory_round_trips_as_json() -> None:
+    memory = Memory(event("10:00", "11:00"), t("10:20"), t("10:45"))
+    assert Memory.from_payload(json.loads(json.dumps(memory.to_payload()))) == memory
+    assert Memory.from_payload(Memory().to_payload()) == Memory()
+    with pytest.raises(MalformedMessage):
+        Memory.from_payload({"ours": ["2026-03-10T10:00:00+00:00"]})
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _settings(env: dict[str, str]) -> DispatchSettings:
+    return load(DispatchSettings, "dispatch", Sources.gather(env=env))
+
+
+def test_settings_from_the_environment() -> None:
+    chosen = _settings(
+        {
+            "PWBUS_DISPATCH_TYPES": "smart, boost",
+            "PWBUS_DISPATCH_OFFPEAK_START": "00:30",
+            "PWBUS_DISPATCH_OFFPEAK_END": "04:30",
+            "PWBUS_DISPATCH_OFFPEAK_TIMEZONE": "Europe/Dublin",
+            "PWBUS_DISPATCH_HYSTERESIS_MINUTES": "7.5",
+            "PWBUS_DISPATCH_FOREIGN_HOLD": "replace",
+            "PWBUS_DISPATCH_DRY_RUN": "yes",
+        }
+    )
+    assert chosen.types == ("SMART", "BOOST")
+    assert (chosen.offpeak_start, chosen.offpeak_end, chosen.offpeak_timezone) == (
+        "00:30",
+        "04:30",
+        "Europe/Dublin",
+    )
+    assert chosen.hysteresis == timedelta(minutes=7.5)
+    assert chosen.foreign_hold == "replace" and chosen.dry_run
+    assert _settings({}) == DispatchSettings()
+
+
+@pytest.mark.parametrize(
+    ("env", "key", "fragment"),
+    [
+        (
+            {"PWBUS_DISPATCH_TYPES": "SMART,CHEAP"},
+            "dispatch.types",
+            "entry 2 must be SMART, BOOST or TEST",
+        ),
+        ({"PWBUS_DISPATCH_OFFPEAK_START": "7:30"}, "dispatch.offpeak_start", "HH:MM"),
+        (
+            {"PWBUS_DISPATCH_OFFPEAK_END": "24:00"},
+            "dispatch.offpeak_end",
+            "between 00:00 and 23:59",
+        ),
+        ({"PWBUS_DISPATCH_OFFPEAK_TIMEZONE": "Mars/Olympus"}, "dispatch.offpeak_timezone", "IANA"),
+        (
+            {"PWBUS_DISPATCH_OFFPEAK_TIMEZONE": "../../etc/passwd"},
+            "dispatch.offpeak_timezone",
+            "IANA",
+        ),
+        (
+            {"PWBUS_DISPATCH_MIN_MINUTES": "300"},
+            "dispatch.min_dispatch_minutes",
+            "between 0 and 240",
+        ),
+        ({"PWBUS_DISPATCH_FOREIGN_HOLD": "cancel"}, "dispatch.foreign_hold", "keep, replace"),
+    ],
+)
+def test_bad_settings_name_the_key_and_not_the_value(
+    env: dict[str, str], key: str, fragment: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _settings(env)
+    assert caught.value.key == key and fragment in str(caught.value)
+    assert next(iter(env.values())) not in str(caught.value)
+
+
+def test_settings_made_in_code_are_checked_too() -> None:
+    with pytest.raises(ConfigError, match=r"dispatch\.types"):
+        DispatchSettings(types=())
+    with pytest.raises(ConfigError, match=r"dispatch\.offpeak_start"):
+        DispatchSettings(offpeak_start="noon")
+    assert DispatchSettings(types=("boost", "BOOST", "smart")).types == ("BOOST", "SMART")
+    assert dataclasses.replace(DispatchSettings(), align_start=False).align_start is False
+
+
+# --------------------------------------------------------------------------- dry run
+
+
+def test_dry_run_lines_show_utc_local_time_and_reasons() -> None:
+    decision = decide(
+        t("2026-03-29 04:40"),
+        plan(("2026-03-29 04:00", "2026-03-29 05:00")),
+        event("2026-03-29 04:00", "2026-03-29 04:30"),
+        DispatchSettings(),
+    )
+    lines = decision_lines(decision)
+    assert lines[0].startswith("would cancel Max Backup 2026-03-29 04:00:00 UTC (05:00 BST)")
+    assert lines[1].startswith(
+        "would schedule Max Backup from 2026-03-29 04:40:00 UTC (05:40 BST) "
+        "to 2026-03-29 05:00:00 UTC (06:00 BST), 20 min (duration_seconds=1200): hold until 05:00"
+    )
+    assert "SMART dispatch 04:00-05:00 UTC" in lines[1]
+    assert lines[2] == (
+        "planned hold 2026-03-29 04:30:00 UTC (05:30 BST) "
+        "to 2026-03-29 05:00:00 UTC (06:00 BST), 30 min"
+    )
+    assert len(lines) == 3
+
+
+def test_dry_run_lines_when_nothing_is_sent() -> None:
+    decision = decide(t("09:00"), plan(("10:00", "11:00")), None, DispatchSettings())
+    assert decision_lines(decision, "Europe/London") == [
+        "nothing to send: no hold now; the next is 10:00-11:00 UTC",
+        "planned hold 2026-03-10 10:00:00 UTC (10:00 GMT) "
+        "to 2026-03-10 11:00:00 UTC (11:00 GMT), 1 h 00 min",
+        "decide again by 2026-03-10 10:00:00 UTC (10:00 GMT)",
+    ]
+    empty = decide(t("09:00"), plan(), None, DispatchSettings())
+    assert decision_lines(empty) == [
+        "nothing to send: the plan is empty: no hold",
+        "the plan asks for no hold",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (60, "1 min"),
+        (59, "59 s"),
+        (1510, "25 min 10 s"),
+        (1800, "30 min"),
+        (3900, "1 h 05 min"),
+        (3601, "1 h 00 min 01 s"),
+    ],
+)
+def test_duration_text(seconds: int, text: str) -> None:
+    assert duration_text(timedelta(seconds=seconds)) == text
