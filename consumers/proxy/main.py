@@ -6,17 +6,26 @@ import asyncio
 import logging
 import signal
 import ssl
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 from powerwall_bus.consumers.proxy.app import create_app
 from powerwall_bus.consumers.proxy.command import ProxyConfig
+from powerwall_bus.consumers.proxy.guard import (
+    RESERVED_DESCRIPTORS,
+    GuardedSite,
+    MalformedRequestLog,
+    raise_open_files_limit,
+)
 from powerwall_bus.consumers.proxy.keys import STATE
 from powerwall_bus.consumers.proxy.state import ProxyState
 from powerwall_bus.shared.certs import server_context
 from powerwall_bus.shared.errors import ConfigError
 from powerwall_bus.shared.settings import ProxySettings
 from powerwall_bus.shared.threads import ThreadFailures, fatal_errors_to
+from powerwall_bus.shared.throttle import Throttle
 
 __all__ = ["ProxyConfig", "ProxyServer", "run_proxy", "tls_context"]
 
@@ -54,6 +63,7 @@ class ProxyServer:
         self.app = create_app(config.proxy, config.amqp, follow=config.follow)
         self.port: int | None = None
         self._runner: web.AppRunner | None = None
+        self.site: GuardedSite | None = None
 
     @property
     def state(self) -> ProxyState:
@@ -69,17 +79,26 @@ class ProxyServer:
             access_log=None,
             handle_signals=False,
             shutdown_timeout=2.0,
+            keepalive_timeout=settings.keepalive_timeout,
             max_line_size=_MAX_LINE,
             max_field_size=_MAX_FIELD,
             max_headers=_MAX_HEADERS,
         )
         await self._runner.setup()  # starts the cleanup_ctx entries: the bus subscription
-        site = web.TCPSite(
+        MalformedRequestLog.install()
+        open_files = raise_open_files_limit()
+        max_connections = max(8, min(settings.max_connections, open_files - RESERVED_DESCRIPTORS))
+        if max_connections < settings.max_connections:
+            _LOGGER.info(
+                "serving at most %d connections (open-files limit %d)", max_connections, open_files
+            )
+        site = self.site = GuardedSite(
             self._runner,
             settings.bind_address or None,
             settings.port,
+            header_timeout=settings.header_timeout,
+            max_connections=max_connections,
             ssl_context=context,
-            reuse_address=True,
         )
         try:
             await site.start()
@@ -108,6 +127,27 @@ class ProxyServer:
             self._runner = None
 
 
+def _quiet_exception_handler(
+    throttle: Throttle,
+) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+    """asyncio's handler for errors no task owns, with its repeats held back.
+
+    Out of file descriptors, asyncio reports every failed ``accept()`` (thousands a second);
+    one line a minute with a count says the same.
+    """
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = str(context.get("message", "unexpected error in the event loop"))
+        exception = context.get("exception")
+        swallowed = throttle.allow(message)
+        if swallowed is None:
+            return
+        detail = f": {exception}" if exception is not None else ""
+        _LOGGER.error("%s%s%s", message, detail, Throttle.suffix(swallowed))
+
+    return handle
+
+
 def run_proxy(config: ProxyConfig) -> int:
     """Serve until SIGTERM/SIGINT, or until the bus thread fails (then exit 2 or 1)."""
     failures = ThreadFailures()
@@ -116,6 +156,7 @@ def run_proxy(config: ProxyConfig) -> int:
         server = ProxyServer(config)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(_quiet_exception_handler(Throttle(60.0)))
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         failures.wake_with(lambda: loop.call_soon_threadsafe(stop.set))

@@ -522,6 +522,27 @@ class ProxySettings:
         help="/health answers 503 when the meters data is older than this, s",
     )
 
+    header_timeout: float = setting(
+        5.0,
+        env=("PWBUS_PROXY_HEADER_TIMEOUT",),
+        check=between(1.0, 300.0, "seconds"),
+        help="close a connection whose request headers are not complete within this many "
+        "seconds",
+    )
+    keepalive_timeout: float = setting(
+        30.0,
+        env=("PWBUS_PROXY_KEEPALIVE_TIMEOUT",),
+        check=between(1.0, 3600.0, "seconds"),
+        help="close an idle keep-alive connection after this many seconds",
+    )
+    max_connections: int = setting(
+        1000,
+        env=("PWBUS_PROXY_MAX_CONNECTIONS",),
+        check=between(8, 1_000_000, "connections"),
+        help="open connections at most (also held below the open-files limit); beyond it "
+        "a connection still sending its headers makes room, else the newcomer gets 503",
+    )
+
     max_message_bytes: int = setting(
         1_000_000,
         env=("PWBUS_PROXY_MAX_MESSAGE_BYTES",),
