@@ -294,6 +294,32 @@ def test_pending_key_gets_the_not_verified_answer() -> None:
         parse_response(responder.not_verified_reply(b"u"))
 
 
+def test_a_relay_inspects_without_knowing_the_paired_keys() -> None:
+    key = signing_key("stranger")  # not paired anywhere: a relay cannot know
+    event = HOUR
+    body = build_request(Kind.SCHEDULE, EXAMPLE_DIN, key, NOW, event=event)
+    inspected = responder.inspect_request(body, EXAMPLE_DIN, NOW)
+    assert (inspected.kind, inspected.event, inspected.signer) == (
+        Kind.SCHEDULE,
+        event,
+        keys.public_der(key),
+    )
+    with pytest.raises(TedapiFault) as caught:
+        responder.inspect_request(body, EXAMPLE_DIN, NOW + 13)
+    assert caught.value.fault == responder.FAULT_TIME_EXPIRED
+    with pytest.raises(TedapiFault) as caught:
+        responder.inspect_request(body, "1232100-00-E--TG000000000000", NOW)
+    assert caught.value.fault == responder.FAULT_WRONG_PERSONALIZATION
+    unsigned = schema.RoutableMessage()
+    unsigned.ParseFromString(body)
+    unsigned.ClearField("signature_data")
+    with pytest.raises(TedapiFault) as caught:
+        responder.inspect_request(unsigned.SerializeToString(), EXAMPLE_DIN, NOW)
+    assert caught.value.fault == responder.FAULT_DECODING
+    with pytest.raises(TedapiFault):
+        responder.inspect_request(b"\xff", EXAMPLE_DIN, NOW)
+
+
 # --------------------------------------------------------------------------- replies
 
 

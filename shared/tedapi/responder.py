@@ -50,6 +50,7 @@ __all__ = [
     "backup_events_reply",
     "error_reply",
     "fault_reply",
+    "inspect_request",
     "not_verified_reply",
     "verify_request",
 ]
@@ -150,6 +151,23 @@ def verify_request(
         raise _fault(FAULT_TIME_EXPIRED)
     kind, event = _kind(envelope)
     return VerifiedRequest(kind, event, signer, bytes(message.uuid), expires_at)
+
+
+def inspect_request(body: bytes, din: str, now: float) -> VerifiedRequest:
+    """What a relay (the poller) checks before it passes ``body`` on to the gateway ``din``.
+
+    The same checks as :func:`verify_request`, with the key the request names standing in
+    for the paired keys: a signed Max Backup call for this gateway, its signature made by
+    that key, not expired. Whether the key is paired only the gateway knows. Raises
+    :class:`TedapiFault` (e.g. ``TIME_EXPIRED`` for a command that waited too long).
+    """
+    message = schema.RoutableMessage()
+    try:
+        message.ParseFromString(body)
+    except DecodeError:
+        raise _fault(FAULT_DECODING) from None
+    signer = bytes(message.signature_data.signer_identity.public_key)
+    return verify_request(body, din, {signer}, now)
 
 
 # --------------------------------------------------------------------------- replies
