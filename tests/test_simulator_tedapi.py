@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 import requests
 
+from powerwall_bus.cli import build_parser, commands
 from powerwall_bus.shared.certs import server_context
+from powerwall_bus.shared.command import setting_flags
 from powerwall_bus.shared.errors import (
     ConfigError,
     TedapiFault,
@@ -28,7 +30,7 @@ from powerwall_bus.shared.errors import (
     TedapiRefused,
 )
 from powerwall_bus.shared.max_backup import BackupEvent
-from powerwall_bus.shared.settings import SimulatorSettings
+from powerwall_bus.shared.settings import SimulatorSettings, Sources
 from powerwall_bus.shared.tedapi import keys, schema
 from powerwall_bus.shared.tedapi.commands import (
     Acknowledged,
@@ -286,6 +288,19 @@ def test_simulate_paired_key_setting(tmp_path: Path) -> None:
     (tmp_path / "bad.pem").write_text("nothing")
     with pytest.raises(ConfigError, match=r"simulator\.paired_keys"):
         build_server(SimulatorSettings(paired_keys=(str(tmp_path / "bad.pem"),)))
+
+
+def test_paired_key_flag_repeats_and_the_environment_takes_a_list() -> None:
+    table = {command.name: command for command in commands()}
+    args = build_parser(list(table.values())).parse_args(
+        ["simulate", "--paired-key", "a.pem", "--paired-key", "b.pem"]
+    )
+    settings = table["simulate"].load(Sources.gather(flags=setting_flags(args), env={}), args)
+    assert settings.paired_keys == ("a.pem", "b.pem")
+    args = build_parser(list(table.values())).parse_args(["simulate"])
+    env = {"PWBUS_SIM_PAIRED_KEYS": "c.pem, d.pem"}
+    settings = table["simulate"].load(Sources.gather(flags=setting_flags(args), env=env), args)
+    assert settings.paired_keys == ("c.pem", "d.pem")
 
 
 def test_an_ended_event_is_dropped_and_does_not_block_a_new_one() -> None:
