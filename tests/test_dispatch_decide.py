@@ -46,433 +46,214 @@ from powerwall_bus.shared.settings import DispatchSettings, Sources, load
 from tests.support.octopus_plans import EXPECTED_HOLDS, RESPONSES, plan_from_response
 
 DAY = "2026-03-10"  # a GMT day
-LONDON = ZoneInfo("Europe/London")
 
 
-def t(text: str) -> datetime:
-    """``10:15`` on :data:`DAY`, or a full ``2026-03-29 04:30[:05.5]``, as aware UTC."""
-    full = text if text[:4].isdigit() and text[4:5] == "-" else f"{DAY} {text}"
-    return datetime.fromisoformat(full).replace(tzinfo=UTC)
+def t(text: str, day: str = DAY) -> datetime:
+    """``10:15`` on ``day``, ``00:30+1`` the day after, or a full ``2026-03-29 04:30``: UTC."""
+    if text[:4].isdigit() and text[4:5] == "-":
+        return datetime.fromisoformat(text).replace(tzinfo=UTC)
+    clock_text, _, later = text.partition("+")
+    moment = datetime.fromisoformat(f"{day} {clock_text}").replace(tzinfo=UTC)
+    return moment + timedelta(days=int(later or 0))
 
 
-def show(moment: datetime) -> str:
+def show(moment: datetime, day: str = DAY) -> str:
     """The inverse of :func:`t`, for readable expectations."""
-    text = f"{moment:%Y-%m-%d %H:%M}" + (f":{moment:%S}" if moment.second else "")
-    return text[len(DAY) + 1 :] if text.startswith(DAY) else text
+    text = f"{moment:%H:%M}" + (f":{moment:%S}" if moment.second else "")
+    later = (moment.date() - datetime.fromisoformat(day).date()).days
+    return text + (f"+{later}" if later else "")
 
 
-def described(actions: Sequence[Action]) -> list[str]:
-    lines = []
-    for action in actions:
-        event = action.event
-        verb = "schedule" if isinstance(action, Schedule) else "cancel"
-        lines.append(f"{verb} {show(event.start)}-{show(event.end)}")
-    return lines
-
-
-def plan(*slots: tuple[str, ...]) -> DispatchPlan:
-    """A plan of ``(start, end)`` or ``(start, end, type)`` slots."""
-    dispatches = tuple(
-        PlannedDispatch(t(slot[0]), t(slot[1]), slot[2] if len(slot) > 2 else "SMART", 1.0)
-        for slot in slots
+def described(actions: Sequence[Action], day: str = DAY) -> str:
+    """``cancel 10:15-11:00; schedule 10:20-11:30``."""
+    return "; ".join(
+        f"{'schedule' if isinstance(a, Schedule) else 'cancel'} "
+        f"{show(a.event.start, day)}-{show(a.event.end, day)}"
+        for a in actions
     )
-    return DispatchPlan("device-1", t("00:00"), dispatches)
 
 
-def event(start: str, end: str) -> BackupEvent:
-    return BackupEvent(t(start), t(end))
+def plan(text: str, day: str = DAY) -> DispatchPlan:
+    """``10:00-10:30, 10:30-12:00 BOOST`` as a plan (SMART unless a type is given)."""
+    dispatches = []
+    for slot in filter(None, (part.strip() for part in text.split(","))):
+        span_text, _, kind = slot.partition(" ")
+        start, end = span_text.split("-")
+        dispatches.append(PlannedDispatch(t(start, day), t(end, day), kind or "SMART", 1.0))
+    return DispatchPlan("device-1", t("00:00", day), tuple(dispatches))
+
+
+def event(start: str, end: str, day: str = DAY) -> BackupEvent:
+    return BackupEvent(t(start, day), t(end, day))
 
 
 @dataclass(frozen=True)
 class Case:
+    """One decision: the time, the plan's slots, and the actions expected, all as text."""
+
     name: str
     now: str
-    slots: tuple[tuple[str, ...], ...]
-    expect: tuple[str, ...] = ()
-    current: tuple[str, str] | None = None
-    ours: bool = False  # the current event is the one we scheduled (in memory)
+    slots: str  # "10:00-11:00, 11:00-11:30 BOOST"
+    expect: str = ""  # "cancel 10:15-11:00; schedule 10:20-11:30"
+    current: str = ""  # the gateway's event, "10:15-11:00"
+    ours: bool = False  # ... is the one we scheduled (in the memory)
     settings: dict[str, Any] = field(default_factory=dict)
-    release_since: str | None = None
-    keep_until: str | None = None
+    release_since: str = ""
+    keep_until: str = ""
     known: bool = True  # False: no plan from Octopus yet
     summary: str = ""  # a fragment the summary must hold
+    day: str = DAY  # what the times are on ("+1": the day after)
 
 
-S = "SMART"
+BOOST = {"types": ("SMART", "BOOST")}
+WINDOW = {"offpeak_start": "00:30", "offpeak_end": "04:30"}
+SPRING, AUTUMN = "2026-03-28", "2026-10-24"  # the nights the UK clocks change, in 2026
+# fmt: off
 CASES = [
-    # -- one SMART dispatch: now, ahead, past, its rounded tail
-    Case("single now", "10:15", (("10:00", "11:00"),), ("schedule 10:15-11:00",)),
-    Case("single ahead", "09:00", (("10:00", "11:00"),), summary="next is 10:00-11:00"),
-    Case("single past", "12:00", (("10:00", "11:00"),), summary="no dispatch needs a hold"),
-    Case("rounded tail", "11:10", (("10:00", "11:05"),), ("schedule 11:10-11:30",)),
-    Case(
-        "fraction of a second", "10:15:30.25", (("10:00", "11:00"),), ("schedule 10:15:31-11:00",)
-    ),
-    Case("exactly 60 s left", "10:59", (("10:00", "11:00"),), ("schedule 10:59-11:00",)),
-    Case("under 60 s left", "10:59:30", (("10:00", "11:00"),), summary="under 60 s"),
+    # -- one SMART dispatch: now, ahead, past, its rounded tail, the 60 s floor
+    Case("single now", "10:15", "10:00-11:00", "schedule 10:15-11:00"),
+    Case("single ahead", "09:00", "10:00-11:00", summary="next is 10:00-11:00"),
+    Case("single past", "12:00", "10:00-11:00", summary="no dispatch needs a hold"),
+    Case("rounded tail", "11:10", "10:00-11:05", "schedule 11:10-11:30"),
+    Case("fraction of a second", "10:15:30.25", "10:00-11:00", "schedule 10:15:31-11:00"),
+    Case("exactly 60 s left", "10:59", "10:00-11:00", "schedule 10:59-11:00"),
+    Case("under 60 s left", "10:59:30", "10:00-11:00", summary="under 60 s"),
     # -- merging
-    Case("adjacent", "10:15", (("10:00", "10:30"), ("10:30", "11:00")), ("schedule 10:15-11:00",)),
-    Case(
-        "overlapping", "10:15", (("10:10", "10:30"), ("10:25", "11:00")), ("schedule 10:15-11:00",)
-    ),
-    Case(
-        "gap inside a half hour",
-        "10:15",
-        (("10:05", "10:10"), ("10:20", "11:00")),
-        ("schedule 10:15-11:00",),
-    ),
-    Case(
-        "gap of a half hour",
-        "10:15",
-        (("10:00", "10:20"), ("11:10", "11:20")),
-        ("schedule 10:15-10:30",),
-    ),
+    Case("adjacent", "10:15", "10:00-10:30, 10:30-11:00", "schedule 10:15-11:00"),
+    Case("overlapping", "10:15", "10:10-10:30, 10:25-11:00", "schedule 10:15-11:00"),
+    Case("gap inside a half hour", "10:15", "10:05-10:10, 10:20-11:00", "schedule 10:15-11:00"),
+    Case("gap of a half hour", "10:15", "10:00-10:20, 11:10-11:20", "schedule 10:15-10:30"),
     # -- unaligned seconds: the half hour a dispatch starts in is billed off-peak
-    Case("unaligned start", "08:40", (("08:55:10", "09:20"),), ("schedule 08:40-09:30",)),
-    Case(
-        "unaligned, no start alignment",
-        "08:40",
-        (("08:55:10", "09:20"),),
-        settings={"align_start": False},
-        summary="next is 08:55:10-09:30",
-    ),
-    Case(
-        "unaligned, aligned end",
-        "09:00",
-        (("08:55:10", "09:20"),),
-        ("schedule 09:00-09:30",),
-        settings={"align_start": False},
-    ),
+    Case("unaligned start", "08:40", "08:55:10-09:20", "schedule 08:40-09:30"),
+    Case("unaligned, start as planned", "08:40", "08:55:10-09:20",
+         settings={"align_start": False}, summary="next is 08:55:10-09:30"),
+    Case("unaligned, end still rounded", "09:00", "08:55:10-09:20", "schedule 09:00-09:30",
+         settings={"align_start": False}),
     # -- the minimum dispatch length
-    Case("tiny slot", "14:01", (("14:00", "14:02"),)),
-    Case(
-        "tiny slot, no minimum",
-        "14:01",
-        (("14:00", "14:02"),),
-        ("schedule 14:01-14:30",),
-        settings={"min_dispatch_minutes": 0},
-    ),
-    Case(
-        "tiny slots touching",
-        "14:01",
-        (("14:00", "14:03"), ("14:03", "14:06")),
-        ("schedule 14:01-14:30",),
-    ),
-    Case("just under the minimum", "14:01", (("14:00", "14:04:59"),)),
+    Case("tiny slot", "14:01", "14:00-14:02"),
+    Case("just under the minimum", "14:01", "14:00-14:04:59"),
+    Case("tiny slot, no minimum", "14:01", "14:00-14:02", "schedule 14:01-14:30",
+         settings={"min_dispatch_minutes": 0}),
+    Case("tiny slots touching", "14:01", "14:00-14:03, 14:03-14:06", "schedule 14:01-14:30"),
     # -- charging types
-    Case("BOOST ignored", "16:00", (("15:07:06", "19:43:40", "BOOST"),)),
-    Case(
-        "BOOST configured",
-        "16:00",
-        (("15:07:06", "19:43:40", "BOOST"),),
-        ("schedule 16:00-20:00",),
-        settings={"types": ("SMART", "BOOST")},
-    ),
-    Case("TEST ignored", "10:15", (("10:00", "11:00", "TEST"),)),
-    Case(
-        "TEST configured",
-        "10:15",
-        (("10:00", "11:00", "TEST"),),
-        ("schedule 10:15-11:00",),
-        settings={"types": ("test",)},
-    ),
-    Case(
-        "legacy smart-charge",
-        "10:15",
-        (("10:00", "11:00", "smart-charge"),),
-        ("schedule 10:15-11:00",),
-    ),
-    Case("legacy null source", "10:15", (("10:00", "11:00", "null"),), ("schedule 10:15-11:00",)),
-    Case("legacy bump-charge", "10:15", (("10:00", "11:00", "bump-charge"),)),
-    Case("unknown type", "10:15", (("10:00", "11:00", "TURBO"),)),
-    Case(
-        "BOOST does not extend SMART",
-        "10:15",
-        (("10:00", "10:30"), ("10:30", "12:00", "BOOST")),
-        ("schedule 10:15-10:30",),
-    ),
+    Case("BOOST ignored", "16:00", "15:07:06-19:43:40 BOOST"),
+    Case("BOOST configured", "16:00", "15:07:06-19:43:40 BOOST", "schedule 16:00-20:00",
+         settings=BOOST),
+    Case("TEST ignored", "10:15", "10:00-11:00 TEST"),
+    Case("TEST configured", "10:15", "10:00-11:00 TEST", "schedule 10:15-11:00",
+         settings={"types": ("test",)}),
+    Case("legacy smart-charge", "10:15", "10:00-11:00 smart-charge", "schedule 10:15-11:00"),
+    Case("legacy null source", "10:15", "10:00-11:00 null", "schedule 10:15-11:00"),
+    Case("legacy bump-charge", "10:15", "10:00-11:00 bump-charge"),
+    Case("unknown type", "10:15", "10:00-11:00 TURBO"),
+    Case("BOOST does not extend SMART", "10:15", "10:00-10:30, 10:30-12:00 BOOST",
+         "schedule 10:15-10:30"),
     # -- the regular off-peak window (23:30-05:30 Europe/London)
-    Case("inside off-peak", "2026-03-10 00:30", (("2026-03-09 23:30", "2026-03-10 02:30"),)),
-    Case("crossing 05:30, before", "05:00", (("04:00", "06:10"),), summary="next is 05:30-06:30"),
-    Case("crossing 05:30, after", "05:31", (("04:00", "06:10"),), ("schedule 05:31-06:30",)),
-    Case("crossing 05:30 by 2 min", "05:30", (("04:00", "05:32"),), ("schedule 05:30-06:00",)),
-    Case("crossing 23:30", "23:00", (("22:50", "2026-03-11 00:30"),), ("schedule 23:00-23:30",)),
-    Case(
-        "off-peak not skipped",
-        "2026-03-10 00:30",
-        (("2026-03-09 23:30", "2026-03-10 02:30"),),
-        ("schedule 00:30-02:30",),
-        settings={"skip_offpeak": False},
-    ),
-    Case(
-        "own window",
-        "23:45",
-        (("23:30", "2026-03-11 02:30"),),
-        ("schedule 23:45-2026-03-11 00:30",),
-        settings={"offpeak_start": "00:30", "offpeak_end": "04:30"},
-    ),
-    Case(
-        "own window off the half hour",
-        "23:20",
-        (("23:00", "23:50"),),
-        ("schedule 23:20-23:45",),
-        settings={"offpeak_start": "23:45"},
-    ),
-    Case(
-        "empty window",
-        "2026-03-10 00:30",
-        (("2026-03-09 23:30", "2026-03-10 02:30"),),
-        ("schedule 00:30-02:30",),
-        settings={"offpeak_end": "23:30"},
-    ),
-    # -- both DST nights (2026-03-29 forward at 01:00 UTC, 2026-10-25 back at 01:00 UTC)
-    Case("spring, inside", "2026-03-29 02:00", (("2026-03-28 23:30", "2026-03-29 03:00"),)),
-    Case(
-        "spring, 05:10 BST is off-peak",
-        "2026-03-29 04:10",
-        (("2026-03-29 04:00", "2026-03-29 05:00"),),
-        summary="next is 04:30-05:00",
-    ),
-    Case(
-        "spring, 05:40 BST is not",
-        "2026-03-29 04:40",
-        (("2026-03-29 04:00", "2026-03-29 05:00"),),
-        ("schedule 2026-03-29 04:40-2026-03-29 05:00",),
-    ),
-    Case(
-        "spring, 23:00 GMT before the window",
-        "2026-03-28 23:10",
-        (("2026-03-28 23:00", "2026-03-29 05:00"),),
-        ("schedule 2026-03-28 23:10-2026-03-28 23:30",),
-    ),
-    Case("autumn, inside", "2026-10-25 01:30", (("2026-10-24 22:30", "2026-10-25 03:00"),)),
-    Case(
-        "autumn, 23:10 BST is not off-peak",
-        "2026-10-24 22:10",
-        (("2026-10-24 22:00", "2026-10-24 23:00"),),
-        ("schedule 2026-10-24 22:10-2026-10-24 22:30",),
-    ),
-    Case(
-        "autumn, 05:10 GMT is off-peak",
-        "2026-10-25 05:10",
-        (("2026-10-25 05:00", "2026-10-25 06:00"),),
-        summary="next is 05:30-06:00",
-    ),
-    Case(
-        "autumn, 05:35 GMT is not",
-        "2026-10-25 05:35",
-        (("2026-10-25 05:00", "2026-10-25 06:00"),),
-        ("schedule 2026-10-25 05:35-2026-10-25 06:00",),
-    ),
-    # -- the gateway already holds
-    Case(
-        "our hold matches",
-        "10:20",
-        (("10:00", "11:00"),),
-        current=("10:15", "11:00"),
-        ours=True,
-        summary="as wanted",
-    ),
-    Case(
-        "restart, gateway holding",
-        "10:20",
-        (("10:00", "11:00"),),
-        current=("10:15", "11:00"),
-        summary="covers the wanted hold",
-    ),
-    Case(
-        "restart, replace policy",
-        "10:20",
-        (("10:00", "11:00"),),
-        current=("10:15", "11:00"),
-        settings={"foreign_hold": "replace"},
-    ),
-    Case(
-        "our hold, end within hysteresis",
-        "10:20",
-        (("10:00", "11:00"),),
-        current=("10:15", "10:57"),
-        ours=True,
-    ),
-    Case(
-        "our hold, gateway clock 1 s late",
-        "10:15",
-        (("10:00", "11:00"),),
-        current=("10:15:01", "11:00"),
-        ours=True,
-    ),
-    Case(
-        "ended event still listed",
-        "10:20",
-        (("10:00", "11:00"),),
-        ("cancel 09:00-10:00", "schedule 10:20-11:00"),
-        current=("09:00", "10:00"),
-    ),
+    Case("inside off-peak", "00:30+1", "23:30-02:30+1"),
+    Case("crossing 05:30, before", "05:00", "04:00-06:10", summary="next is 05:30-06:30"),
+    Case("crossing 05:30, after", "05:31", "04:00-06:10", "schedule 05:31-06:30"),
+    Case("crossing 05:30 by 2 min", "05:30", "04:00-05:32", "schedule 05:30-06:00"),
+    Case("crossing 23:30", "23:00", "22:50-00:30+1", "schedule 23:00-23:30"),
+    Case("off-peak not skipped", "00:30+1", "23:30-02:30+1", "schedule 00:30+1-02:30+1",
+         settings={"skip_offpeak": False}),
+    Case("own window", "23:45", "23:30-02:30+1", "schedule 23:45-00:30+1", settings=WINDOW),
+    Case("own window off the half hour", "23:20", "23:00-23:50", "schedule 23:20-23:45",
+         settings={"offpeak_start": "23:45"}),
+    Case("no window", "00:30+1", "23:30-02:30+1", "schedule 00:30+1-02:30+1",
+         settings={"offpeak_end": "23:30"}),
+    # -- both DST nights: forward at 01:00 UTC on 29 March, back at 01:00 UTC on 25 October
+    Case("spring, inside", "02:00+1", "23:30-03:00+1", day=SPRING),
+    Case("spring, 23:10 GMT is not off-peak", "23:10", "23:00-05:00+1",
+         "schedule 23:10-23:30", day=SPRING),
+    Case("spring, 05:10 BST is off-peak", "04:10+1", "04:00+1-05:00+1",
+         summary="next is 04:30-05:00", day=SPRING),
+    Case("spring, 05:40 BST is not", "04:40+1", "04:00+1-05:00+1",
+         "schedule 04:40+1-05:00+1", day=SPRING),
+    Case("autumn, inside", "01:30+1", "22:30-03:00+1", day=AUTUMN),
+    Case("autumn, 23:10 BST is not off-peak", "22:10", "22:00-23:00",
+         "schedule 22:10-22:30", day=AUTUMN),
+    Case("autumn, 05:10 GMT is off-peak", "05:10+1", "05:00+1-06:00+1",
+         summary="next is 05:30-06:00", day=AUTUMN),
+    Case("autumn, 05:35 GMT is not", "05:35+1", "05:00+1-06:00+1",
+         "schedule 05:35+1-06:00+1", day=AUTUMN),
+    # -- what the gateway already holds
+    Case("our hold matches", "10:20", "10:00-11:00", current="10:15-11:00", ours=True,
+         summary="as wanted"),
+    Case("restart, gateway holding", "10:20", "10:00-11:00", current="10:15-11:00",
+         summary="covers the wanted hold"),
+    Case("restart, replace policy", "10:20", "10:00-11:00", current="10:15-11:00",
+         settings={"foreign_hold": "replace"}),
+    Case("our hold, end within hysteresis", "10:20", "10:00-11:00", current="10:15-10:57",
+         ours=True),
+    Case("our hold, gateway clock 1 s late", "10:15", "10:00-11:00",
+         current="10:15:01-11:00", ours=True),
+    Case("ended event still listed", "10:20", "10:00-11:00",
+         "cancel 09:00-10:00; schedule 10:20-11:00", current="09:00-10:00"),
     # -- last-minute changes
-    Case(
-        "end moved later",
-        "10:20",
-        (("10:00", "11:20"),),
-        ("cancel 10:15-11:00", "schedule 10:20-11:30"),
-        current=("10:15", "11:00"),
-        ours=True,
-    ),
-    Case(
-        "end moved earlier, first seen",
-        "10:20",
-        (("10:00", "10:50"),),
-        current=("10:15", "11:30"),
-        ours=True,
-        summary="for the 5 min hysteresis",
-    ),
-    Case(
-        "end moved earlier, settled",
-        "10:20",
-        (("10:00", "10:50"),),
-        ("cancel 10:15-11:30", "schedule 10:20-11:00"),
-        current=("10:15", "11:30"),
-        ours=True,
-        release_since="10:15",
-    ),
-    Case(
-        "dispatch removed, others left",
-        "10:20",
-        (("13:00", "14:00"),),
-        ("cancel 10:15-11:00",),
-        current=("10:15", "11:00"),
-        ours=True,
-        release_since="10:14",
-    ),
-    Case(
-        "dispatch removed, first seen",
-        "10:20",
-        (("13:00", "14:00"),),
-        current=("10:15", "11:00"),
-        ours=True,
-    ),
-    Case(
-        "no hysteresis",
-        "10:20",
-        (("10:00", "10:50"),),
-        ("cancel 10:15-11:30", "schedule 10:20-11:00"),
-        current=("10:15", "11:30"),
-        ours=True,
-        settings={"hysteresis_minutes": 0},
-    ),
+    Case("end moved later", "10:20", "10:00-11:20", "cancel 10:15-11:00; schedule 10:20-11:30",
+         current="10:15-11:00", ours=True),
+    Case("end moved earlier, first seen", "10:20", "10:00-10:50", current="10:15-11:30",
+         ours=True, summary="for the 5 min hysteresis"),
+    Case("end moved earlier, settled", "10:20", "10:00-10:50",
+         "cancel 10:15-11:30; schedule 10:20-11:00", current="10:15-11:30", ours=True,
+         release_since="10:15"),
+    Case("end moved earlier, no hysteresis", "10:20", "10:00-10:50",
+         "cancel 10:15-11:30; schedule 10:20-11:00", current="10:15-11:30", ours=True,
+         settings={"hysteresis_minutes": 0}),
+    Case("dispatch removed, first seen", "10:20", "13:00-14:00", current="10:15-11:00",
+         ours=True),
+    Case("dispatch removed, settled", "10:20", "13:00-14:00", "cancel 10:15-11:00",
+         current="10:15-11:00", ours=True, release_since="10:14"),
     # -- an empty plan while Octopus re-plans
-    Case(
-        "empty plan, bridged",
-        "10:20",
-        (),
-        current=("10:15", "11:00"),
-        ours=True,
-        summary="10 min bridge",
-    ),
-    Case(
-        "empty plan, still bridged",
-        "10:20",
-        (),
-        current=("10:15", "11:00"),
-        ours=True,
-        release_since="10:11",
-    ),
-    Case(
-        "empty plan, after the bridge",
-        "10:20",
-        (),
-        ("cancel 10:15-11:00",),
-        current=("10:15", "11:00"),
-        ours=True,
-        release_since="10:10",
-    ),
-    Case(
-        "empty plan, hold ends soon",
-        "10:20",
-        (),
-        current=("10:15", "10:24"),
-        ours=True,
-        release_since="09:00",
-        summary="left to run out",
-    ),
-    Case(
-        "no plan known",
-        "10:20",
-        (),
-        current=("10:15", "11:00"),
-        ours=True,
-        release_since="09:00",
-        known=False,
-    ),
-    # -- a Max Backup set by hand
-    Case("hand-set, longer", "10:20", (("10:00", "11:00"),), current=("09:00", "13:00")),
-    Case(
-        "hand-set, shorter: extended",
-        "10:20",
-        (("10:00", "11:00"),),
-        ("cancel 10:00-10:45", "schedule 10:20-11:00"),
-        current=("10:00", "10:45"),
-    ),
-    Case(
-        "hand-set, starting soon: covered too",
-        "10:20",
-        (("10:00", "11:00"),),
-        ("cancel 10:40-12:00", "schedule 10:20-12:00"),
-        current=("10:40", "12:00"),
-    ),
-    Case(
-        "hand-set, later: left",
-        "10:20",
-        (("10:00", "11:00"),),
-        current=("15:00", "16:00"),
-        summary="after the wanted hold",
-    ),
-    Case("hand-set, empty plan", "10:20", (), current=("10:00", "12:00"), release_since="09:00"),
-    Case(
-        "hand-set, replace policy",
-        "10:20",
-        (),
-        ("cancel 10:00-12:00",),
-        current=("10:00", "12:00"),
-        release_since="10:00",
-        settings={"foreign_hold": "replace"},
-    ),
-    Case(
-        "folded hand-set end kept",
-        "10:40",
-        (),
-        current=("10:20", "11:30"),
-        ours=True,
-        keep_until="11:30",
-        release_since="09:00",
-    ),
-    Case(
-        "folded hand-set end, plan shorter",
-        "10:40",
-        (),
-        ("cancel 10:20-12:00", "schedule 10:40-11:30"),
-        current=("10:20", "12:00"),
-        ours=True,
-        keep_until="11:30",
-        release_since="09:00",
-    ),
+    Case("empty plan, bridged", "10:20", "", current="10:15-11:00", ours=True,
+         summary="10 min bridge"),
+    Case("empty plan, still bridged", "10:20", "", current="10:15-11:00", ours=True,
+         release_since="10:11"),
+    Case("empty plan, after the bridge", "10:20", "", "cancel 10:15-11:00",
+         current="10:15-11:00", ours=True, release_since="10:10"),
+    Case("empty plan, hold ends soon", "10:20", "", current="10:15-10:24", ours=True,
+         release_since="09:00", summary="left to run out"),
+    Case("no plan known", "10:20", "", current="10:15-11:00", ours=True,
+         release_since="09:00", known=False),
+    # -- a Max Backup set by hand (not the one we scheduled)
+    Case("hand-set, longer", "10:20", "10:00-11:00", current="09:00-13:00"),
+    Case("hand-set, shorter: extended", "10:20", "10:00-11:00",
+         "cancel 10:00-10:45; schedule 10:20-11:00", current="10:00-10:45"),
+    Case("hand-set, starting soon: covered too", "10:20", "10:00-11:00",
+         "cancel 10:40-12:00; schedule 10:20-12:00", current="10:40-12:00"),
+    Case("hand-set, later: left", "10:20", "10:00-11:00", current="15:00-16:00",
+         summary="after the wanted hold"),
+    Case("hand-set, empty plan", "10:20", "", current="10:00-12:00", release_since="09:00"),
+    Case("hand-set, replace policy", "10:20", "", "cancel 10:00-12:00", current="10:00-12:00",
+         release_since="10:00", settings={"foreign_hold": "replace"}),
+    Case("folded hand-set end kept", "10:40", "", current="10:20-11:30", ours=True,
+         keep_until="11:30", release_since="09:00"),
+    Case("folded hand-set end, plan shorter", "10:40", "",
+         "cancel 10:20-12:00; schedule 10:40-11:30", current="10:20-12:00", ours=True,
+         keep_until="11:30", release_since="09:00"),
 ]
+# fmt: on
 
 
 def _run(case: Case) -> Decision:
-    current = event(*case.current) if case.current else None
+    current = None
+    if case.current:
+        start, end = case.current.split("-")
+        current = event(start, end, case.day)
     memory = Memory(
         ours=current if case.ours else None,
-        release_since=t(case.release_since) if case.release_since else None,
-        keep_until=t(case.keep_until) if case.keep_until else None,
+        release_since=t(case.release_since, case.day) if case.release_since else None,
+        keep_until=t(case.keep_until, case.day) if case.keep_until else None,
     )
     chosen = DispatchSettings(**case.settings)
-    return decide(t(case.now), plan(*case.slots) if case.known else None, current, chosen, memory)
+    known = plan(case.slots, case.day) if case.known else None
+    return decide(t(case.now, case.day), known, current, chosen, memory)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_decide(case: Case) -> None:
     decision = _run(case)
-    assert described(decision.actions) == list(case.expect), decision.summary
+    assert described(decision.actions, case.day) == case.expect, decision.summary
     assert case.summary in decision.summary
     for action in decision.actions:
         assert action.reason, action
@@ -490,11 +271,9 @@ def test_every_schedule_says_why() -> None:
     assert isinstance(action, Schedule)
     assert "SMART dispatch 10:00-11:00 UTC as whole half hours" in action.reason
     assert action.duration_seconds == 45 * 60
-    merged = decide(
-        t("10:15"), plan(("10:10", "10:30"), ("10:25", "11:00")), None, DispatchSettings()
-    )
+    merged = decide(t("10:15"), plan("10:10-10:30, 10:25-11:00"), None, DispatchSettings())
     assert "SMART dispatches 10:10-10:30, 10:25-11:00 UTC" in merged.actions[0].reason
-    trimmed = decide(t("05:31"), plan(("04:00", "06:10")), None, DispatchSettings())
+    trimmed = decide(t("05:31"), plan("04:00-06:10"), None, DispatchSettings())
     assert "off-peak window left out" in trimmed.actions[0].reason
 
 
@@ -530,14 +309,14 @@ class Gateway:
                 assert self.event is None, f"{action} without a cancel first"
                 assert action.end - action.start >= MIN_DURATION
                 self.event = action.event
-        self.sent.extend(described(actions))
+        self.sent.extend(described([action]) for action in actions)
 
 
 def _poll_through(
     steps: Sequence[tuple[str, DispatchPlan | None]],
     chosen: DispatchSettings | None = None,
     gateway: Gateway | None = None,
-) -> tuple[Gateway, list[list[str]]]:
+) -> tuple[Gateway, list[str]]:
     gateway = gateway or Gateway()
     memory = Memory()
     per_step = []
@@ -552,7 +331,7 @@ def _poll_through(
 
 
 def test_a_flickering_plan_does_not_toggle_the_battery() -> None:
-    full, gone, shorter = plan(("10:00", "11:00")), plan(), plan(("10:00", "10:20"))
+    full, gone, shorter = plan("10:00-11:00"), plan(""), plan("10:00-10:20")
     steps = [
         ("10:02", full),
         ("10:05", gone),  # Octopus re-plans: empty for one poll
@@ -564,54 +343,44 @@ def test_a_flickering_plan_does_not_toggle_the_battery() -> None:
     gateway, per_step = _poll_through(steps)
     assert gateway.sent == ["schedule 10:02-11:00"]
     assert gateway.event == event("10:02", "11:00")
-    assert per_step[1:] == [[]] * 5
+    assert per_step[1:] == [""] * 5
 
 
 def test_a_shortened_dispatch_releases_after_the_hysteresis() -> None:
-    full, shorter = plan(("10:00", "11:30")), plan(("10:00", "10:25"))
+    full, shorter = plan("10:00-11:30"), plan("10:00-10:25")
     steps = [("10:02", full), ("10:05", shorter), ("10:08", shorter), ("10:11", shorter)]
     gateway, per_step = _poll_through(steps)
-    assert per_step == [
-        ["schedule 10:02-11:30"],
-        [],
-        [],
-        ["cancel 10:02-11:30", "schedule 10:11-10:30"],
-    ]
+    assert per_step == ["schedule 10:02-11:30", "", "", "cancel 10:02-11:30; schedule 10:11-10:30"]
     assert gateway.event == event("10:11", "10:30")
 
 
 def test_an_empty_plan_bridged_then_released() -> None:
-    full, empty = plan(("10:00", "12:00")), plan()
+    full, empty = plan("10:00-12:00"), plan("")
     steps = [("10:00", full)] + [(f"10:{m:02d}", empty) for m in (3, 6, 9, 12, 13)]
     gateway, per_step = _poll_through(steps)
-    assert per_step == [["schedule 10:00-12:00"], [], [], [], [], ["cancel 10:00-12:00"]]
+    assert per_step == ["schedule 10:00-12:00", "", "", "", "", "cancel 10:00-12:00"]
     assert gateway.event is None
 
 
 def test_an_empty_plan_that_comes_back_keeps_the_hold_and_restarts_the_bridge() -> None:
-    full, empty = plan(("10:00", "12:00")), plan()
+    full, empty = plan("10:00-12:00"), plan("")
     steps = [("10:00", full), ("10:03", empty), ("10:09", full), ("10:12", empty), ("10:21", empty)]
     gateway, per_step = _poll_through(steps)
-    assert per_step == [["schedule 10:00-12:00"], [], [], [], []]
+    assert per_step == ["schedule 10:00-12:00", "", "", "", ""]
     assert gateway.event == event("10:00", "12:00")
 
 
 def test_a_day_of_polls_holds_each_dispatch_once() -> None:
-    day = plan(
-        ("2026-03-10 04:00", "2026-03-10 06:10"),  # crosses 05:30
-        ("2026-03-10 12:55:10", "2026-03-10 13:40"),
-        ("2026-03-10 13:40", "2026-03-10 14:00"),  # adjacent
-        ("2026-03-10 16:00", "2026-03-10 17:00", "BOOST"),
-        ("2026-03-10 23:30", "2026-03-11 02:00"),  # off-peak
-    )
-    start = t("2026-03-10 03:00")
+    # crossing 05:30; unaligned and then adjacent; BOOST; in the off-peak window
+    day = plan("04:00-06:10, 12:55:10-13:40, 13:40-14:00, 16:00-17:00 BOOST, 23:30-02:00+1")
+    start = t("03:00")
     steps = [(show(start + timedelta(minutes=3 * n)), day) for n in range(24 * 20)]
     gateway, _ = _poll_through(steps)
     assert gateway.sent == ["schedule 05:30-06:30", "schedule 12:30-14:00"]
 
 
 def test_a_restart_mid_hold_never_schedules_twice() -> None:
-    full = plan(("10:00", "11:00"))
+    full = plan("10:00-11:00")
     gateway, _ = _poll_through([("10:05", full)])
     for restarted_at in ("10:06", "10:30", "10:59"):
         decision = decide(t(restarted_at), full, gateway.event, DispatchSettings())  # no memory
@@ -822,7 +591,7 @@ def test_a_hold_under_60_s_cannot_be_made() -> None:
 
 def test_naive_now_is_refused() -> None:
     with pytest.raises(ValueError, match="aware"):
-        decide(datetime(2026, 3, 10, 10), plan(), None, DispatchSettings())
+        decide(datetime(2026, 3, 10, 10), plan(""), None, DispatchSettings())
 
 
 def test_memory_round_trips_as_json() -> None:
@@ -915,7 +684,7 @@ def test_settings_made_in_code_are_checked_too() -> None:
 def test_dry_run_lines_show_utc_local_time_and_reasons() -> None:
     decision = decide(
         t("2026-03-29 04:40"),
-        plan(("2026-03-29 04:00", "2026-03-29 05:00")),
+        plan("04:00-05:00", "2026-03-29"),
         event("2026-03-29 04:00", "2026-03-29 04:30"),
         DispatchSettings(),
     )
@@ -934,14 +703,14 @@ def test_dry_run_lines_show_utc_local_time_and_reasons() -> None:
 
 
 def test_dry_run_lines_when_nothing_is_sent() -> None:
-    decision = decide(t("09:00"), plan(("10:00", "11:00")), None, DispatchSettings())
+    decision = decide(t("09:00"), plan("10:00-11:00"), None, DispatchSettings())
     assert decision_lines(decision, "Europe/London") == [
         "nothing to send: no hold now; the next is 10:00-11:00 UTC",
         "planned hold 2026-03-10 10:00:00 UTC (10:00 GMT) "
         "to 2026-03-10 11:00:00 UTC (11:00 GMT), 1 h 00 min",
         "decide again by 2026-03-10 10:00:00 UTC (10:00 GMT)",
     ]
-    empty = decide(t("09:00"), plan(), None, DispatchSettings())
+    empty = decide(t("09:00"), plan(""), None, DispatchSettings())
     assert decision_lines(empty) == [
         "nothing to send: the plan is empty: no hold",
         "the plan asks for no hold",
