@@ -10,8 +10,14 @@ the proxy's pass-through routes and ``/openapi.json`` are derived from it, and
 ``tests/test_contract.py`` proves the proxy and its document agree with it.
 
 Routing keys come from :func:`routing_key` and nowhere else, and are read back only by its
-inverses :func:`kind_of` and :func:`gateway_of`: the format ``powerwall.<gateway>.<kind>``
-lives in those three functions.
+inverses :func:`kind_of`, :func:`gateway_of` and :func:`account_of`: the formats
+``powerwall.<gateway>.<kind>`` and ``octopus.<account>.<rest>`` live in those functions.
+
+The Octopus plan (``octopus.plan``) is about an Octopus account, not a gateway, so it is not
+under ``powerwall.#``: consumers bound there (the writer, the proxy, the displays) take the
+second word for a gateway. Its key is scoped by the account instead,
+``octopus.<account>.plan``: one bus may carry two homes, and a dispatcher binds exactly its
+own account's plan (``octopus.*.plan`` is every account's).
 
 This module imports nothing of the project: settings, messages, schemas and every component
 may import it without a cycle.
@@ -29,6 +35,11 @@ from dataclasses import dataclass
 METER_STREAM = "MeterStream"
 POLLER_STATUS = "poller.status"
 RESYNC = "control.resync"
+OCTOPUS_PLAN = "octopus.plan"
+
+_OCTOPUS_PREFIX = "octopus."
+#: Kinds scoped by an Octopus account instead of a gateway: ``octopus.<account>.<rest>``.
+ACCOUNT_KINDS = frozenset({OCTOPUS_PLAN})
 
 _CONTRACT_PREFIX = "powerwall."
 #: Kinds whose routing key is their bare name: Tesla-API's stream keeps Tesla-API's key, and
@@ -62,6 +73,8 @@ def routing_key(kind: str, gateway: str) -> str:
     if kind in _BARE:
         return kind
     word = gateway if gateway == ANY_GATEWAY else gateway_word(gateway)
+    if kind in ACCOUNT_KINDS:  # the second argument is the Octopus account number
+        return f"{_OCTOPUS_PREFIX}{word}.{kind[len(_OCTOPUS_PREFIX) :]}"
     return f"{_CONTRACT_PREFIX}{word}.{kind}"
 
 
@@ -73,11 +86,27 @@ def _split(key: str) -> tuple[str, str] | None:
     return (word, kind) if word and dot and kind else None
 
 
+def _split_account(key: str) -> tuple[str, str] | None:
+    """(account word, kind) of an account-scoped key; None for any other string."""
+    if not key.startswith(_OCTOPUS_PREFIX):
+        return None
+    word, dot, rest = key[len(_OCTOPUS_PREFIX) :].partition(".")
+    kind = _OCTOPUS_PREFIX + rest
+    return (word, kind) if word and dot and kind in ACCOUNT_KINDS else None
+
+
 def kind_of(key: str) -> str:
     """The kind of a routing key (a kind, or any other string, is returned unchanged): the
     inverse of :func:`routing_key`, so it changes with it."""
-    parts = _split(key)
+    parts = _split(key) or _split_account(key)
     return key if parts is None else parts[1]
+
+
+def account_of(key: str) -> str | None:
+    """The account word of an account-scoped key (``octopus.<account>.plan``, or ``*`` in a
+    pattern); None for every other key."""
+    parts = _split_account(key)
+    return None if parts is None else parts[0]
 
 
 def gateway_of(key: str) -> str | None:
@@ -119,6 +148,12 @@ KINDS: tuple[Kind, ...] = (
     Kind(API_FAMILY, "api.json", "every other gateway endpoint: the JSON as received"),
     Kind(POLLER_STATUS, "poller-status.json", "the poller's own health; no gateway endpoint"),
     Kind(RESYNC, None, "a consumer's request for the latest message of every kind", False),
+    Kind(
+        OCTOPUS_PLAN,
+        "octopus-plan.json",
+        "an Octopus account's planned dispatches (pwbus octopus); keyed by account",
+        envelope=False,  # its own versioned body: an account, no gateway
+    ),
 )
 
 _KINDS = {kind.name: kind for kind in KINDS}

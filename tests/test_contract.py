@@ -98,7 +98,9 @@ def test_every_kinds_routing_key_round_trips() -> None:
             key = contract.routing_key(name, gateway)
             assert contract.kind_of(key) == name, name
             bare = name in (METER_STREAM, RESYNC)
-            assert contract.gateway_of(key) == (None if bare else gateway), key
+            account = name in contract.ACCOUNT_KINDS  # scoped by an Octopus account
+            assert contract.gateway_of(key) == (None if bare or account else gateway), key
+            assert contract.account_of(key) == (gateway if account else None), key
             if contract.schema_file(name) is not None:
                 assert schema_file_for(key) == schema_file_for(name) == contract.schema_file(name)
         assert contract.kind_of(name) == name, name  # a kind is its own kind
@@ -129,6 +131,8 @@ def test_every_kinds_routing_key_round_trips() -> None:
         ("#", "*", "powerwall.*.#"),
         ("MeterStream", GATEWAY, "MeterStream"),  # Tesla-API's key never changes
         ("control.resync", GATEWAY, "control.resync"),
+        ("octopus.plan", "A-1234ABCD", "octopus.A-1234ABCD.plan"),  # an account, no gateway
+        ("octopus.plan", "*", "octopus.*.plan"),
     ],
 )
 def test_routing_keys_carry_the_gateway_as_one_word(kind: str, gateway: str, key: str) -> None:
@@ -147,6 +151,9 @@ def test_routing_keys_carry_the_gateway_as_one_word(kind: str, gateway: str, key
         ("powerwall.meters", "powerwall.meters", None),  # the old format: not a contract key
         ("powerwall..meters", "powerwall..meters", None),
         ("powerwall.x.", "powerwall.x.", None),
+        ("octopus.A-1234ABCD.plan", "octopus.plan", None),
+        ("octopus.plan", "octopus.plan", None),
+        ("octopus.A-1.other", "octopus.A-1.other", None),  # not a kind of the table
     ],
 )
 def test_kind_and_gateway_of_a_routing_key(key: str, kind: str, gateway: str | None) -> None:

@@ -685,6 +685,8 @@ def test_every_kind_maps_to_its_schema_and_validators_are_cached() -> None:
         "api.meters": "api.json",
         "api.system_status.grid_faults": "api.json",
         "powerwall.*.api.anything.new": "api.json",
+        "octopus.plan": "octopus-plan.json",
+        "octopus.*.plan": "octopus-plan.json",
     }
     assert {kind: schema_file_for(kind) for kind in expected} == expected
     assert validator_for("api.operation") is validator_for("powerwall.*.api.sitemaster")
