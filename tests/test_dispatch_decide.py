@@ -226,6 +226,9 @@ CASES = [
     Case("hand-set, empty plan", "10:20", "", current="10:00-12:00", release_since="09:00"),
     Case("hand-set, replace policy", "10:20", "", "cancel 10:00-12:00", current="10:00-12:00",
          release_since="10:00", settings={"foreign_hold": "replace"}),
+    Case("folded hand-set end, hold gone", "10:40", "", keep_until="11:30"),
+    Case("folded hand-set end, hold changed by hand", "10:40", "", current="10:20-11:00",
+         keep_until="11:30"),
     Case("folded hand-set end kept", "10:40", "", current="10:20-11:30", ours=True,
          keep_until="11:30", release_since="09:00"),
     Case("folded hand-set end, plan shorter", "10:40", "",
@@ -428,7 +431,9 @@ def situations(
         foreign_hold=draw(st.sampled_from(["keep", "replace"])),
     )
     since = draw(st.sampled_from([None, now - timedelta(minutes=3), now - timedelta(hours=1)]))
-    memory = Memory(ours=current if ours else None, release_since=since)
+    # the end of a hand-set Max Backup folded into our hold, sometimes
+    kept = draw(st.sampled_from([None, now + timedelta(minutes=20), now + timedelta(hours=3)]))
+    memory = Memory(current if ours else None, since, kept.replace(microsecond=0) if kept else None)
     return now, DispatchPlan("d", now, tuple(dispatches)), current, chosen, memory
 
 
@@ -459,7 +464,9 @@ def test_invariants_over_random_plans(situation: tuple) -> None:
             hand_set = current if current is not None and memory.ours != current else None
             step = action.start
             while step < action.end:
-                inside_hand_set = hand_set is not None and hand_set.start <= step < hand_set.end
+                inside_hand_set = (
+                    hand_set is not None and hand_set.start <= step < hand_set.end
+                ) or (memory.keep_until is not None and step < memory.keep_until)
                 assert inside_hand_set or not _in_offpeak(step, chosen), step
                 step += timedelta(minutes=1)
     if current is None:
@@ -478,14 +485,19 @@ def test_holds_are_half_hours_outside_off_peak(situation: tuple) -> None:
     holds = plan_holds(current_plan, chosen)
     for earlier, later in itertools.pairwise(holds):
         assert earlier.end < later.start  # merged: never touching
+    aligned = all(edge.minute in (0, 30) for edge in chosen.offpeak_window)
     for hold in holds:
         assert hold.end - hold.start >= MIN_DURATION
-        if chosen.offpeak_window[1].minute in (0, 30) and chosen.offpeak_window[0].minute in (
-            0,
-            30,
-        ):
+        if aligned:  # window edges off the half hour may cut a hold there
+            assert hold.start == floor_half_hour(hold.start) or not chosen.align_start
             assert hold.end == ceil_half_hour(hold.end)
         assert all(charging_type(d.kind) in chosen.types for d in hold.dispatches)
+        if chosen.skip_offpeak:
+            steps = int((hold.end - hold.start) / timedelta(minutes=1))
+            moments = [hold.start + timedelta(minutes=n) for n in range(steps)]
+            assert not any(
+                _in_offpeak(m, chosen) for m in [*moments, hold.end - timedelta(seconds=1)]
+            )
 
 
 # --------------------------------------------------------------------------- conformance

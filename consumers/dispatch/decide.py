@@ -240,17 +240,19 @@ def decide(
     holds = plan_holds(plan, settings)
     hold = next((h for h in holds if h.covers(now)), None)
     start = _next_second(now)
-    keep_until = memory.keep_until if memory.keep_until and memory.keep_until > start else None
+    live = current if current is not None and current.end > now else None
+    ours = live is not None and (settings.foreign_hold == "replace" or _same(live, memory.ours))
+    # A hand-set end folded into our hold counts only while that hold is still there: once
+    # the gateway holds nothing (or something else), the user has decided anew.
+    kept = memory.keep_until if ours else None
+    keep_until = kept if kept is not None and kept > start else None
     end = max((t for t in (hold.end if hold else None, keep_until) if t is not None), default=None)
     want = BackupEvent(start, end) if end is not None and end - start >= MIN_DURATION else None
     why = _hold_reason(hold, keep_until, end) if end is not None else ""
     here = _Situation(now, plan, settings, memory, holds, hold, keep_until, want, why)
-    live = current if current is not None and current.end > now else None
     if live is None:
         return _nothing_held(here, current)
-    if settings.foreign_hold == "replace" or _same(live, memory.ours):
-        return _ours_held(here, live)
-    return _foreign_held(here, live)
+    return _ours_held(here, live) if ours else _foreign_held(here, live)
 
 
 def _nothing_held(here: _Situation, ended: BackupEvent | None) -> Decision:
