@@ -45,6 +45,7 @@ _LOGGER = logging.getLogger("pwbus")
 COMMANDS: tuple[tuple[str, str], ...] = (
     ("powerwall_bus.stack.command", "STACK"),
     ("powerwall_bus.producers.poller.command", "POLLER"),
+    ("powerwall_bus.producers.octopus.command", "OCTOPUS"),
     ("powerwall_bus.consumers.proxy.command", "PROXY"),
     ("powerwall_bus.consumers.mysql.command", "MYSQL"),
     ("powerwall_bus.consumers.mysql.command", "DB"),

@@ -24,6 +24,7 @@ from powerwall_bus.shared.tls import unverified_client_context
 from powerwall_bus.simulator.faults import FaultSet, describe_faults
 
 if TYPE_CHECKING:  # the server stack is imported only when the simulator runs
+    from powerwall_bus.simulator.octopus import FakeOctopusRunner
     from powerwall_bus.simulator.server import GatewayServer
 
 _LOGGER = logging.getLogger(__name__)
@@ -74,6 +75,13 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cert", dest="simulator.cert_file", help="PEM certificate to serve")
     parser.add_argument("--key", dest="simulator.key_file", help="PEM key of --cert")
+    parser.add_argument(
+        "--octopus-port",
+        dest="simulator.octopus_port",
+        metavar="PORT",
+        help="also serve a fake Octopus GraphQL API (http, same host) on PORT, for a demo "
+        "of pwbus octopus (key: PWBUS_SIM_OCTOPUS_API_KEY)",
+    )
     parser.add_argument(
         "--paired-key",
         dest="simulator.paired_keys",
@@ -140,6 +148,30 @@ def _paired_keys(files: tuple[str, ...]) -> list[bytes]:
         raise ConfigError("simulator.paired_keys", str(exc)) from None
 
 
+async def start_fake_octopus(settings: SimulatorSettings) -> FakeOctopusRunner | None:
+    """The fake Octopus of ``--octopus-port``, listening; None without one."""
+    if settings.octopus_port is None:
+        return None
+    from powerwall_bus.simulator.octopus import FakeOctopus, FakeOctopusRunner
+
+    fake = FakeOctopus(api_key=settings.octopus_api_key, account=settings.octopus_account)
+    runner = FakeOctopusRunner(fake, settings.host, settings.octopus_port)
+    try:
+        await runner.start_async()
+    except OSError as exc:
+        raise ConfigError(
+            "simulator.octopus_port",
+            f"cannot listen on {settings.host}:{settings.octopus_port}: {exc.strerror}",
+        ) from None
+    _LOGGER.info(
+        "fake Octopus (account %s) listening on %s; control at %s",
+        fake.account,
+        runner.url,
+        runner.control,
+    )
+    return runner
+
+
 def run_simulator(settings: SimulatorSettings) -> int:
     """Serve until SIGTERM or Ctrl-C."""
     from powerwall_bus.shared.certs import server_context
@@ -172,8 +204,11 @@ def run_simulator(settings: SimulatorSettings) -> int:
             runner.url,
             f", replaying {settings.fixtures}" if settings.fixtures else "",
         )
+        octopus = await start_fake_octopus(settings)
         await stop.wait()
         _LOGGER.info("stopping the simulated gateway")
+        if octopus is not None:
+            await octopus.stop_async()
         await runner.stop_async()
 
     asyncio.run(serve())

@@ -342,6 +342,27 @@ class SimulatorSettings:
         None, env=("PWBUS_SIM_CERT",), help="PEM certificate (default: made)"
     )
     key_file: Path | None = setting(None, env=("PWBUS_SIM_KEY",), help="PEM key for cert_file")
+    octopus_port: int | None = setting(
+        None,
+        env=("PWBUS_SIM_OCTOPUS_PORT",),
+        check=port_number,
+        help="also serve a fake Octopus GraphQL API (http) on this port (0: a free one; "
+        "unset: none); point octopus_energy.url at http://HOST:PORT/v1/graphql/",
+    )
+    octopus_api_key: str = setting(
+        "sk_test_pwbus_fake_octopus",
+        env=("PWBUS_SIM_OCTOPUS_API_KEY",),
+        secret=True,
+        help="the API key the fake Octopus accepts",
+    )
+    octopus_account: str = setting(
+        "A-FAKE0001", env=("PWBUS_SIM_OCTOPUS_ACCOUNT",), help="the fake Octopus account number"
+    )
+    paired_keys: tuple[str, ...] = setting(
+        (),
+        env=("PWBUS_SIM_PAIRED_KEYS",),
+        help="PEM files of the RSA keys accepted for signed TEDAPI (v1r) commands",
+    )
     paired_keys: tuple[str, ...] = setting(
         (),
         env=("PWBUS_SIM_PAIRED_KEYS",),
@@ -828,6 +849,74 @@ class DispatchSettings:
         return timedelta(minutes=self.bridge_minutes)
 
 
+@dataclass(frozen=True)
+class OctopusSettings:
+    """The Octopus Energy account ``pwbus octopus`` follows (``[octopus_energy]``: the
+    table name and keys of Tesla-API's ``credentials.json``, so that file works as is).
+
+    Octopus allows 5 ``flexPlannedDispatches`` calls a minute per user and asks integrators
+    to poll gently: the interval cannot go below 30 s. Tokens are not settings: they live
+    in the state folder (``gateway.state_dir``), mode 0600.
+    """
+
+    api_key: str = setting(
+        "",
+        env=("PWBUS_OCTOPUS_API_KEY",),
+        secret=True,
+        help="the account's API key (sk_live_...), from the Octopus dashboard's developer page",
+    )
+    account_number: str = setting(
+        "", env=("PWBUS_OCTOPUS_ACCOUNT",), help="the account number, A-XXXXXXXX"
+    )
+    device_id: str = setting(
+        "",
+        env=("PWBUS_OCTOPUS_DEVICE_ID",),
+        help="the smart-flex device (car or charger) to follow (empty: the account's only one)",
+    )
+    url: str = setting(
+        "https://api.octopus.energy/v1/graphql/",
+        env=("PWBUS_OCTOPUS_URL",),
+        help="the Kraken GraphQL endpoint",
+        check=lambda url: (
+            None if url.startswith(("https://", "http://")) else "must be an http(s):// URL"
+        ),
+    )
+    poll_interval: float = setting(
+        120.0,
+        env=("PWBUS_OCTOPUS_POLL_INTERVAL",),
+        check=between(30.0, 3600.0, "seconds"),
+        help="seconds between plan requests (Octopus allows 5 a minute; be gentle)",
+    )
+    publish_every: float = setting(
+        60.0,
+        env=("PWBUS_OCTOPUS_PUBLISH_EVERY",),
+        check=between(5.0, 3600.0, "seconds"),
+        help="publish the plan at least this often, changed or not (late consumers)",
+    )
+    timeout: float = setting(
+        20.0,
+        env=("PWBUS_OCTOPUS_TIMEOUT",),
+        check=between(1.0, 120.0, "seconds"),
+        help="HTTP timeout for one Octopus request, s",
+    )
+    refused_retry: float = setting(
+        1800.0,
+        env=("PWBUS_OCTOPUS_REFUSED_RETRY",),
+        check=between(60.0, 86400.0, "seconds"),
+        help="after the API key was refused, try it again this often (a fixed key needs a "
+        "restart anyway)",
+    )
+
+    def require_account(self) -> None:
+        """Fail with a clear message unless the key and the account number are set."""
+        if not self.api_key:
+            raise ConfigError("octopus_energy.api_key", "is required (set PWBUS_OCTOPUS_API_KEY)")
+        if not self.account_number:
+            raise ConfigError(
+                "octopus_energy.account_number", "is required (set PWBUS_OCTOPUS_ACCOUNT)"
+            )
+
+
 SECTIONS: dict[str, type] = {
     "gateway": GatewaySettings,
     "amqp": AmqpSettings,
@@ -839,4 +928,5 @@ SECTIONS: dict[str, type] = {
     "writer": WriterSettings,
     "display": DisplaySettings,
     "dispatch": DispatchSettings,
+    "octopus_energy": OctopusSettings,
 }
