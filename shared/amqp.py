@@ -44,6 +44,7 @@ from pika.adapters.utils.connection_workflow import (
 from powerwall_bus.shared.errors import BrokerRefused, BusUnavailable, PwbusError
 from powerwall_bus.shared.retry import Backoff
 from powerwall_bus.shared.settings import AmqpSettings
+from powerwall_bus.shared.throttle import Reminder
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -232,6 +233,7 @@ class BrokerLink:
         self._ever_up = False
         self._down_since = 0.0
         self._attempt_started = 0.0
+        self._reminder = Reminder(clock=clock)
         self.outages = 0
 
     @property
@@ -296,11 +298,23 @@ class BrokerLink:
         delay = self._backoff.next_delay()
         was, self._up = self._up, False
         if was is False:
-            self._log.debug("%s; attempt %d, next in %.1f s", error, self._backoff.failures, delay)
+            if self._reminder.due():
+                self._log.warning(
+                    "broker %s still unavailable after %.0f s (%d attempts): %s",
+                    self.settings.safe_url,
+                    self._clock() - self._down_since,
+                    self._backoff.failures,
+                    error,
+                )
+            else:
+                self._log.debug(
+                    "%s; attempt %d, next in %.1f s", error, self._backoff.failures, delay
+                )
             return delay
         # Never connected: down since the first attempt; else since the loss was noticed.
         self._down_since = self._clock() if was else self._attempt_started
         self.outages += 1
+        self._reminder.start()
         detail = self._on_state(False)
         self._log.warning("%s; %sreconnecting", error, f"{detail}; " if detail else "")
         return delay

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 
-__all__ = ["Throttle"]
+__all__ = ["REMINDER_INTERVAL", "Reminder", "Throttle"]
 
 
 class Throttle:
@@ -44,3 +44,33 @@ class Throttle:
     def suffix(swallowed: int) -> str:
         """`` (and 41 more like it)`` for a log line, or nothing."""
         return f" (and {swallowed} more like it)" if swallowed else ""
+
+
+#: Seconds between two "still unavailable" lines of one outage.
+REMINDER_INTERVAL = 300.0
+
+
+class Reminder:
+    """When an outage that goes on deserves another log line: every ``interval`` seconds.
+
+    An outage is logged when it starts and when it ends; in between, silence would leave a
+    reader wondering whether the process is still trying, and a line per attempt would bury
+    everything else. :meth:`start` at the first line, :meth:`due` at every failed attempt.
+    """
+
+    def __init__(
+        self, interval: float = REMINDER_INTERVAL, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._next = float("inf")
+
+    def start(self) -> None:
+        self._next = self._clock() + self._interval
+
+    def due(self) -> bool:
+        now = self._clock()
+        if now < self._next:
+            return False
+        self._next = now + self._interval
+        return True

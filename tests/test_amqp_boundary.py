@@ -230,6 +230,31 @@ def test_the_loop_survives_a_hung_broker_and_logs_once_per_change(
     assert all(SECRET not in m for _, m in levels)
 
 
+def test_a_long_outage_is_recalled_every_five_minutes_not_at_every_attempt(
+    connects: list[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    stop = threading.Event()
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 20.0  # every look at the clock: 20 s later
+        return now[0]
+
+    connects.extend([OSError(111, "refused")] * 60 + ["ok"])
+    link = BrokerLink(
+        SETTINGS, "t", stop, backoff=Backoff(first=0.001, cap=0.001, jitter=0.0), clock=clock
+    )
+    with caplog.at_level(logging.INFO, logger="powerwall_bus.shared.amqp"):
+        link.run(lambda connection: None, stop.set)
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    reminders = [line for line in lines if "still unavailable after" in line]
+    assert lines[0].endswith("reconnecting") and "refused" in lines[0]
+    # 60 failures over about 40 minutes of this clock: a reminder every 5 minutes, no more.
+    assert 5 <= len(reminders) <= 9, lines
+    assert lines[-1].startswith("connected to broker ")
+    assert len(lines) == len(reminders) + 2
+
+
 def test_a_refusal_ends_the_loop(connects: list[Any]) -> None:
     connects.append(
         px.ProbableAuthenticationError(_closed_by_broker(403, "ACCESS_REFUSED - Login refused"))

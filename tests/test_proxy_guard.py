@@ -23,7 +23,6 @@ import requests
 from powerwall_bus.consumers.proxy.guard import HeaderWatch
 from powerwall_bus.consumers.proxy.main import ProxyConfig
 from powerwall_bus.shared.settings import ProxySettings
-from powerwall_bus.shared.throttle import Throttle
 from tests.support.pipeline import free_port
 from tests.support.running_proxy import RunningProxy
 from tests.support.waiting import wait_until
@@ -48,17 +47,6 @@ def test_header_watch_follows_requests_across_reads() -> None:
     # Two pipelined requests in one read, the second unfinished.
     assert watch.feed(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n")
     assert not watch.feed(b"\r\n")
-
-
-def test_throttle_lets_one_through_per_interval_and_counts_the_rest() -> None:
-    now = [100.0]
-    throttle = Throttle(60.0, clock=lambda: now[0])
-    assert throttle.allow("a") == 0
-    assert throttle.allow("a") is None and throttle.allow("a") is None
-    assert throttle.allow("b") == 0  # another kind has its own allowance
-    now[0] += 60.0
-    assert throttle.allow("a") == 2
-    assert Throttle.suffix(2) == " (and 2 more like it)" and Throttle.suffix(0) == ""
 
 
 # --------------------------------------------------------------------------- in-process proxy

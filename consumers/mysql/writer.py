@@ -96,6 +96,7 @@ from powerwall_bus.shared.errors import (
 from powerwall_bus.shared.messages import MeterStream, kind_of
 from powerwall_bus.shared.refusals import RefusalLog
 from powerwall_bus.shared.retry import Backoff
+from powerwall_bus.shared.throttle import Reminder
 from powerwall_bus.shared.topology import METER_STREAM
 
 _LOGGER = logging.getLogger(__name__)
@@ -200,6 +201,7 @@ class Writer:
         self._database_ready = False
         self._ever_connected_database = False
         self._database_backoff = Backoff(first=1.0, cap=self.settings.retry_max, jitter=0.25)
+        self._database_reminder = Reminder(clock=clock)
         self._database_down_since: float | None = None
         self._broker = BrokerLink(
             config.amqp,
@@ -288,12 +290,21 @@ class Writer:
         self._database_ready = False
         if first:
             self._database_down_since = self._clock()
+            self._database_reminder.start()
             self.stats.database_outages += 1
             _LOGGER.warning(
                 "%s; holding %d messages unacknowledged and retrying (at most every %g s)",
                 exc,
                 held,
                 self.settings.retry_max,
+            )
+        elif self._database_reminder.due():
+            _LOGGER.warning(
+                "database still unavailable after %.0f s (%d attempts), holding %d messages: %s",
+                self._clock() - (self._database_down_since or self._clock()),
+                self._database_backoff.failures,
+                held,
+                exc,
             )
         else:
             _LOGGER.debug(
