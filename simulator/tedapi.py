@@ -1,5 +1,9 @@
 """The simulated gateway's signed TEDAPI (``POST /tedapi/v1r``): paired keys and Max Backup.
 
+Paired keys come from ``--paired-key``/``/_sim/pair`` (the cloud registration and switch
+toggle of a real site), and a verified key can list them, add another (by trusted
+signature, verified at once) and remove any, signed, as on a real gateway.
+
 A pure core behind the HTTPS shell: :meth:`SignedCommands.handle` takes the request body and
 returns the answer body. The checks are the shared gateway-side rules
 (:func:`~powerwall_bus.shared.tedapi.responder.verify_request`), answered as a gateway does:
@@ -26,21 +30,26 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from google.protobuf.message import DecodeError
 
-from powerwall_bus.shared.errors import TedapiFault
+from powerwall_bus.shared.errors import TedapiFault, TedapiKeyError
 from powerwall_bus.shared.max_backup import MIN_DURATION, BackupEvent
 from powerwall_bus.shared.tedapi import responder, schema
+from powerwall_bus.shared.tedapi.clients import AuthorizedClient, ClientKind
 from powerwall_bus.shared.tedapi.commands import Kind
-from powerwall_bus.shared.tedapi.keys import fingerprint
+from powerwall_bus.shared.tedapi.keys import fingerprint, public_key_from_der
 from powerwall_bus.simulator.endpoints import SimulatedGateway
 
 _LOGGER = logging.getLogger(__name__)
 
 #: google.rpc codes of the refusals (ours: no recorded gateway refusal exists).
 INVALID_ARGUMENT = 3
+NOT_FOUND = 5
 FAILED_PRECONDITION = 9
+AUTHORIZED_STATE_PENDING = 1
+AUTHORIZED_STATE_VERIFIED = 3
 
 
 @dataclass(frozen=True)
@@ -49,10 +58,21 @@ class PairedKey:
 
     der: bytes
     verified: bool
+    description: str = ""
+    added: float = 0.0  # Unix seconds
 
     def as_dict(self) -> dict[str, object]:
         """JSON-friendly view (the fingerprint, never the key itself)."""
         return {"fingerprint": fingerprint(self.der), "verified": self.verified}
+
+    def record(self) -> AuthorizedClient:
+        """The key as the gateway lists it."""
+        return AuthorizedClient(
+            public_key=self.der,
+            description=self.description,
+            state=AUTHORIZED_STATE_VERIFIED if self.verified else AUTHORIZED_STATE_PENDING,
+            added=datetime.fromtimestamp(int(self.added), UTC),
+        )
 
 
 class SignedCommands:
@@ -73,9 +93,9 @@ class SignedCommands:
 
     # ------------------------------------------------------------------ pairing
 
-    def pair(self, der: bytes, *, verified: bool = True) -> PairedKey:
+    def pair(self, der: bytes, *, verified: bool = True, description: str = "") -> PairedKey:
         """Accept ``der`` (DER PKCS#1) for signed commands, or mark it pending."""
-        key = PairedKey(der, verified)
+        key = PairedKey(der, verified, description or "simulator pairing", self._clock())
         with self._lock:
             self._keys[der] = key
         _LOGGER.info(
@@ -122,29 +142,49 @@ class SignedCommands:
             pending = {k.der for k in self._keys.values() if not k.verified}
         request_uuid = _request_uuid(body)
         try:
-            request = responder.verify_request(
+            signed = responder.verify_signed(
                 body, self._gateway.din, verified, now, pending=pending
             )
+            call = responder.client_call(signed.envelope)
+            if call is not None:
+                return self._clients(call, request_uuid)
+            kind, event = responder.backup_call(signed.envelope)
         except TedapiFault as fault:
             _LOGGER.info("refused a signed message: %s", fault.name)
             return responder.fault_reply(fault.fault, request_uuid)
         except responder.NotVerified:
             _LOGGER.info("refused a signed message: the key is not verified")
             return responder.not_verified_reply(request_uuid)
-        return self._execute(request, now)
+        return self._backup(kind, event, request_uuid, now)
 
-    def _execute(self, request: responder.VerifiedRequest, now: float) -> bytes:
+    def _clients(self, call: responder.ClientCall, uuid: bytes) -> bytes:
         din = self._gateway.din
-        uuid = request.request_uuid
+        if call.kind is ClientKind.LIST:
+            records = [key.record() for key in self.paired()]
+            return responder.clients_reply(din, records, False, uuid)
+        if call.kind is ClientKind.REMOVE:
+            if not self.unpair(call.public_key):
+                return responder.error_reply(din, NOT_FOUND, "no such authorized client", uuid)
+            return responder.client_removed_reply(din, uuid)
+        try:
+            public_key_from_der(call.public_key)
+        except TedapiKeyError:
+            return responder.error_reply(
+                din, INVALID_ARGUMENT, "public_key is not a DER PKCS#1 RSA key", uuid
+            )
+        added = self.pair(call.public_key, description=call.description)
+        return responder.client_added_reply(din, added.record(), uuid)
+
+    def _backup(self, kind: Kind, event: BackupEvent | None, uuid: bytes, now: float) -> bytes:
+        din = self._gateway.din
         current = self.current_event(now)
-        if request.kind is Kind.LIST:
+        if kind is Kind.LIST:
             return responder.backup_events_reply(din, current, uuid)
-        if request.kind is Kind.CANCEL:
+        if kind is Kind.CANCEL:
             if current is not None:
                 self._gateway.set_manual_backup(None)
                 _LOGGER.info("manual backup event cancelled")
             return responder.acknowledgement_reply(din, Kind.CANCEL, uuid)
-        event = request.event
         assert event is not None  # a schedule request always carries its event
         if event.duration < MIN_DURATION:
             return responder.error_reply(

@@ -32,6 +32,12 @@ from powerwall_bus.shared.errors import (
 from powerwall_bus.shared.max_backup import BackupEvent
 from powerwall_bus.shared.settings import SimulatorSettings, Sources
 from powerwall_bus.shared.tedapi import keys, schema
+from powerwall_bus.shared.tedapi.clients import (
+    ClientKind,
+    ClientRemoved,
+    build_client_request,
+    parse_client_response,
+)
 from powerwall_bus.shared.tedapi.commands import (
     Acknowledged,
     BackupEvents,
@@ -235,6 +241,49 @@ def test_v1r_needs_no_login_and_is_counted(paired_sim: SimulatorRunner) -> None:
     counts = sim_counts(paired_sim)
     assert counts["requests"][V1R] == 1
     assert counts["logins"] == 0
+
+
+def client_call(runner: SimulatorRunner, kind: ClientKind, key_name: str, **kwargs: Any) -> Any:
+    body = build_client_request(
+        kind, runner.server.gateway.din, signing_key(key_name), time.time(), **kwargs
+    )
+    return parse_client_response(post_raw(runner, body))
+
+
+def test_a_verified_key_lists_adds_and_removes_keys(paired_sim: SimulatorRunner) -> None:
+    paired = keys.public_der(signing_key("paired"))
+    stranger = keys.public_der(signing_key("stranger"))
+    listed = client_call(paired_sim, ClientKind.LIST, "paired")
+    assert [(c.public_key, c.state_name) for c in listed.clients] == [(paired, "VERIFIED")]
+    added = client_call(
+        paired_sim, ClientKind.ADD, "paired", public_key=stranger, description="garage pi"
+    )
+    assert (added.public_key, added.description, added.verified) == (stranger, "garage pi", True)
+    assert call(paired_sim, Kind.LIST, key_name="stranger") == BackupEvents(None)
+    listed = client_call(paired_sim, ClientKind.LIST, "stranger")
+    assert [c.fingerprint for c in listed.clients] == [
+        keys.fingerprint(paired),
+        keys.fingerprint(stranger),
+    ]
+    removed = client_call(paired_sim, ClientKind.REMOVE, "stranger", public_key=paired)
+    assert removed == ClientRemoved()  # any paired key may remove any other
+    with pytest.raises(TedapiFault) as caught:
+        call(paired_sim, Kind.LIST)
+    assert caught.value.fault == 3
+    with pytest.raises(TedapiRefused) as refused:
+        client_call(paired_sim, ClientKind.REMOVE, "stranger", public_key=paired)
+    assert refused.value.code == 5
+    with pytest.raises(TedapiRefused) as refused:
+        client_call(paired_sim, ClientKind.ADD, "stranger", public_key=b"not a key")
+    assert refused.value.code == 3
+
+
+def test_a_pending_key_is_listed_pending(paired_sim: SimulatorRunner) -> None:
+    pair_over_http(paired_sim, "stranger", verified=False)
+    listed = client_call(paired_sim, ClientKind.LIST, "paired")
+    assert [c.state_name for c in listed.clients] == ["VERIFIED", "PENDING_VERIFICATION"]
+    with pytest.raises(TedapiKeyNotVerified):
+        client_call(paired_sim, ClientKind.LIST, "stranger")
 
 
 def test_pair_endpoint_refuses_what_is_not_a_key(sim: SimulatorRunner) -> None:

@@ -30,6 +30,15 @@ from powerwall_bus.shared.errors import (
 )
 from powerwall_bus.shared.max_backup import BackupEvent
 from powerwall_bus.shared.tedapi import cloud, keys, responder, schema
+from powerwall_bus.shared.tedapi.clients import (
+    AuthorizedClient,
+    AuthorizedClients,
+    ClientKind,
+    ClientRemoved,
+    build_client_envelope,
+    build_client_request,
+    parse_client_response,
+)
 from powerwall_bus.shared.tedapi.commands import (
     Acknowledged,
     BackupEvents,
@@ -371,6 +380,67 @@ def test_unreadable_replies_are_decode_errors(body: bytes) -> None:
 def test_a_request_is_not_a_reply() -> None:
     with pytest.raises(TedapiDecodeError, match="unexpected TEG answer"):
         parse_envelope(build_envelope(Kind.LIST, EXAMPLE_DIN))
+
+
+# --------------------------------------------------------------------------- authorized clients
+
+
+def _authorization(envelope: bytes) -> dict[int, tuple[int, Any]]:
+    top = fields(envelope)
+    assert sorted(top) == [1, 2, 3, 12]
+    return fields(top[12][1])
+
+
+def test_client_envelopes_by_field_number() -> None:
+    der = keys.public_der(signing_key("stranger"))
+    listed = build_client_envelope(ClientKind.LIST, EXAMPLE_DIN)
+    assert listed == hexbytes(f"{ENVELOPE_HEAD} 62 02 2a 00")
+    removal = _authorization(build_client_envelope(ClientKind.REMOVE, EXAMPLE_DIN, der))
+    assert fields(removal[3][1]) == {1: (2, der)}
+    added = _authorization(build_client_envelope(ClientKind.ADD, EXAMPLE_DIN, der, "garage pi"))
+    assert fields(added[9][1]) == {
+        1: (0, 1),  # customer mobile app
+        2: (2, b"garage pi"),
+        3: (0, 1),  # RSA
+        4: (2, der),
+        5: (2, b"\x01"),  # roles, packed: [CUSTOMER]
+    }
+    with pytest.raises(ValueError, match="needs the public key"):
+        build_client_envelope(ClientKind.REMOVE, EXAMPLE_DIN)
+
+
+@pytest.mark.parametrize("kind", list(ClientKind))
+def test_client_calls_round_trip_through_verification(kind: ClientKind) -> None:
+    der = keys.public_der(signing_key("stranger"))
+    body = build_client_request(
+        kind, EXAMPLE_DIN, signing_key("paired"), NOW, public_key=der, description="pi"
+    )
+    signed = responder.verify_signed(body, EXAMPLE_DIN, _paired(), NOW)
+    call = responder.client_call(signed.envelope)
+    assert call is not None and call.kind is kind
+    if kind is not ClientKind.LIST:
+        assert call.public_key == der
+    # a relay that passes only Max Backup calls refuses it
+    assert _fault_of(body) == responder.FAULT_DECODING
+
+
+def test_client_replies_round_trip() -> None:
+    added = datetime(2026, 1, 1, tzinfo=UTC)
+    paired = AuthorizedClient(keys.public_der(signing_key("paired")), "house", 3, added=added)
+    pending = AuthorizedClient(keys.public_der(signing_key("stranger")), "new", 1)
+    listed = parse_client_response(responder.clients_reply(EXAMPLE_DIN, [paired, pending], True))
+    assert listed == AuthorizedClients((paired, pending), switch_off=True)
+    assert isinstance(listed, AuthorizedClients)
+    assert [c.verified for c in listed.clients] == [True, False]
+    assert [c.state_name for c in listed.clients] == ["VERIFIED", "PENDING_VERIFICATION"]
+    assert parse_client_response(responder.client_added_reply(EXAMPLE_DIN, pending)) == pending
+    assert parse_client_response(responder.client_removed_reply(EXAMPLE_DIN)) == ClientRemoved()
+    with pytest.raises(TedapiRefused):
+        parse_client_response(responder.error_reply(EXAMPLE_DIN, 5, "no such authorized client"))
+    with pytest.raises(TedapiDecodeError, match="no authorization answer"):
+        parse_client_response(responder.backup_events_reply(EXAMPLE_DIN, None))
+    with pytest.raises(TedapiFault):
+        parse_client_response(responder.fault_reply(3))
 
 
 # --------------------------------------------------------------------------- keys

@@ -6,7 +6,8 @@ never from a light ``command`` module. The modules, each with one job:
 - :mod:`.schema`: the message classes, built at import from a descriptor written in Python;
 - :mod:`.signing`: the TLV header, the RSA PKCS#1 v1.5 / SHA-512 signature and its check;
 - :mod:`.keys`: generate, store (0600), load and export the RSA key pair;
-- :mod:`.commands`: the client side, ``build_request`` and ``parse_response``;
+- :mod:`.commands`: the client side of Max Backup, ``build_request`` and ``parse_response``;
+- :mod:`.clients`: the paired keys (list, add by trusted signature, remove), signed the same way;
 - :mod:`.responder`: the gateway side (simulator, fakes), ``verify_request`` and the replies;
 - :mod:`.cloud`: the JSON bodies that carry the same bytes through the Tesla cloud.
 

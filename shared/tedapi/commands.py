@@ -42,9 +42,11 @@ __all__ = [
     "Result",
     "build_envelope",
     "build_request",
+    "envelope_from_response",
     "fault_name",
     "parse_envelope",
     "parse_response",
+    "raise_error_response",
     "scheduled_event",
     "sign_request",
 ]
@@ -193,6 +195,13 @@ def scheduled_event(info: Any) -> BackupEvent:
     return BackupEvent(begin, datetime.fromtimestamp(start + duration, UTC))
 
 
+def raise_error_response(envelope: Any) -> None:
+    """Raise :class:`TedapiRefused` when a parsed reply envelope carries an ``error_response``."""
+    if envelope.WhichOneof("payload") == "common" and envelope.common.HasField("error_response"):
+        status = envelope.common.error_response.status
+        raise TedapiRefused(int(status.code), str(status.message)[:200])
+
+
 def parse_envelope(data: bytes) -> Result:
     """Read a reply ``MessageEnvelope``: backup events, an acknowledgement, or an error.
 
@@ -204,10 +213,8 @@ def parse_envelope(data: bytes) -> Result:
         envelope.ParseFromString(data)
     except DecodeError:
         raise TedapiDecodeError("the reply envelope is not valid protobuf") from None
+    raise_error_response(envelope)
     payload = envelope.WhichOneof("payload")
-    if payload == "common" and envelope.common.HasField("error_response"):
-        status = envelope.common.error_response.status
-        raise TedapiRefused(int(status.code), str(status.message)[:200])
     if payload != "teg":
         raise TedapiDecodeError(f"the reply carries no TEG answer ({payload or 'nothing'})")
     answer = envelope.teg.WhichOneof("message")
@@ -227,12 +234,13 @@ def parse_envelope(data: bytes) -> Result:
     raise TedapiDecodeError(f"unexpected TEG answer {answer or 'none'}")
 
 
-def parse_response(body: bytes) -> Result:
-    """Read the gateway's ``RoutableMessage`` answer to a ``v1r`` POST.
+def envelope_from_response(body: bytes) -> bytes:
+    """The reply envelope bytes of the gateway's ``RoutableMessage`` answer to a ``v1r`` POST.
 
     Raises :class:`TedapiFault` when ``signed_message_status`` carries a fault (the
     signature, key, DIN or expiry was refused), :class:`TedapiKeyNotVerified` for a key
-    still waiting for the switch toggle, and what :func:`parse_envelope` raises.
+    still waiting for the switch toggle, :class:`TedapiDecodeError` when there is no
+    envelope.
     """
     message = schema.RoutableMessage()
     try:
@@ -253,4 +261,12 @@ def parse_response(body: bytes) -> Result:
         if data.startswith(NOT_VERIFIED_TEXT):
             raise TedapiKeyNotVerified("the key is registered but not verified yet")
         raise TedapiDecodeError("the gateway answered with text instead of an envelope")
-    return parse_envelope(data)
+    return data
+
+
+def parse_response(body: bytes) -> Result:
+    """Read the gateway's ``RoutableMessage`` answer to a Max Backup call.
+
+    Raises what :func:`envelope_from_response` and :func:`parse_envelope` raise.
+    """
+    return parse_envelope(envelope_from_response(body))

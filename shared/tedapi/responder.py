@@ -14,12 +14,14 @@ answered with the ``MessageFaultE`` a gateway reports (``docs/tedapi.md``):
 6. ``expires_at`` has not passed (``TIME_EXPIRED``).
 
 The signature is checked before the expiry so an unauthenticated ``expires_at`` is never
-trusted.
+trusted. :func:`verify_signed` stops there; :func:`verify_request` (and
+:func:`inspect_request`, for a relay) also insists on a Max Backup call, and
+:func:`client_call` reads an authorized-client call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,7 @@ from google.protobuf.message import DecodeError
 from powerwall_bus.shared.errors import TedapiError, TedapiFault, TedapiKeyError
 from powerwall_bus.shared.max_backup import BackupEvent
 from powerwall_bus.shared.tedapi import schema
+from powerwall_bus.shared.tedapi.clients import AuthorizedClient, ClientKind
 from powerwall_bus.shared.tedapi.commands import (
     NOT_VERIFIED_TEXT,
     Kind,
@@ -44,15 +47,23 @@ __all__ = [
     "FAULT_TIME_EXPIRED",
     "FAULT_UNKNOWN_KEY_ID",
     "FAULT_WRONG_PERSONALIZATION",
+    "ClientCall",
     "NotVerified",
+    "SignedEnvelope",
     "VerifiedRequest",
     "acknowledgement_reply",
+    "backup_call",
     "backup_events_reply",
+    "client_added_reply",
+    "client_call",
+    "client_removed_reply",
+    "clients_reply",
     "error_reply",
     "fault_reply",
     "inspect_request",
     "not_verified_reply",
     "verify_request",
+    "verify_signed",
 ]
 
 FAULT_UNKNOWN_KEY_ID = 3
@@ -82,7 +93,8 @@ def _fault(number: int) -> TedapiFault:
     return TedapiFault(number, fault_name(number))
 
 
-def _kind(envelope: Any) -> tuple[Kind, BackupEvent | None]:
+def backup_call(envelope: Any) -> tuple[Kind, BackupEvent | None]:
+    """The Max Backup call in a verified envelope; a ``DECODING`` fault when it is none."""
     if envelope.WhichOneof("payload") != "teg":
         raise _fault(FAULT_DECODING)
     teg = envelope.teg
@@ -98,15 +110,25 @@ def _kind(envelope: Any) -> tuple[Kind, BackupEvent | None]:
     raise _fault(FAULT_DECODING)
 
 
-def verify_request(
+@dataclass(frozen=True)
+class SignedEnvelope:
+    """A request whose signature passed: its parsed ``MessageEnvelope`` and who signed it."""
+
+    envelope: Any
+    signer: bytes  # DER PKCS#1 public key
+    request_uuid: bytes
+    expires_at: int
+
+
+def verify_signed(
     body: bytes,
     din: str,
     paired: Collection[bytes],
     now: float,
     *,
     pending: Collection[bytes] = (),
-) -> VerifiedRequest:
-    """Check ``body`` as the gateway ``din`` would at ``now`` (Unix seconds).
+) -> SignedEnvelope:
+    """Check ``body`` as the gateway ``din`` would at ``now`` (Unix seconds), whatever it asks.
 
     ``paired`` holds the verified keys, ``pending`` the registered but unverified ones (DER
     PKCS#1). Raises :class:`TedapiFault` with the fault to answer, or :class:`NotVerified`.
@@ -149,8 +171,48 @@ def verify_request(
         raise _fault(FAULT_INVALID_SIGNATURE)
     if expires_at < now:
         raise _fault(FAULT_TIME_EXPIRED)
-    kind, event = _kind(envelope)
-    return VerifiedRequest(kind, event, signer, bytes(message.uuid), expires_at)
+    return SignedEnvelope(envelope, signer, bytes(message.uuid), expires_at)
+
+
+def verify_request(
+    body: bytes,
+    din: str,
+    paired: Collection[bytes],
+    now: float,
+    *,
+    pending: Collection[bytes] = (),
+) -> VerifiedRequest:
+    """:func:`verify_signed`, for a Max Backup call (anything else is ``DECODING``)."""
+    signed = verify_signed(body, din, paired, now, pending=pending)
+    kind, event = backup_call(signed.envelope)
+    return VerifiedRequest(kind, event, signed.signer, signed.request_uuid, signed.expires_at)
+
+
+@dataclass(frozen=True)
+class ClientCall:
+    """What an authorized-client request asks (the key to add or remove, the new name)."""
+
+    kind: ClientKind
+    public_key: bytes = b""
+    description: str = ""
+
+
+def client_call(envelope: Any) -> ClientCall | None:
+    """The authorized-client call in a verified envelope, None when it is not one."""
+    if envelope.WhichOneof("payload") != "authorization":
+        return None
+    authorization = envelope.authorization
+    call = authorization.WhichOneof("message")
+    if call == "list_authorized_clients_request":
+        return ClientCall(ClientKind.LIST)
+    if call == "remove_authorized_client_request":
+        return ClientCall(
+            ClientKind.REMOVE, bytes(authorization.remove_authorized_client_request.public_key)
+        )
+    if call == "add_authorized_client_by_trusted_signature_request":
+        request = authorization.add_authorized_client_by_trusted_signature_request
+        return ClientCall(ClientKind.ADD, bytes(request.public_key), str(request.description))
+    return None
 
 
 def inspect_request(body: bytes, din: str, now: float) -> VerifiedRequest:
@@ -251,4 +313,47 @@ def error_reply(din: str, code: int, detail: str, request_uuid: bytes = b"") -> 
     status = envelope.common.error_response.status
     status.code = code
     status.message = detail
+    return _wrap(envelope, request_uuid)
+
+
+def _record(target: Any, client: AuthorizedClient) -> None:
+    target.type = client.client_type
+    target.description = client.description
+    target.key_type = client.key_type
+    target.public_key = client.public_key
+    target.roles.extend(client.roles)
+    target.state = client.state
+    target.verification = schema.VERIFICATION_PRESENCE_PROOF
+    if client.added is not None:
+        target.added_time.seconds = int(client.added.timestamp())
+
+
+def clients_reply(
+    din: str,
+    clients: Sequence[AuthorizedClient],
+    switch_off: bool = False,
+    request_uuid: bytes = b"",
+) -> bytes:
+    """The answer to a list of authorized clients."""
+    envelope = _reply_envelope(din)
+    response = envelope.authorization.list_authorized_clients_response
+    response.SetInParent()
+    for client in clients:
+        _record(response.clients.add(), client)
+    response.enable_line_switch_off = switch_off
+    return _wrap(envelope, request_uuid)
+
+
+def client_added_reply(din: str, client: AuthorizedClient, request_uuid: bytes = b"") -> bytes:
+    """The answer to an add by trusted signature: the new record."""
+    envelope = _reply_envelope(din)
+    response = envelope.authorization.add_authorized_client_by_trusted_signature_response
+    _record(response.client, client)
+    return _wrap(envelope, request_uuid)
+
+
+def client_removed_reply(din: str, request_uuid: bytes = b"") -> bytes:
+    """The (empty) answer to a removal."""
+    envelope = _reply_envelope(din)
+    envelope.authorization.remove_authorized_client_response.SetInParent()
     return _wrap(envelope, request_uuid)

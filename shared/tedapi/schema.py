@@ -8,9 +8,9 @@ ours. The numbers are those of ``docs/tedapi.md`` (the ``universal_message``, ``
 and ``energy_device`` schemas as Tesla's apps speak them); enum fields are declared as
 integers, which puts the same bytes on the wire and keeps unknown enum values readable.
 
-Only what Max Backup needs is declared (a routable message, its signature, the envelope,
-the TEG backup-event calls, the error body); protobuf keeps anything else a gateway sends
-as unknown fields.
+Only what Max Backup and the paired keys need is declared (a routable message, its
+signature, the envelope, the TEG backup-event calls, the authorized-client calls, the error
+body); protobuf keeps anything else a gateway sends as unknown fields.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ _UINT64 = _F.TYPE_UINT64
 _FIXED32 = _F.TYPE_FIXED32
 _STRING = _F.TYPE_STRING
 _BYTES = _F.TYPE_BYTES
+_BOOL = _F.TYPE_BOOL
 _MESSAGE = _F.TYPE_MESSAGE
 
 # message -> fields: (number, name, type, message type or None, oneof or None, repeated)
@@ -127,12 +128,69 @@ _SCHEMA: dict[str, list[_Field]] = {
         (49, "get_backup_events_request", _MESSAGE, "GetBackupEventsRequest", "message", False),
         (50, "get_backup_events_response", _MESSAGE, "GetBackupEventsResponse", "message", False),
     ],
+    # authorized clients (paired keys)
+    "AuthorizationRecord": [
+        (1, "type", _INT32, None, None, False),
+        (2, "description", _STRING, None, None, False),
+        (3, "key_type", _INT32, None, None, False),
+        (4, "public_key", _BYTES, None, None, False),
+        (5, "roles", _INT32, None, None, True),
+        (6, "state", _INT32, None, None, False),
+        (7, "verification", _INT32, None, None, False),
+        (8, "added_time", _MESSAGE, "Timestamp", None, False),
+        (9, "identifier", _STRING, None, None, False),
+        (10, "authorized_by_public_key", _BYTES, None, None, False),
+    ],
+    "AddAuthorizedClientRequest": [
+        (1, "type", _INT32, None, None, False),
+        (2, "description", _STRING, None, None, False),
+        (3, "key_type", _INT32, None, None, False),
+        (4, "public_key", _BYTES, None, None, False),
+    ],
+    "AddAuthorizedClientResponse": [(1, "client", _MESSAGE, "AuthorizationRecord", None, False)],
+    "RemoveAuthorizedClientRequest": [(1, "public_key", _BYTES, None, None, False)],
+    "RemoveAuthorizedClientResponse": [],
+    "ListAuthorizedClientsRequest": [],
+    "ListAuthorizedClientsResponse": [
+        (1, "clients", _MESSAGE, "AuthorizationRecord", None, True),
+        (2, "enable_line_switch_off", _BOOL, None, None, False),
+    ],
+    "AddAuthorizedClientByTrustedSignatureRequest": [
+        (1, "type", _INT32, None, None, False),
+        (2, "description", _STRING, None, None, False),
+        (3, "key_type", _INT32, None, None, False),
+        (4, "public_key", _BYTES, None, None, False),
+        (5, "roles", _INT32, None, None, True),
+        (6, "identifier", _STRING, None, None, False),
+    ],
+    "AddAuthorizedClientByTrustedSignatureResponse": [
+        (1, "client", _MESSAGE, "AuthorizationRecord", None, False)
+    ],
+    "AuthorizationMessages": [
+        (1, "add_authorized_client_request", _MESSAGE, "AddAuthorizedClientRequest", "message",
+         False),
+        (2, "add_authorized_client_response", _MESSAGE, "AddAuthorizedClientResponse", "message",
+         False),
+        (3, "remove_authorized_client_request", _MESSAGE, "RemoveAuthorizedClientRequest",
+         "message", False),
+        (4, "remove_authorized_client_response", _MESSAGE, "RemoveAuthorizedClientResponse",
+         "message", False),
+        (5, "list_authorized_clients_request", _MESSAGE, "ListAuthorizedClientsRequest",
+         "message", False),
+        (6, "list_authorized_clients_response", _MESSAGE, "ListAuthorizedClientsResponse",
+         "message", False),
+        (9, "add_authorized_client_by_trusted_signature_request", _MESSAGE,
+         "AddAuthorizedClientByTrustedSignatureRequest", "message", False),
+        (10, "add_authorized_client_by_trusted_signature_response", _MESSAGE,
+         "AddAuthorizedClientByTrustedSignatureResponse", "message", False),
+    ],
     "MessageEnvelope": [
         (1, "delivery_channel", _INT32, None, None, False),
         (2, "sender", _MESSAGE, "Participant", None, False),
         (3, "recipient", _MESSAGE, "Participant", None, False),
         (4, "common", _MESSAGE, "CommonMessages", "payload", False),
         (5, "teg", _MESSAGE, "TEGMessages", "payload", False),
+        (12, "authorization", _MESSAGE, "AuthorizationMessages", "payload", False),
     ],
 }  # fmt: skip
 
@@ -186,5 +244,11 @@ DELIVERY_CHANNEL_HERMES_COMMAND = 2
 AUTHORIZED_CLIENT_CUSTOMER_MOBILE_APP = 1
 OPERATION_STATUS_OK = 0
 OPERATION_STATUS_ERROR = 2
+AUTHORIZED_KEY_TYPE_RSA = 1
+AUTHORIZATION_ROLE_CUSTOMER = 1
+#: AuthorizedState values
+AUTHORIZED_STATE_PENDING_VERIFICATION = 1
+AUTHORIZED_STATE_VERIFIED = 3
+VERIFICATION_PRESENCE_PROOF = 1
 #: Tesla-API sends the largest uint64 as the Max Backup priority.
 MAX_PRIORITY = 2**64 - 1
