@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from powerwall_bus.consumers.dispatch.decide import (
+    CLOCK_SLACK,
     Action,
     Cancel,
     Decision,
@@ -688,6 +689,16 @@ def test_settings_made_in_code_are_checked_too() -> None:
         DispatchSettings(offpeak_start="noon")
     assert DispatchSettings(types=("boost", "BOOST", "smart")).types == ("BOOST", "SMART")
     assert dataclasses.replace(DispatchSettings(), align_start=False).align_start is False
+
+
+def test_the_rules_page_states_the_defaults() -> None:
+    """docs/dispatch-decisions.md quotes the default numbers; they must stay the code's."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "dispatch-decisions.md").read_text()
+    defaults = DispatchSettings()
+    for name in ("min_dispatch_minutes", "hysteresis_minutes", "bridge_minutes"):
+        assert f"(`{name}`, {getattr(defaults, name):g})" in doc, name
+    assert f"`offpeak_end`, {defaults.offpeak_start}-{defaults.offpeak_end} local" in doc
+    assert f"within {CLOCK_SLACK.seconds} s" in doc
 
 
 # --------------------------------------------------------------------------- dry run

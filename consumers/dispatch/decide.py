@@ -24,10 +24,13 @@ The rules (the holds themselves come from :func:`~.holds.plan_holds`):
 * A Max Backup we did not make (set in the Tesla app; told apart because it is not the event
   :attr:`Memory.ours` remembers, within :data:`CLOCK_SLACK`): with ``foreign_hold = keep`` it is
   never shortened or cancelled; a dispatch that needs longer replaces it with one hold covering
-  both (and that hold is never shortened below the hand-set end); a foreign event that starts
-  after the wanted hold ends is left alone and the dispatch gets no hold. With ``replace`` every
-  event counts as ours (Tesla-API's behaviour). After a restart without the saved memory, the
-  dispatcher's own earlier hold counts as foreign: kept to its end, never double-scheduled.
+  both (never shortened below the hand-set end while it stays on the gateway; if the user
+  cancels or changes it, that stands); a foreign event that starts after the wanted hold ends
+  is left alone and the dispatch gets no hold. With ``replace`` every event counts as ours
+  (Tesla-API's behaviour). After a restart without the saved memory, the dispatcher's own
+  earlier hold counts as foreign: kept to its end, never double-scheduled.
+
+The same rules, for users: ``docs/dispatch-decisions.md``.
 """
 
 from __future__ import annotations
