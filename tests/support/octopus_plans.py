@@ -4,8 +4,8 @@ The values are written for these tests (none copied from anywhere); the shapes f
 ``flexPlannedDispatches`` (``start``/``end`` with offsets, ``type`` SMART/BOOST/TEST,
 ``energyAddedKwh`` as a string that may be negative) and the legacy ``plannedDispatches``
 (``delta``, ``meta.source`` smart-charge/bump-charge/null). :func:`plan_from_response` reads
-either into the shared :class:`DispatchPlan`, so the same checks run over these and over the
-team's fixture files when they are present.
+either into the shared :class:`DispatchPlan` with the Octopus client's parsers, so the same
+checks run over these and over the team's fixture files when they are present.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from powerwall_bus.shared.octopus.plan import DispatchPlan, PlannedDispatch, parse_time
+from powerwall_bus.shared.octopus.documents import flex_plan, legacy_plan
+from powerwall_bus.shared.octopus.plan import DispatchPlan
 
 __all__ = ["EXPECTED_HOLDS", "RESPONSES", "plan_from_response"]
 
@@ -138,23 +139,10 @@ EXPECTED_HOLDS: dict[str, list[tuple[datetime, datetime]]] = {
 
 
 def plan_from_response(body: Mapping[str, Any], device_id: str = "test-device") -> DispatchPlan:
-    """A ``flexPlannedDispatches`` or legacy ``plannedDispatches`` answer as a plan."""
+    """A ``flexPlannedDispatches`` or legacy ``plannedDispatches`` answer as a plan, read by
+    the Octopus client's own parsers (so the samples go the way a real plan goes)."""
     data = body.get("data") or {}
-    items = data.get("flexPlannedDispatches")
-    if items is None:
-        items = data.get("plannedDispatches")
-    dispatches = []
-    for item in items or ():
-        meta = item.get("meta") or {}
-        kind = item.get("type") or meta.get("source") or "null"
-        energy = item.get("energyAddedKwh", item.get("delta"))
-        dispatches.append(
-            PlannedDispatch(
-                parse_time(item["start"]),
-                parse_time(item["end"]),
-                kind,
-                None if energy is None else float(energy),
-            )
-        )
-    fetched = min((d.start for d in dispatches), default=_t("2026-01-01 00:00"))
-    return DispatchPlan(device_id, fetched, tuple(sorted(dispatches, key=lambda d: d.start)))
+    fetched = _t("2026-01-01 00:00")
+    if "plannedDispatches" in data:
+        return legacy_plan(device_id, data["plannedDispatches"], fetched)
+    return flex_plan(device_id, data.get("flexPlannedDispatches"), fetched)
