@@ -26,9 +26,10 @@ from powerwall_bus.producers.octopus.publisher import APP_ID
 from powerwall_bus.shared.contract import OCTOPUS_PLAN, routing_key
 from powerwall_bus.shared.octopus.message import PlanMessage, parse_plan_message
 from powerwall_bus.shared.schemas import validate_message
-from powerwall_bus.shared.settings import OctopusSettings
+from powerwall_bus.shared.settings import AmqpSettings, OctopusSettings
 from powerwall_bus.simulator.octopus import FakeOctopus, FakeOctopusRunner, default_devices
 from tests.support.collector import Collector, Received
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
 
 if TYPE_CHECKING:
@@ -82,6 +83,12 @@ def collector(bus: TestBus, fake: FakeOctopusRunner) -> Iterator[Collector]:
     consumer = Collector(bus.settings.url, bus.settings.exchange, [key])
     yield consumer
     consumer.close()
+
+
+def _polled(producer: OctopusProducer, more: int) -> bool:
+    """Wait until the producer asked Octopus ``more`` more times."""
+    target = producer.polls + more
+    return wait_until(lambda: producer.polls >= target, 10)
 
 
 def _run(config: OctopusConfig) -> OctopusProducer:
@@ -241,3 +248,32 @@ def test_pwbus_octopus_process_publishes_stops_on_sigterm_and_logs_no_secret(
     assert not any(secret in stderr or secret in body for secret in secrets)
     assert "Octopus reachable" in stderr and "received SIGTERM" in stderr
     assert wait_until(lambda: parse_plan_message(collector.messages()[0].body).state == "ok", 1)
+
+
+def test_the_producer_reconnects_to_the_broker_and_sends_the_newest_plan(
+    bus: TestBus, fake: FakeOctopusRunner, collector: Collector, tmp_path: Path
+) -> None:
+    broker = AmqpSettings(url=bus.settings.url)
+    relay = TcpProxy(broker.host, broker.port)
+    amqp = AmqpSettings(
+        url=bus.settings.url, host="127.0.0.1", port=relay.port, exchange=bus.settings.exchange
+    )
+    config = _config(fake, bus, tmp_path)
+    producer = OctopusProducer(OctopusConfig(config.octopus, amqp, tmp_path)).start()
+    try:
+        assert collector.wait_for(lambda got: len(got) >= 1, 10)
+        relay.cut()
+        assert wait_until(lambda: not producer.publisher._link.up, 10)
+        for plan in ([SMART, LATER], [LATER]):  # two changes while away: the newer one wins
+            requests.post(fake.control + "plan", json={"dispatches": plan}, timeout=5)
+            assert _polled(producer, 2)
+        relay.restore()
+        assert collector.wait_for(lambda got: len(got) >= 2, 20)
+    finally:
+        producer.stop()
+        relay.close()
+    plans = _plans(collector)
+    assert plans[-1].plan is not None
+    assert [d.to_payload()["start"] for d in plans[-1].plan.dispatches] == ["2030-01-14T23:30:00Z"]
+    assert len(plans) == 2  # the plan in between was replaced while the broker was away
+    assert producer.publisher._link.outages == 1
