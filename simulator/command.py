@@ -226,7 +226,7 @@ def add_simctl_arguments(parser: argparse.ArgumentParser) -> None:
         "action",
         choices=["counts", "reset", "faults", "set", "clear", "expire", "pair", "unpair", "paired"],
         help="counts | reset | faults (list) | set SPEC... | clear NAME... | expire | "
-        "pair FILE.pem... | unpair FILE.pem... | paired (list)",
+        "pair FILE.pem... [--pending] | unpair FILE.pem... | paired (list)",
     )
     parser.add_argument(
         "specs", nargs="*", help="fault specs for set, names for clear, PEM files for (un)pair"
@@ -234,7 +234,8 @@ def add_simctl_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pending",
         action="store_true",
-        help="with pair: the key is registered but not verified (no switch toggle yet)",
+        help="with pair, after the files: the key is registered but not verified (no switch "
+        "toggle yet)",
     )
 
 
