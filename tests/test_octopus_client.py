@@ -399,3 +399,28 @@ def test_garbage_answers_are_api_errors(
     not_graphql = _client(fake, clock, tmp_path / "y", url=fake.control + "counts")
     with pytest.raises(OctopusApiError):
         not_graphql.plan()  # HTTP 405 with no GraphQL body
+
+
+def test_the_fake_also_logs_in_with_email_and_password(clock: Clock) -> None:
+    fake = FakeOctopus(password="pa55-w0rd", clock=clock)
+    with FakeOctopusRunner(fake) as runner:
+        http = requests.Session()
+        http.trust_env = False
+        mutation = (
+            "mutation L($input: ObtainJSONWebTokenInput!) "
+            "{ obtainKrakenToken(input: $input) { token payload refreshToken refreshExpiresIn } }"
+        )
+        for password, ok in (("pa55-w0rd", True), ("wrong", False)):
+            credential = {"email": fake.email, "password": password}
+            body = http.post(
+                runner.url, json={"query": mutation, "variables": {"input": credential}}, timeout=5
+            ).json()
+            answer = body["data"]["obtainKrakenToken"]
+            if ok:
+                assert answer["payload"]["gty"] == "EMAIL"
+                assert answer["refreshExpiresIn"] == clock.now + 7 * 86400
+                assert jwt_claims(answer["token"])["exp"] == clock.now + 3600
+            else:
+                assert answer is None
+                assert body["errors"][0]["extensions"]["errorCode"] == "KT-CT-1139"
+    assert fake.counts.logins == {"email": 2}

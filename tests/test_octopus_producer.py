@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -242,6 +243,7 @@ def test_pwbus_octopus_process_publishes_stops_on_sigterm_and_logs_no_secret(
             process.communicate()
     assert process.returncode == 0, stderr
     token_file = tmp_path / "state" / f"octopus-tokens-{fake.fake.account}.json"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     saved = json.loads(token_file.read_text())
     secrets = [fake.fake.api_key, saved["access"], saved["refresh"]]
     body = collector.messages()[0].body.decode()
