@@ -32,6 +32,7 @@ from powerwall_bus.simulator.octopus import FakeOctopus, FakeOctopusRunner, defa
 from tests.support.collector import Collector, Received
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
+from tests.test_octopus_client import Clock
 
 if TYPE_CHECKING:
     from tests.conftest import TestBus
@@ -279,3 +280,30 @@ def test_the_producer_reconnects_to_the_broker_and_sends_the_newest_plan(
     assert [d.to_payload()["start"] for d in plans[-1].plan.dispatches] == ["2030-01-14T23:30:00Z"]
     assert len(plans) == 2  # the plan in between was replaced while the broker was away
     assert producer.publisher._link.outages == 1
+
+
+def test_an_hour_at_the_default_settings_stays_well_inside_the_rate_limits(
+    tmp_path: Path,
+) -> None:
+    """The producer's own schedule, with simulated time: requests in an hour, and never
+    more flexPlannedDispatches in a minute than Octopus allows (the fake enforces 5)."""
+    clock = Clock()
+    fake = FakeOctopus(clock=clock)
+    fake.set_plan([dict(SMART), dict(LATER)])
+    with FakeOctopusRunner(fake) as runner:
+        settings = OctopusSettings(
+            api_key=fake.api_key, account_number=fake.account, url=runner.url
+        )
+        producer = OctopusProducer(OctopusConfig(settings, AmqpSettings(), tmp_path), clock=clock)
+        try:
+            end = clock.now + 3600
+            while clock.now < end:
+                next_poll, _ = producer.poll_once()
+                clock.now = max(next_poll, clock.now + 1)
+        finally:
+            producer.client.close()
+    assert producer.tracker.state == "ok"
+    assert "KT-CT-1199" not in fake.counts.errors and not fake.counts.errors
+    assert producer.polls == 30  # every 120 s
+    assert fake.counts.http <= 34  # 30 plans + the device list + a login + a refresh
+    assert fake.counts.logins == {"api_key": 1, "refresh": 1}  # renewed before it expired
