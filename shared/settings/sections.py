@@ -917,6 +917,151 @@ class OctopusSettings:
             )
 
 
+def _rotation(value: int) -> str | None:
+    return None if value in (0, 90, 180, 270) else "must be 0, 90, 180 or 270 (degrees)"
+
+
+def _clock_time(value: str) -> str | None:
+    hours, sep, minutes = value.partition(":")
+    ok = sep and hours.isdigit() and minutes.isdigit() and len(minutes) == 2
+    if ok and int(hours) < 24 and int(minutes) < 60:
+        return None
+    return "must be a local time HH:MM (00:00-23:59)"
+
+
+def _location(value: str) -> str | None:
+    problem = "must be LATITUDE,LONGITUDE in degrees (-90..90,-180..180)"
+    if not value:
+        return None
+    parts = value.split(",")
+    try:
+        latitude, longitude = (float(part) for part in parts)
+    except ValueError:
+        return problem
+    ok = -90.0 <= latitude <= 90.0 and -180.0 <= longitude <= 180.0
+    return None if ok else problem
+
+
+@dataclass(frozen=True)
+class HatSettings:
+    """The Unicorn HAT HD display (``pwbus hat``): how bright, which way up, the solar
+    array it scales production against, how fast text scrolls, and the optional weather."""
+
+    brightness: float = setting(
+        0.5,
+        env=("PWBUS_HAT_BRIGHTNESS",),
+        check=between(0.0, 1.0),
+        help="LED brightness by day, 0-1",
+    )
+    night_brightness: float = setting(
+        0.1,
+        env=("PWBUS_HAT_NIGHT_BRIGHTNESS",),
+        check=between(0.0, 1.0),
+        help="LED brightness between night_start and night_end (local time), 0-1",
+    )
+    night_start: str = setting(
+        "22:00",
+        env=("PWBUS_HAT_NIGHT_START",),
+        check=_clock_time,
+        help="local time the night brightness starts, HH:MM (equal to night_end: no night)",
+    )
+    night_end: str = setting(
+        "07:00",
+        env=("PWBUS_HAT_NIGHT_END",),
+        check=_clock_time,
+        help="local time the night brightness ends, HH:MM",
+    )
+    rotation: int = setting(
+        0,
+        env=("PWBUS_HAT_ROTATION",),
+        check=_rotation,
+        help="turn the picture by 0, 90, 180 or 270 degrees (clockwise) to suit the mounting",
+    )
+    panels: int = setting(
+        21,
+        env=("PWBUS_HAT_PANELS",),
+        check=between(1, 1000, "panels"),
+        help="number of solar panels (Tesla-API's NumberOfMicroinverters)",
+    )
+    panel_watts: float = setting(
+        380.0,
+        env=("PWBUS_HAT_PANEL_WATTS",),
+        check=between(1.0, 5000.0, "W"),
+        help="rated W of one panel: production above panels x this shows light green",
+    )
+    panel_max_watts: float = setting(
+        384.0,
+        env=("PWBUS_HAT_PANEL_MAX_WATTS",),
+        check=between(1.0, 5000.0, "W"),
+        help="most W one panel gives: panels x this is the full scale of colours and chart",
+    )
+    scroll_delay: float = setting(
+        0.04,
+        env=("PWBUS_HAT_SCROLL_DELAY",),
+        check=between(0.005, 1.0, "seconds"),
+        help="seconds per one-pixel step of scrolling text",
+    )
+    hold: float = setting(
+        5.0,
+        env=("PWBUS_HAT_HOLD",),
+        check=between(1.0, 60.0, "seconds"),
+        help="seconds each screen (production, chart, battery) stays at least",
+    )
+    weather: bool = setting(
+        False,
+        env=("PWBUS_HAT_WEATHER",),
+        help="show a weather icon from Open-Meteo (needs location)",
+    )
+    location: str = setting(
+        "",
+        env=("PWBUS_HAT_LOCATION",),
+        check=_location,
+        help="where the weather is for: LATITUDE,LONGITUDE in degrees (north and east "
+        "positive), e.g. 51.5007,-0.1246",
+    )
+    weather_url: str = setting(
+        "https://api.open-meteo.com",
+        env=("PWBUS_HAT_WEATHER_URL",),
+        help="Open-Meteo base URL (its /v1/forecast is asked)",
+    )
+    weather_interval: float = setting(
+        900.0,
+        env=("PWBUS_HAT_WEATHER_INTERVAL",),
+        check=between(60.0, 86400.0, "seconds"),
+        help="seconds a weather answer (or failure) is kept before asking again",
+    )
+    weather_timeout: float = setting(
+        5.0,
+        env=("PWBUS_HAT_WEATHER_TIMEOUT",),
+        check=between(0.5, 60.0, "seconds"),
+        help="timeout of one weather request, s",
+    )
+
+    def __post_init__(self) -> None:
+        if self.weather and not self.location:
+            raise ConfigError("hat.weather", "needs hat.location (LATITUDE,LONGITUDE)")
+        if not self.weather_url.startswith(("http://", "https://")):
+            raise ConfigError("hat.weather_url", "must start with http:// or https://")
+
+    @property
+    def coordinates(self) -> tuple[float, float] | None:
+        """(latitude, longitude) in degrees, or None when no location is set."""
+        if not self.location:
+            return None
+        latitude, longitude = (float(part) for part in self.location.split(","))
+        return latitude, longitude
+
+    @property
+    def capacity(self) -> float:
+        """Full scale in W: every panel at its most."""
+        return self.panels * self.panel_max_watts
+
+    @property
+    def rated(self) -> float:
+        """Every panel at its rating, W: above it production draws light green."""
+        return self.panels * self.panel_watts
+
+
 SECTIONS: dict[str, type] = {
     "gateway": GatewaySettings,
     "amqp": AmqpSettings,
@@ -927,6 +1072,7 @@ SECTIONS: dict[str, type] = {
     "proxy": ProxySettings,
     "writer": WriterSettings,
     "display": DisplaySettings,
+    "hat": HatSettings,
     "dispatch": DispatchSettings,
     "octopus_energy": OctopusSettings,
 }
