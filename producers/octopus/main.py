@@ -22,7 +22,7 @@ from types import FrameType
 from powerwall_bus import __version__
 from powerwall_bus.producers.octopus.command import OctopusConfig
 from powerwall_bus.producers.octopus.publisher import LatestMessage, PlanPublisher
-from powerwall_bus.producers.octopus.tracker import Tracker
+from powerwall_bus.producers.octopus.tracker import RATE_LIMIT_CAP, Tracker
 from powerwall_bus.shared.errors import OctopusError
 from powerwall_bus.shared.messages import RunSequence
 from powerwall_bus.shared.octopus.client import OctopusClient
@@ -82,11 +82,17 @@ class OctopusProducer:
 
     def run(self) -> None:
         """The Octopus thread: poll and publish until stopped."""
-        every = self.config.octopus.publish_every
+        settings = self.config.octopus
+        every = settings.publish_every
+        # The longest wait there can be: a clock stepped back must not stall us longer.
+        longest = max(settings.poll_interval, settings.refused_retry, RATE_LIMIT_CAP)
         next_poll = self._clock()
         next_publish = next_poll + every
         while not self.stop_event.is_set():
-            if self._clock() >= next_poll:
+            now = self._clock()
+            next_poll = min(next_poll, now + longest)
+            next_publish = min(next_publish, now + every)
+            if now >= next_poll:
                 next_poll, published = self.poll_once()
                 if published:
                     next_publish = self._clock() + every

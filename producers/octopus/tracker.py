@@ -35,6 +35,8 @@ _LOGGER = logging.getLogger(__name__)
 
 #: Without a device to follow, look again this often at most (someone may register one).
 NO_DEVICE_RETRY = 600.0
+#: Octopus may make us wait this long at most (a longer Retry-After is cut to it).
+RATE_LIMIT_CAP = 3600.0
 
 
 def _at(epoch: float) -> str:
@@ -124,7 +126,7 @@ class Tracker:
         state = _state_of(error)
         if state == "rate_limited":
             assert isinstance(error, OctopusRateLimited)
-            retry = max(error.until, now + self._limited.next_delay())
+            retry = min(max(error.until, now + self._limited.next_delay()), now + RATE_LIMIT_CAP)
         elif state == "refused":
             retry = now + self._refused_retry
         elif state == "no_device":
