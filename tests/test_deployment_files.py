@@ -344,3 +344,55 @@ def test_compose_every_bus_service_uses_its_role_and_trusts_the_poller() -> None
         assert amqp.password == f"{role}-Pw@/1"
         if role != "poller":
             assert amqp.poller_user == poller_user, service
+
+
+# --------------------------------------------------------------------------- the LED display
+
+
+def _unit(name: str) -> dict[str, dict[str, list[str]]]:
+    """A systemd unit file as {section: {key: [values]}} (keys may repeat in systemd)."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current: dict[str, list[str]] = {}
+    for raw in (ROOT / "configuration" / name).read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], {})
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"{name}: not key=value: {raw!r}"
+        current.setdefault(key.strip(), []).append(value.strip())
+    return sections
+
+
+def test_the_led_display_unit_runs_pwbus_hat_unprivileged_with_spi(tmp_path: Path) -> None:
+    import shlex
+
+    from powerwall_bus.cli import build_parser, commands
+    from powerwall_bus.consumers.hat.command import HAT
+    from powerwall_bus.shared.command import setting_flags
+
+    unit = _unit("pwbus-hat.service")
+    service = unit["Service"]
+    assert set(unit) == {"Unit", "Service", "Install"}
+    assert unit["Install"]["WantedBy"] == ["multi-user.target"]
+    assert service["User"] == ["pwbus"] and service["User"] != ["root"]
+    assert {"spi", "gpio"} <= set(" ".join(service["SupplementaryGroups"]).split())
+    assert service["Restart"] == ["on-failure"]
+    assert service["KillSignal"] == ["SIGTERM"]  # pwbus hat ends 0 with the LEDs off on it
+    (env_file,) = service["EnvironmentFile"]
+    assert env_file.startswith("/") and not env_file.startswith("-")
+    (exec_start,) = service["ExecStart"]
+    argv = shlex.split(exec_start)
+    assert argv[0].startswith("/") and argv[0].endswith("/pwbus")
+    assert argv[1:] == ["hat", "--backend", "unicornhathd"]
+    # The command line parses, and the shipped environment example is enough for it.
+    args = build_parser(commands()).parse_args(argv[1:])
+    dotenv: dict[str, str] = {}
+    for line in (ROOT / "configuration" / "pwbus.env.example").read_text().splitlines():
+        if re.match(r"^[A-Z][A-Z0-9_]*=", line):
+            key, _, value = line.partition("=")
+            dotenv[key] = value
+    config = HAT.load(Sources.gather(flags=setting_flags(args), env=dotenv), args)
+    assert config.backend == "unicornhathd" and config.amqp.host == "localhost"

@@ -468,6 +468,10 @@ def test_the_montage_has_every_kind_of_frame(tmp_path: Path) -> None:
     assert main([str(tmp_path / "m.png")]) == 0
     with Image.open(tmp_path / "m.png") as image:
         assert image.size[0] > 600
+        colours = {colour for _, colour in image.convert("RGB").getcolors(1 << 20) or []}
+    # The whole production text is drawn in its colour, the stale corner in red.
+    assert production_colour(3910.0, HatSettings().capacity) in colours
+    assert STALE_MARK in colours and soe_colour(39.37) in colours
 
 
 def test_the_weather_location_is_latitude_then_longitude() -> None:

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from powerwall_bus.consumers.display.state import Freshness, Power, View
-from powerwall_bus.consumers.hat.frame import SIZE, Frame
+from powerwall_bus.consumers.hat.font import Column, text_columns
+from powerwall_bus.consumers.hat.frame import (
+    BLACK,
+    SIZE,
+    Frame,
+    Rgb,
+    production_colour,
+    soe_colour,
+)
 from powerwall_bus.consumers.hat.icons import icon_frames
 from powerwall_bus.consumers.hat.render import (
     chart_screen,
@@ -25,7 +33,7 @@ from powerwall_bus.consumers.hat.render import (
 )
 from powerwall_bus.shared.settings import HatSettings
 
-__all__ = ["example_frames", "main", "montage"]
+__all__ = ["example_frames", "example_strips", "main", "montage"]
 
 #: Pixels per LED in the picture.
 SCALE = 10
@@ -76,12 +84,50 @@ def example_frames() -> list[tuple[str, Frame]]:
     ]
 
 
-def montage(frames: Sequence[tuple[str, Frame]], columns: int = 4) -> Any:
-    """One PIL image: the frames as LED dots on black, captioned, ``columns`` a row."""
+def example_strips() -> list[tuple[str, list[Column], Rgb]]:
+    """Whole texts as they scroll by: (caption, columns, colour)."""
+    hat = HatSettings()
+    return [
+        ("production scrolls by", text_columns("3.91 kW"), production_colour(3910.0, hat.capacity)),
+        ("the battery as the app shows it", text_columns("39.37%"), soe_colour(39.37)),
+    ]
+
+
+def _dots(draw: Any, left: int, top: int, width: int, colour_at: Any) -> None:
+    """LEDs as dots: ``width`` columns of 16, ``colour_at(x, y)`` each."""
+    draw.rectangle([left, top, left + width * SCALE - 1, top + SIZE * SCALE - 1], fill=BLACK)
+    for y in range(SIZE):
+        for x in range(width):
+            box = (left + x * SCALE + 1, top + y * SCALE + 1)
+            end = (left + (x + 1) * SCALE - 2, top + (y + 1) * SCALE - 2)
+            draw.ellipse([box, end], fill=colour_at(x, y))
+
+
+def _strip_colours(text: Sequence[Column], colour: Rgb) -> Any:
+    """colour_at(x, y) of a whole text after one dark column, its rows placed as on the
+    display (centred)."""
+    height = len(text[0])
+    top = (SIZE - height) // 2
+
+    def colour_at(x: int, y: int) -> Rgb:
+        column, row = x - 1, y - top
+        lit = 0 <= column < len(text) and 0 <= row < height and text[column][row]
+        return colour if lit else BLACK
+
+    return colour_at
+
+
+def montage(
+    frames: Sequence[tuple[str, Frame]],
+    strips: Sequence[tuple[str, list[Column], Rgb]] = (),
+    columns: int = 4,
+) -> Any:
+    """One PIL image: the frames as LED dots on black, captioned, ``columns`` a row; then
+    each strip (a whole text) on a row of its own."""
     from PIL import Image, ImageDraw, ImageFont
 
     tile = SIZE * SCALE
-    rows = (len(frames) + columns - 1) // columns
+    rows = (len(frames) + columns - 1) // columns + len(strips)
     width = columns * tile + (columns + 1) * _GAP
     height = rows * (tile + _CAPTION) + (rows + 1) * _GAP
     image = Image.new("RGB", (width, height), (24, 24, 28))
@@ -90,13 +136,14 @@ def montage(frames: Sequence[tuple[str, Frame]], columns: int = 4) -> Any:
     for index, (caption, frame) in enumerate(frames):
         left = _GAP + (index % columns) * (tile + _GAP)
         top = _GAP + (index // columns) * (tile + _CAPTION + _GAP)
-        draw.rectangle([left, top, left + tile - 1, top + tile - 1], fill=(0, 0, 0))
-        for y in range(SIZE):
-            for x in range(SIZE):
-                box = (left + x * SCALE + 1, top + y * SCALE + 1)
-                end = (left + (x + 1) * SCALE - 2, top + (y + 1) * SCALE - 2)
-                draw.ellipse([box, end], fill=frame.pixel(x, y))
+        _dots(draw, left, top, SIZE, frame.pixel)
         draw.text((left, top + tile + 3), caption, fill=(220, 220, 220), font=font)
+    first_strip_row = (len(frames) + columns - 1) // columns
+    for index, (caption, text, colour) in enumerate(strips):
+        top = _GAP + (first_strip_row + index) * (tile + _CAPTION + _GAP)
+        shown = min(len(text) + 2, (width - 2 * _GAP) // SCALE)  # a dark column each side
+        _dots(draw, _GAP, top, shown, _strip_colours(text, colour))
+        draw.text((_GAP, top + tile + 3), caption, fill=(220, 220, 220), font=font)
     return image
 
 
@@ -105,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     path = Path(args[0] if args else "docs/images/hat-frames.png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    montage(example_frames()).save(path)
+    montage(example_frames(), example_strips()).save(path)
     return 0
 
 

@@ -119,7 +119,7 @@ class Weather:
     def _fetch(self) -> Any:
         url = self._hat.weather_url.rstrip("/") + "/v1/forecast"
         latitude, longitude = self._hat.coordinates or (0.0, 0.0)
-        params = {
+        params: dict[str, str | float] = {
             "latitude": latitude,
             "longitude": longitude,
             "current": "weather_code,wind_speed_10m,is_day",
