@@ -74,14 +74,14 @@ def described(actions: Sequence[Action], day: str = DAY) -> str:
     )
 
 
-def plan(text: str, day: str = DAY) -> DispatchPlan:
+def plan(text: str, day: str = DAY, fetched: str = "00:00") -> DispatchPlan:
     """``10:00-10:30, 10:30-12:00 BOOST`` as a plan (SMART unless a type is given)."""
     dispatches = []
     for slot in filter(None, (part.strip() for part in text.split(","))):
         span_text, _, kind = slot.partition(" ")
         start, end = span_text.split("-")
         dispatches.append(PlannedDispatch(t(start, day), t(end, day), kind or "SMART", 1.0))
-    return DispatchPlan("device-1", t("00:00", day), tuple(dispatches))
+    return DispatchPlan("device-1", t(fetched, day), tuple(dispatches))
 
 
 def event(start: str, end: str, day: str = DAY) -> BackupEvent:
@@ -102,6 +102,7 @@ class Case:
     release_since: str = ""
     keep_until: str = ""
     known: bool = True  # False: no plan from Octopus yet
+    fetched: str = ""  # when the plan was fetched (default: now)
     summary: str = ""  # a fragment the summary must hold
     day: str = DAY  # what the times are on ("+1": the day after)
 
@@ -216,6 +217,12 @@ CASES = [
          release_since="09:00", summary="left to run out"),
     Case("no plan known", "10:20", "", current="10:15-11:00", ours=True,
          release_since="09:00", known=False),
+    Case("stale plan, empty", "10:20", "", current="10:15-11:00", ours=True,
+         release_since="09:00", fetched="09:49", summary="31 min old"),
+    Case("stale plan, dispatch now", "10:20", "10:00-11:00", fetched="09:49"),
+    Case("plan 30 min old", "10:20", "10:00-11:00", "schedule 10:20-11:00", fetched="09:50"),
+    Case("plan from a clock ahead", "10:20", "10:00-11:00", "schedule 10:20-11:00",
+         fetched="10:25"),
     # -- a Max Backup set by hand (not the one we scheduled)
     Case("hand-set, longer", "10:20", "10:00-11:00", current="09:00-13:00"),
     Case("hand-set, shorter: extended", "10:20", "10:00-11:00",
@@ -250,7 +257,7 @@ def _run(case: Case) -> Decision:
         keep_until=t(case.keep_until, case.day) if case.keep_until else None,
     )
     chosen = DispatchSettings(**case.settings)
-    known = plan(case.slots, case.day) if case.known else None
+    known = plan(case.slots, case.day, case.fetched or case.now) if case.known else None
     return decide(t(case.now, case.day), known, current, chosen, memory)
 
 
@@ -275,9 +282,11 @@ def test_every_schedule_says_why() -> None:
     assert isinstance(action, Schedule)
     assert "SMART dispatch 10:00-11:00 UTC as whole half hours" in action.reason
     assert action.duration_seconds == 45 * 60
-    merged = decide(t("10:15"), plan("10:10-10:30, 10:25-11:00"), None, DispatchSettings())
+    merged = decide(
+        t("10:15"), plan("10:10-10:30, 10:25-11:00", fetched="10:15"), None, DispatchSettings()
+    )
     assert "SMART dispatches 10:10-10:30, 10:25-11:00 UTC" in merged.actions[0].reason
-    trimmed = decide(t("05:31"), plan("04:00-06:10"), None, DispatchSettings())
+    trimmed = decide(t("05:31"), plan("04:00-06:10", fetched="05:31"), None, DispatchSettings())
     assert "off-peak window left out" in trimmed.actions[0].reason
 
 
@@ -327,6 +336,8 @@ def _poll_through(
     for now, current_plan in steps:
         if gateway.event is not None and gateway.event.end <= t(now):
             gateway.event = None  # this one forgets an event once it has run out
+        if current_plan is not None:  # fetched just now
+            current_plan = dataclasses.replace(current_plan, fetched_at=t(now))
         decision = decide(t(now), current_plan, gateway.event, chosen or DispatchSettings(), memory)
         gateway.apply(decision.actions)
         memory = decision.memory
@@ -387,7 +398,8 @@ def test_a_restart_mid_hold_never_schedules_twice() -> None:
     full = plan("10:00-11:00")
     gateway, _ = _poll_through([("10:05", full)])
     for restarted_at in ("10:06", "10:30", "10:59"):
-        decision = decide(t(restarted_at), full, gateway.event, DispatchSettings())  # no memory
+        fresh = dataclasses.replace(full, fetched_at=t(restarted_at))
+        decision = decide(t(restarted_at), fresh, gateway.event, DispatchSettings())  # no memory
         assert decision.actions == (), restarted_at
     assert gateway.sent == ["schedule 10:05-11:00"]
 
@@ -522,6 +534,7 @@ def test_plan_samples_give_sane_decisions(name: str, body: dict[str, Any]) -> No
     moments = {d.start for d in sample.dispatches} | {d.end for d in sample.dispatches}
     moments |= {m + timedelta(minutes=7) for m in set(moments)} | {h.start for h in holds}
     for now in sorted(moments):
+        sample = dataclasses.replace(sample, fetched_at=now)
         decision = decide(now, sample, None, chosen)
         covering = [h for h in holds if h.start <= now < h.end and h.end - now >= MIN_DURATION]
         if covering:
@@ -695,7 +708,12 @@ def test_the_rules_page_states_the_defaults() -> None:
     """docs/dispatch-decisions.md quotes the default numbers; they must stay the code's."""
     doc = (Path(__file__).resolve().parents[1] / "docs" / "dispatch-decisions.md").read_text()
     defaults = DispatchSettings()
-    for name in ("min_dispatch_minutes", "hysteresis_minutes", "bridge_minutes"):
+    for name in (
+        "min_dispatch_minutes",
+        "hysteresis_minutes",
+        "bridge_minutes",
+        "plan_max_age_minutes",
+    ):
         assert f"(`{name}`, {getattr(defaults, name):g})" in doc, name
     assert f"`offpeak_end`, {defaults.offpeak_start}-{defaults.offpeak_end} local" in doc
     assert f"within {CLOCK_SLACK.seconds} s" in doc
@@ -707,7 +725,7 @@ def test_the_rules_page_states_the_defaults() -> None:
 def test_dry_run_lines_show_utc_local_time_and_reasons() -> None:
     decision = decide(
         t("2026-03-29 04:40"),
-        plan("04:00-05:00", "2026-03-29"),
+        plan("04:00-05:00", "2026-03-29", fetched="04:40"),
         event("2026-03-29 04:00", "2026-03-29 04:30"),
         DispatchSettings(),
     )
@@ -726,14 +744,14 @@ def test_dry_run_lines_show_utc_local_time_and_reasons() -> None:
 
 
 def test_dry_run_lines_when_nothing_is_sent() -> None:
-    decision = decide(t("09:00"), plan("10:00-11:00"), None, DispatchSettings())
+    decision = decide(t("09:00"), plan("10:00-11:00", fetched="09:00"), None, DispatchSettings())
     assert decision_lines(decision, "Europe/London") == [
         "nothing to send: no hold now; the next is 10:00-11:00 UTC",
         "planned hold 2026-03-10 10:00:00 UTC (10:00 GMT) "
         "to 2026-03-10 11:00:00 UTC (11:00 GMT), 1 h 00 min",
         "decide again by 2026-03-10 10:00:00 UTC (10:00 GMT)",
     ]
-    empty = decide(t("09:00"), plan(""), None, DispatchSettings())
+    empty = decide(t("09:00"), plan("", fetched="09:00"), None, DispatchSettings())
     assert decision_lines(empty) == [
         "nothing to send: the plan is empty: no hold",
         "the plan asks for no hold",

@@ -19,8 +19,9 @@ The rules (the holds themselves come from :func:`~.holds.plan_holds`):
   hold is shortened or ended only once the plan has asked for it for that long (a plan that
   flickers for one poll does not toggle the battery). While the plan is *empty*, the wait is
   ``bridge_minutes`` instead (Octopus empties the plan while it re-plans a running session).
-* No plan known (``plan=None``: nothing heard from Octopus yet) changes nothing: an unknown plan
-  is not an empty one, and a hold on the gateway ends at its own end.
+* No plan known (``plan=None``: nothing heard from Octopus yet, or a plan fetched longer ago
+  than ``plan_max_age_minutes``) changes nothing: an unknown plan is not an empty one, and a
+  hold on the gateway ends at its own end.
 * A Max Backup we did not make (set in the Tesla app; told apart because it is not the event
   :attr:`Memory.ours` remembers, within :data:`CLOCK_SLACK`): with ``foreign_hold = keep`` it is
   never shortened or cancelled; a dispatch that needs longer replaces it with one hold covering
@@ -239,7 +240,15 @@ def decide(
     now = now.astimezone(UTC)
     memory = memory or Memory()
     if plan is None:
-        return Decision((), memory, "no plan from Octopus yet: the gateway is left as it is")
+        return Decision(
+            (), _unknown(memory), "no plan from Octopus yet: the gateway is left as it is"
+        )
+    age = now - plan.fetched_at
+    if age > settings.plan_max_age:
+        summary = (
+            f"the plan is {_minutes(age)} old (Octopus unreachable?): the gateway is left as it is"
+        )
+        return Decision((), _unknown(memory), summary)
     holds = plan_holds(plan, settings)
     hold = next((h for h in holds if h.covers(now)), None)
     start = _next_second(now)
@@ -256,6 +265,11 @@ def decide(
     if live is None:
         return _nothing_held(here, current)
     return _ours_held(here, live) if ours else _foreign_held(here, live)
+
+
+def _unknown(memory: Memory) -> Memory:
+    # A wait for the plan to settle starts again once the plan is known again.
+    return Memory(memory.ours, None, memory.keep_until)
 
 
 def _nothing_held(here: _Situation, ended: BackupEvent | None) -> Decision:

@@ -808,6 +808,13 @@ class DispatchSettings:
         "ours, as Tesla-API's script does)",
         check=one_of("keep", "replace"),
     )
+    plan_max_age_minutes: float = setting(
+        30.0,
+        env=("PWBUS_DISPATCH_PLAN_MAX_AGE",),
+        help="a plan fetched longer ago than this (Octopus unreachable) counts as unknown: no "
+        "hold is started or ended early (one on the gateway runs to its own end), minutes",
+        check=between(1.0, 1440.0, "minutes"),
+    )
     dry_run: bool = setting(
         False,
         env=("PWBUS_DISPATCH_DRY_RUN",),
@@ -847,6 +854,10 @@ class DispatchSettings:
     @property
     def bridge(self) -> timedelta:
         return timedelta(minutes=self.bridge_minutes)
+
+    @property
+    def plan_max_age(self) -> timedelta:
+        return timedelta(minutes=self.plan_max_age_minutes)
 
 
 @dataclass(frozen=True)
