@@ -6,6 +6,7 @@ the LEDs cleared, one-line errors, and the emulator's window under a real X serv
 
 from __future__ import annotations
 
+import datetime
 import json
 import signal
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 
 from powerwall_bus.consumers.hat.font import text_columns
 from powerwall_bus.consumers.hat.frame import Frame, hue_colour, production_colour, soe_colour
+from powerwall_bus.consumers.hat.icons import icon_frames
 from powerwall_bus.consumers.hat.render import bar_chart, scrolling_text, soe_text, text_frame
 from powerwall_bus.producers.poller.main import Poller, PollerConfig
 from powerwall_bus.shared.bus import BusSubscriber
@@ -34,6 +36,7 @@ from powerwall_bus.simulator.site import SiteOptions
 from tests.support.hat_xvfb import HatXvfb
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
+from tests.test_hat_weather import FakeOpenMeteo
 from tests.test_stack import _env
 
 if TYPE_CHECKING:
@@ -246,6 +249,50 @@ def test_a_bare_tesla_api_meter_stream_is_enough(bus: TestBus, tmp_path: Path) -
         publisher.stop()
         _stop(child, signal.SIGINT)  # Ctrl-C: status 0 as well
     assert publisher.sent > 0
+
+
+def test_rotation_night_brightness_and_the_weather_icon_reach_the_leds(
+    bus: TestBus, tmp_path: Path
+) -> None:
+    """Turned 180 degrees, at night (the hour around now), with rain from a local fake
+    Open-Meteo: the chart arrives upside down, every frame at the night brightness, and
+    the rain icon's frames play."""
+    readings = {
+        "site": {"instant_power": 1200.0},
+        "battery": {"instant_power": 0.0},
+        "load": {"instant_power": 1500.0},
+        "solar": {"instant_power": 300.0},
+    }
+    now = datetime.datetime.now()
+    night_start = (now - datetime.timedelta(hours=1)).strftime("%H:%M")
+    night_end = (now + datetime.timedelta(hours=1)).strftime("%H:%M")
+    open_meteo = FakeOpenMeteo()  # answers code 61: rain
+    publisher = MeterStreamPublisher(bus, {"state_of_energy": 80.0, "readings": readings})
+    shown = Shown(tmp_path / "frames")
+    child = _start(
+        bus,
+        shown.directory,
+        PWBUS_ANONYMOUS_METER_STREAM="yes",
+        PWBUS_HAT_ROTATION="180",
+        PWBUS_HAT_NIGHT_START=night_start,
+        PWBUS_HAT_NIGHT_END=night_end,
+        PWBUS_HAT_NIGHT_BRIGHTNESS="0.2",
+        PWBUS_HAT_WEATHER="yes",
+        PWBUS_HAT_LOCATION="51.5,-0.12",
+        PWBUS_HAT_WEATHER_URL=open_meteo.url,
+    )
+    try:
+        assert wait_until(lambda: shown.any_of({chart_of(readings).rotated(180)}), 20)
+        rain = {frame.rotated(180) for frame in icon_frames("rain")}
+        assert wait_until(lambda: len(rain & set(shown.frames())) == len(rain), 20)
+        assert open_meteo.queries  # asked once at the start, then cached
+        lines = (shown.directory / "shown.log").read_text().splitlines()
+        assert {line.split()[2] for line in lines} == {"0.20"}
+    finally:
+        publisher.stop()
+        _stop(child)
+        open_meteo.close()
+    assert len(open_meteo.queries) == 1
 
 
 @pytest.mark.slow

@@ -51,6 +51,7 @@ __all__ = [
     "production_screen",
     "reason",
     "reason_screen",
+    "scroll_offsets",
     "scrolling_text",
     "soe_screen",
     "soe_text",
