@@ -56,7 +56,7 @@ def _samples(pattern: str) -> list[Path]:
 
 
 def _ids(paths: list[Path]) -> list[str]:
-    return [f"{path.parent.parent.name}/{path.name}" for path in paths]
+    return [f"{'own' if path.is_relative_to(OWN) else 'shared'}/{path.name}" for path in paths]
 
 
 FLEX = _samples("flex_planned_dispatches.*.response.json")
@@ -102,7 +102,7 @@ def _check_plan(plan: DispatchPlan, count: int) -> None:
 
 
 def test_there_are_samples_of_every_sort() -> None:
-    for found in (FLEX, LEGACY, ERRORS, DEVICES):
+    for found in (FLEX, LEGACY, ERRORS, DEVICES, TOKENS):
         assert any(path.is_relative_to(OWN) for path in found)
 
 
