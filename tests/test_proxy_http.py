@@ -265,6 +265,8 @@ def test_pwbus_proxy_bad_setting_is_one_line() -> None:
         ("session_refused", False),
         ("login_capped", False),
         ("cooldown", False),
+        ("site_controller_stopped", False),
+        ("stopped", False),
     ],
 )
 def test_health_follows_the_poller_state(gateway_state: str, healthy: bool) -> None:
@@ -283,3 +285,18 @@ def test_health_follows_the_poller_state(gateway_state: str, healthy: bool) -> N
     status, body = health_document(state, Stats(), 30.0)
     assert (status == 200) == healthy, body
     assert any(gateway_state in problem for problem in body["problems"]) != healthy
+
+
+def test_stale_data_answers_say_how_old_the_data_is(bus) -> None:
+    settings = ProxySettings(port=0, bind_address="127.0.0.1", health_max_age=1.0)
+    with RunningProxy(ProxyConfig(settings, bus.settings)) as proxy:
+        _feed(proxy, "/api/meters/aggregates", "/api/system_status/soe")
+        fresh = requests.get(proxy.url + "/aggregates", timeout=5)
+        assert fresh.ok and "X-Pwbus-Data-Age" not in fresh.headers
+        time.sleep(2.2)
+        for path in ("/aggregates", "/soe", "/api/meters/aggregates"):
+            stale = requests.get(proxy.url + path, timeout=5)
+            assert stale.ok and stale.json()  # still served: the last known numbers
+            assert int(stale.headers["X-Pwbus-Data-Age"]) >= 2
+        _feed(proxy, "/api/meters/aggregates")
+        assert "X-Pwbus-Data-Age" not in requests.get(proxy.url + "/soe", timeout=5).headers

@@ -43,6 +43,7 @@ from powerwall_bus.shared.gateway.payloads import (
     importing,
     soe_percent,
 )
+from powerwall_bus.shared.gateway.states import TROUBLE, trouble_words
 from powerwall_bus.shared.messages import MeterStream
 
 __all__ = ["KINDS", "DisplayState", "Freshness", "Power", "View", "trouble_of"]
@@ -52,16 +53,8 @@ _LOGGER = logging.getLogger(__name__)
 #: The kinds a display reads; resync answers bring every kind, the rest are dropped.
 KINDS = frozenset({METERS, SOE, GRID_STATUS, OPERATION, POLLER_STATUS})
 
-#: The poller's ``gateway_state`` values that mean no fresh reading is coming, in words.
-_TROUBLE: Mapping[str, str] = {
-    "unreachable": "the gateway is unreachable",
-    "cooldown": "the gateway is rate-limiting us (429); waiting",
-    "site_controller_stopped": "the gateway's site controller is stopped",
-    "login_refused": "the gateway refuses the login (wrong password?)",
-    "session_refused": "the gateway refuses our session",
-    "login_capped": "the hourly login cap is reached; waiting",
-    "stopped": "the poller has stopped",
-}
+#: Kept for code written before the words moved to :mod:`powerwall_bus.shared.gateway.states`.
+_TROUBLE = TROUBLE
 
 #: grid_status strings in words (unknown states read "unknown", never fail).
 _GRID: Mapping[str, str] = {
@@ -132,9 +125,7 @@ def _powers(aggregates: Any) -> tuple[Power, Power, Power, Power]:
 def trouble_of(poller_status: Any) -> str | None:
     """The poller status's ``gateway_state`` in words when it means no fresh data, else None."""
     state = poller_status.get("gateway_state") if isinstance(poller_status, dict) else None
-    if not isinstance(state, str) or state not in _TROUBLE:
-        return None
-    return _TROUBLE[state]
+    return trouble_words(state)
 
 
 class DisplayState:

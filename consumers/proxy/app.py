@@ -38,12 +38,14 @@ from powerwall_bus.consumers.proxy.render import (
     render,
 )
 from powerwall_bus.consumers.proxy.service import CORS, SERVICE_ROUTES
-from powerwall_bus.consumers.proxy.state import ProxyState, Stats
+from powerwall_bus.consumers.proxy.state import METERS, ProxyState, Stats
 from powerwall_bus.shared.follow import GatewayView
 from powerwall_bus.shared.settings import AmqpSettings, ProxySettings
 
 _MAX_PATH = 2048
 _MAX_CACHED = 512  # bounded: query strings are client-controlled
+#: On data answers once the meters data is older than proxy.health_max_age: its age in s.
+STALE_HEADER = "X-Pwbus-Data-Age"
 
 #: Path prefixes a family of routes answers (``/static/<name>``, ``/pw/<name>``, ...).
 ROUTED_PREFIXES = (page.STATIC_PREFIX, *DATA_PREFIXES)
@@ -121,6 +123,11 @@ class _Dispatcher:
         if answer is None:
             return _json_error(404, "not found")
         self.stats.count(path, "timeout" if answer.no_data else "ok")
+        age = self.state.age(METERS)
+        if age is not None and age > self.settings.health_max_age:
+            # Stale: the answer says how old the live data is, so a dashboard can tell.
+            stale = {**answer.headers, STALE_HEADER: str(round(age))}
+            return web.Response(body=answer.body, headers=stale)
         return web.Response(body=answer.body, headers=answer.headers)
 
     def _route_path(self, request: web.Request) -> str | None:

@@ -25,6 +25,7 @@ from powerwall_bus import __version__
 from powerwall_bus.consumers.proxy.keys import SETTINGS, STATE, STATS
 from powerwall_bus.consumers.proxy.openapi import openapi_document
 from powerwall_bus.consumers.proxy.state import METERS, POLLER_STATUS, SITE_NAME, ProxyState, Stats
+from powerwall_bus.shared.gateway.states import TROUBLE
 
 VERSION = f"powerwall-bus {__version__}"
 CORS = {"Access-Control-Allow-Origin": "*"}
@@ -64,10 +65,9 @@ def stats_document(state: ProxyState, stats: Stats) -> dict[str, Any]:
     }
 
 
-#: Poller states that mean no fresh data is coming from the gateway (poller-status.json).
-UNHEALTHY_GATEWAY_STATES = frozenset(
-    {"unreachable", "login_refused", "session_refused", "login_capped", "cooldown"}
-)
+#: Poller states that mean no fresh data is coming from the gateway (poller-status.json):
+#: /health says so at once, not only once the data has grown old.
+UNHEALTHY_GATEWAY_STATES = frozenset(TROUBLE)
 
 
 def health_document(state: ProxyState, stats: Stats, max_age: float) -> tuple[int, dict[str, Any]]:

@@ -64,6 +64,7 @@ class Health:
     def success(self, endpoint: str, now: float) -> None:
         """A read succeeded."""
         health = self.endpoints[endpoint]
+        answered_again = health.state == "stopped"
         health.requests += 1
         health.last_success = now
         health.consecutive_errors = 0
@@ -72,7 +73,10 @@ class Health:
             health.state = "ok"  # the first success is not news; a recovery is
         else:
             self._set(health, "state", "ok")
-        self._set(self, "gateway_state", "ok")
+        # A stopped site controller still serves the static paths: their answers do not
+        # mean it runs again; a path it had stopped answering does.
+        if self.gateway_state != "site_controller_stopped" or answered_again:
+            self._set(self, "gateway_state", "ok")
         self._set(self, "cooldown_until", None)
 
     def failure(

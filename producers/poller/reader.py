@@ -39,6 +39,7 @@ from powerwall_bus.producers.poller.error_policy import (
 from powerwall_bus.producers.poller.health import Health
 from powerwall_bus.producers.poller.outbox import Outbox
 from powerwall_bus.producers.poller.schedule import Schedule
+from powerwall_bus.producers.poller.trouble import TroubleLog
 from powerwall_bus.shared import contract
 from powerwall_bus.shared.errors import (
     GatewayError,
@@ -119,6 +120,7 @@ class GatewayReader:
         self._server_errors: dict[str, Backoff] = {}
         self._refusals: dict[str, Backoff] = {}
         self._latest_soe: float | None = None
+        self._trouble = TroubleLog()
         # The first status goes out after a second, once /api/status told us who we read.
         self._last_status = clock()
 
@@ -152,6 +154,7 @@ class GatewayReader:
             reading = self._fetch(endpoint)
         except GatewayError as exc:
             self._failed(endpoint, started, exc)
+            self._tell(str(exc)[:200])
             return
         self._unreachable.succeeded()
         self._server_errors.pop(endpoint, None)
@@ -160,7 +163,21 @@ class GatewayReader:
         self._health.success(endpoint, reading.time)
         self._note_session_refused()
         self.schedule.done(endpoint, self._clock())
+        self._tell()
         self._emit(reading)
+
+    def _tell(self, cause: str = "") -> None:
+        """Log the gateway's state when it changed (or a reminder while trouble lasts)."""
+        upcoming = self.schedule.next()
+        line = self._trouble.observe(
+            self._health.gateway_state,
+            self._clock(),
+            cause=cause,
+            next_attempt=upcoming[1] if upcoming else None,
+        )
+        if line is not None:
+            level, text = line
+            _LOGGER.log(level, "%s", text)
 
     def _failed(self, endpoint: str, started: float, exc: GatewayError) -> None:
         """Carry out the error table's row for ``exc``."""
@@ -216,6 +233,8 @@ class GatewayReader:
             self._retry(endpoint, exc.until - self._clock())
         else:  # NEXT_SLOT
             self.schedule.done(endpoint, self._clock())
+        if policy.gateway_state is not None:
+            level = logging.DEBUG  # the gateway's state line says it (trouble.py)
         if level is not None:
             _LOGGER.log(level, "%s", message)
 
