@@ -491,6 +491,44 @@ def test_invariants_over_random_plans(situation: tuple) -> None:
     assert again.actions == (), again.summary
 
 
+PLANS = ["", "", "10:00-11:00", "10:00-10:20", "10:00-12:00", "10:40-11:10", "10:00-11:00 BOOST"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 6), st.sampled_from(PLANS), st.booleans()), min_size=1, max_size=12
+    ),
+    st.sampled_from([0.0, 5.0]),
+    st.sampled_from([0.0, 10.0]),
+)
+def test_polls_over_time_keep_the_rules(
+    steps: list[tuple[int, str, bool]], hysteresis: float, bridge: float
+) -> None:
+    """A run of polls: the gateway always gets a cancel first; an empty plan never ends a hold
+    before it has been empty for the bridge; the memory carries over; a hand edit is respected."""
+    chosen = DispatchSettings(hysteresis_minutes=hysteresis, bridge_minutes=bridge)
+    gateway, memory, now = Gateway(), Memory(), t("09:58")
+    empty_since: datetime | None = None
+    for minutes, slots, by_hand in steps:
+        now += timedelta(minutes=minutes)
+        if gateway.event is not None and gateway.event.end <= now:
+            gateway.event = None
+        if by_hand and gateway.event is None and slots == "":
+            gateway.event = BackupEvent(now.replace(second=0), now + timedelta(minutes=90))
+        empty_since = (empty_since or now) if slots == "" else None
+        before = gateway.event
+        decision = decide(now, plan(slots, fetched=show(now)), before, chosen, memory)
+        gateway.apply(decision.actions)  # asserts a cancel before every schedule
+        if before is not None and decision.actions and memory.ours != before:
+            # a Max Backup set by hand: never ended or cut short, only ever covered
+            assert gateway.event is not None and gateway.event.end >= before.end
+        released = [type(a) for a in decision.actions] == [Cancel]
+        if slots == "" and released:
+            assert empty_since is not None and now - empty_since >= chosen.bridge
+        memory = decision.memory
+
+
 @settings(max_examples=200, deadline=None)
 @given(situations())
 def test_holds_are_half_hours_outside_off_peak(situation: tuple) -> None:
