@@ -5,12 +5,14 @@ rotation, the stale screen's words, the sequencer, night brightness, the devices
 from __future__ import annotations
 
 import datetime
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from powerwall_bus.consumers.display.state import _TROUBLE, Freshness, Power, View
+from powerwall_bus.consumers.display.state import _TROUBLE, DisplayState, Freshness, Power, View
 from powerwall_bus.consumers.hat.devices import FakeDevice, PngDevice, UnicornDevice
 from powerwall_bus.consumers.hat.font import GLYPHS, HEIGHT, text_columns, text_width
 from powerwall_bus.consumers.hat.frame import (
@@ -20,6 +22,7 @@ from powerwall_bus.consumers.hat.frame import (
     soe_colour,
 )
 from powerwall_bus.consumers.hat.icons import FRAME_SECONDS, ICONS, icon_frames
+from powerwall_bus.consumers.hat.main import play
 from powerwall_bus.consumers.hat.render import (
     GREEN,
     LIGHT_GREEN,
@@ -38,8 +41,11 @@ from powerwall_bus.consumers.hat.render import (
     text_frame,
 )
 from powerwall_bus.consumers.hat.sequence import Sequencer, brightness_at, is_night
+from powerwall_bus.shared.acceptance import Policy
 from powerwall_bus.shared.errors import ConfigError
+from powerwall_bus.shared.messages import meter_stream_message
 from powerwall_bus.shared.settings import HatSettings, Sources, load
+from tests.support.waiting import wait_until
 
 RED = (255, 0, 0)
 #: 1 W per chart pixel: a 256 W array rated 200 W.
@@ -451,11 +457,38 @@ def test_png_device_writes_each_distinct_frame_once(tmp_path: Path) -> None:
         assert set(off.tobytes()) == {0}  # off: the LEDs cleared
 
 
-def test_fake_device_records() -> None:
+def test_the_shell_sends_each_change_once_turned_and_at_the_hours_brightness() -> None:
+    """The main loop on a FakeDevice, fed a bare Tesla-API MeterStream: the chart arrives
+    turned 90 degrees, a frame goes out only when it differs from the one shown, and the
+    brightness is the day's or the night's by the local clock."""
+    hat = HatSettings(hold=0.2, scroll_delay=0.01, rotation=90, brightness=0.7)
+    policy = Policy("poller", 1_000_000, 300.0, 86400.0, anonymous_meter_stream=True)
+    state = DisplayState(policy, stale_after=10.0)
+    aggregates = {
+        "site": {"instant_power": 30.0},
+        "load": {"instant_power": 60.0},
+        "solar": {"instant_power": 120.0},
+        "battery": {"instant_power": 0.0},
+    }
+    stream = meter_stream_message(time.time(), 55.0, aggregates, "")
+    assert state.deliver("MeterStream", stream.body, user_id=None, headers=None)
+    state.bus_connected = True
     device = FakeDevice()
-    device.show(Frame.blank(), 0.3)
-    device.off()
-    assert device.shown == [(Frame.blank(), 0.3)] and device.offs == 1
+    stop = threading.Event()
+    worker = threading.Thread(target=play, args=(hat, state, device, stop))
+    worker.start()
+    try:
+        chart = bar_chart(60, 30, 120, hat).rotated(90)
+        assert wait_until(lambda: any(frame == chart for frame, _ in device.shown), 10)
+    finally:
+        stop.set()
+        worker.join(10)
+    assert not worker.is_alive()
+    pairs = list(zip(device.shown, device.shown[1:], strict=False))
+    assert all(before != after for before, after in pairs)
+    expected = brightness_at(hat, datetime.datetime.now().time())
+    assert {brightness for _, brightness in device.shown} == {expected}
+    assert device.offs == 0  # off is the caller's, in its finally
 
 
 def test_the_montage_has_every_kind_of_frame(tmp_path: Path) -> None:

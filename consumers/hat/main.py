@@ -30,6 +30,7 @@ from powerwall_bus.consumers.hat.sequence import Sequencer, brightness_at
 from powerwall_bus.consumers.hat.weather import Weather
 from powerwall_bus.shared.acceptance import Policy
 from powerwall_bus.shared.errors import PwbusError
+from powerwall_bus.shared.settings import HatSettings
 from powerwall_bus.shared.threads import FatalHandler, ThreadFailures, guarded
 
 _LOGGER = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def run_hat(config: HatConfig) -> int:
     weather = _WeatherThread(Weather(config.hat), failures) if config.hat.weather else None
     _LOGGER.info("LED display on %s, following %s", config.backend, config.follow or "the bus")
     try:
-        _play(config, state, device, stop, weather)
+        play(config.hat, state, device, stop, weather)
     except SystemExit:  # the emulator's window was closed: pygame ends it this way
         _LOGGER.info("the emulator window was closed")
     finally:
@@ -103,14 +104,15 @@ def run_hat(config: HatConfig) -> int:
     return failures.exit_status()
 
 
-def _play(
-    config: HatConfig,
+def play(
+    hat: HatSettings,
     state: DisplayState,
     device: Device,
     stop: threading.Event,
-    weather: _WeatherThread | None,
+    weather: _WeatherThread | None = None,
 ) -> None:
-    hat = config.hat
+    """Until ``stop``: the sequencer's frame of the moment, turned for the mounting, sent
+    with the brightness of the hour whenever either differs from what the LEDs show."""
     sequencer = Sequencer(hat)
     shown: tuple[Frame, float] | None = None
     showing = ""

@@ -216,7 +216,7 @@ def reason(view: View) -> tuple[str, str]:
     """Why the data is not live, as (kind, short words for the screen)."""
     if view.problem:
         return "problem", "SET GATEWAY"
-    if not view.bus_connected and view.freshness is not Freshness.TROUBLE:
+    if not view.bus_connected:  # what the poller said last is no news while we hear nothing
         return "broker", "BROKER"
     if view.freshness is Freshness.TROUBLE:
         text = view.trouble or ""
