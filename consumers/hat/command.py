@@ -18,7 +18,7 @@ from powerwall_bus.shared.settings import (
     load,
 )
 
-#: The ``--backend`` choices (as :data:`powerwall_bus.consumers.hat.devices.BACKENDS`).
+#: The ``--backend`` choices (opened by :func:`powerwall_bus.consumers.hat.devices.open_device`).
 BACKENDS = ("unicornhathd", "sim", "png")
 
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from powerwall_bus.consumers.hat.command import BACKENDS
 from powerwall_bus.consumers.hat.frame import SIZE, Frame
 from powerwall_bus.shared.errors import DeviceUnavailable
 
@@ -23,8 +24,6 @@ __all__ = ["BACKENDS", "Device", "FakeDevice", "PngDevice", "UnicornDevice", "op
 
 _LOGGER = logging.getLogger(__name__)
 
-#: The ``--backend`` choices.
-BACKENDS = ("unicornhathd", "sim", "png")
 #: Pixels per LED in the PNG copy made for people.
 UPSCALE = 16
 #: The PNG backend stops writing new files after this many distinct frames.
