@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from powerwall_bus.consumers.display.state import _TROUBLE, DisplayState, Freshness, Power, View
+from powerwall_bus.consumers.display.state import DisplayState, Freshness, Power, View
 from powerwall_bus.consumers.hat.devices import FakeDevice, PngDevice, UnicornDevice
 from powerwall_bus.consumers.hat.font import GLYPHS, HEIGHT, text_columns, text_width
 from powerwall_bus.consumers.hat.frame import (
@@ -29,6 +29,7 @@ from powerwall_bus.consumers.hat.render import (
     LOAD_RED,
     SITE_BLUE,
     STALE_MARK,
+    TROUBLE_WORDS,
     bar_chart,
     bar_ranges,
     production_screen,
@@ -43,6 +44,7 @@ from powerwall_bus.consumers.hat.render import (
 from powerwall_bus.consumers.hat.sequence import Sequencer, brightness_at, is_night
 from powerwall_bus.shared.acceptance import Policy
 from powerwall_bus.shared.errors import ConfigError
+from powerwall_bus.shared.gateway.states import TROUBLE
 from powerwall_bus.shared.messages import meter_stream_message
 from powerwall_bus.shared.settings import HatSettings, Sources, load
 from tests.support.waiting import wait_until
@@ -216,8 +218,14 @@ def test_rotation_turns_clockwise(degrees: int, where: tuple[int, int]) -> None:
     ],
 )
 def test_every_gateway_trouble_has_its_own_words(state: str, words: str) -> None:
-    trouble = view(freshness=Freshness.TROUBLE, trouble=_TROUBLE[state])
+    trouble = view(freshness=Freshness.TROUBLE, trouble=TROUBLE[state])
     assert reason(trouble) == ("trouble", words)
+
+
+def test_every_trouble_state_of_the_poller_has_short_words() -> None:
+    assert set(TROUBLE_WORDS) == set(TROUBLE)
+    unknown = view(freshness=Freshness.TROUBLE, trouble="something new")
+    assert reason(unknown) == ("trouble", "GATEWAY")
 
 
 def test_stale_waiting_and_broker_reasons() -> None:

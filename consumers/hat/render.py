@@ -35,6 +35,7 @@ from powerwall_bus.consumers.hat.frame import (
     soe_colour,
 )
 from powerwall_bus.consumers.hat.icons import FRAME_SECONDS, icon_frames
+from powerwall_bus.shared.gateway.states import TROUBLE
 from powerwall_bus.shared.settings import HatSettings
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "LOAD_RED",
     "SITE_BLUE",
     "STALE_MARK",
+    "TROUBLE_WORDS",
     "Step",
     "bar_chart",
     "bar_ranges",
@@ -79,15 +81,19 @@ _REASON_COLOURS: dict[str, Rgb] = {
     "stale": (255, 140, 0),
     "waiting": (0, 90, 255),
 }
-_TROUBLE_WORDS: tuple[tuple[str, str], ...] = (
-    ("unreachable", "NO GATEWAY"),
-    ("429", "429 WAIT"),
-    ("site controller", "GW STOPPED"),
-    ("refuses the login", "LOGIN REFUSED"),
-    ("refuses our session", "SESSION REFUSED"),
-    ("login cap", "LOGIN CAP"),
-    ("poller has stopped", "POLLER STOPPED"),
-)
+#: Each trouble state of the poller (:data:`~powerwall_bus.shared.gateway.states.TROUBLE`)
+#: in a few words that fit a scrolling screen.
+TROUBLE_WORDS: dict[str, str] = {
+    "unreachable": "NO GATEWAY",
+    "cooldown": "429 WAIT",
+    "site_controller_stopped": "GW STOPPED",
+    "login_refused": "LOGIN REFUSED",
+    "session_refused": "SESSION REFUSED",
+    "login_capped": "LOGIN CAP",
+    "stopped": "POLLER STOPPED",
+}
+#: The View carries the poller's state as its sentence; back to the state word.
+_STATE_OF: dict[str, str] = {sentence: state for state, sentence in TROUBLE.items()}
 
 
 @dataclass(frozen=True)
@@ -219,11 +225,8 @@ def reason(view: View) -> tuple[str, str]:
     if not view.bus_connected:  # what the poller said last is no news while we hear nothing
         return "broker", "BROKER"
     if view.freshness is Freshness.TROUBLE:
-        text = view.trouble or ""
-        for fragment, words in _TROUBLE_WORDS:
-            if fragment in text:
-                return "trouble", words
-        return "trouble", "GATEWAY"
+        state = _STATE_OF.get(view.trouble or "", "")
+        return "trouble", TROUBLE_WORDS.get(state, "GATEWAY")
     if view.freshness is Freshness.WAITING:
         return "waiting", "WAITING"
     age = f" {view.age:.0f}s" if view.age is not None else ""
