@@ -284,3 +284,19 @@ def test_named_gateway_tables_are_checked_like_the_gateway_section(tmp_path: Pat
     flagged = Sources.gather(flags={"gateway.host": "10.0.0.3"}, env={}, config_file=config)
     assert load(GatewaySettings, "gateway", flagged.for_gateway("home")).host == "10.0.0.3"
     assert load(GatewaySettings, "gateway", sources).host == "10.0.0.1"
+
+
+def test_every_setting_with_a_list_of_values_names_them_all_in_its_help() -> None:
+    import re
+
+    from powerwall_bus.shared.settings import SECTIONS
+
+    checked = 0
+    for section, cls in SECTIONS.items():
+        for field in dataclasses.fields(cls):
+            choices = getattr(field.metadata.get("check"), "choices", ())
+            for choice in choices:
+                pattern = rf"(?<![\w-]){re.escape(choice)}(?![\w-])"
+                assert re.search(pattern, field.metadata["help"]), (section, field.name, choice)
+            checked += bool(choices)
+    assert checked >= 5  # proxy.style, log.level, gateway.auth_mode, proxy.https, ...

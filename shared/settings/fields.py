@@ -9,6 +9,7 @@ are shared by every section (ports, URLs, ``host:port``).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,7 @@ def setting(
 
     ``check`` returns a problem description (or None when the value is fine).
     """
-    metadata = {"env": env, "help": help, "secret": secret, "check": check}
+    metadata = {"env": env, "help": _with_choices(help, check), "secret": secret, "check": check}
     if isinstance(default, list | dict | set):
         raise TypeError("use a tuple or None as the default of a setting")
     return field(default=default, metadata=metadata, repr=not secret)
@@ -67,10 +68,31 @@ def port_number(value: int) -> str | None:
 
 
 def one_of(*choices: str) -> Callable[[str], str | None]:
+    """A check that the value is one of ``choices``; :func:`setting` lists them in the help."""
+
     def check(value: str) -> str | None:
         return None if value in choices else f"must be one of {', '.join(choices)}"
 
+    check.choices = choices  # type: ignore[attr-defined]
     return check
+
+
+def _with_choices(help: str, check: Callable[[Any], str | None] | None) -> str:
+    """The help text, ending with every accepted value that it does not already name.
+
+    So ``--help``, ``pwbus config --example`` and the README tables can never list fewer
+    values than the check accepts.
+    """
+    choices: tuple[str, ...] = getattr(check, "choices", ())
+    missing = [
+        choice
+        for choice in choices
+        if not re.search(rf"(?<![\w-]){re.escape(choice)}(?![\w-])", help)
+    ]
+    if not missing:
+        return help
+    listed = ", ".join(choices)
+    return f"{help}; one of: {listed}" if help else f"one of: {listed}"
 
 
 def poll_interval(value: float) -> str | None:

@@ -262,7 +262,7 @@ class LogSettings:
     level: str = setting(
         "INFO",
         env=("PWBUS_LOG_LEVEL", "LOG_LEVEL"),
-        help="DEBUG, INFO, WARNING or ERROR (PW_DEBUG=yes also selects DEBUG)",
+        help="the least severe level logged (PW_DEBUG=yes also selects DEBUG)",
         check=one_of("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
     )
     debug: bool = setting(False, env=("PW_DEBUG",), help="pyPowerwall's switch for DEBUG logs")
@@ -513,7 +513,7 @@ class ProxySettings:
     style: str = setting(
         "clear",
         env=("PWBUS_PROXY_STYLE", "PW_STYLE"),
-        help="power-flow page style: clear, black, white, grafana or grafana-dark",
+        help="power-flow page style",
         check=one_of("clear", "black", "white", "grafana", "grafana-dark", "dakboard", "solar"),
     )
     neg_solar: bool = setting(
