@@ -94,13 +94,14 @@ def run_hat(config: HatConfig) -> int:
     except SystemExit:  # the emulator's window was closed: pygame ends it this way
         _LOGGER.info("the emulator window was closed")
     finally:
+        with contextlib.suppress(PwbusError, OSError):
+            device.off()  # first: the LEDs go dark even if a thread is slow to stop
         source.stop()
         if weather is not None:
             weather.stop()
-        with contextlib.suppress(PwbusError, OSError):
-            device.off()
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            if handler is not None:  # None: a C handler (SDL's) Python cannot put back
+                signal.signal(signum, handler)
     return failures.exit_status()
 
 
