@@ -70,10 +70,13 @@ def test_own_names_win_over_pypowerwall_names() -> None:
     assert _load(GatewaySettings, "gateway", env=env).host == "10.0.0.9"
 
 
-def test_tesla_api_credentials_json(tmp_path: Path) -> None:
-    credentials = tmp_path / "credentials.json"
+@pytest.mark.parametrize("name", ["credentials.json", "my-powerwall.creds", "credentials"])
+def test_tesla_api_credentials_json(tmp_path: Path, name: str) -> None:
+    """Recognised by its content, whatever the file is called (even with a BOM)."""
+    credentials = tmp_path / name
     credentials.write_text(
-        json.dumps(
+        "\ufeff\n  "
+        + json.dumps(
             {
                 "gateway": {"host": "https://192.168.0.100", "password": "P4ssW0rd123", "din": "x"},
                 "amqp": {"host": "broker.lan", "username": "tesla", "password": "s3cret"},

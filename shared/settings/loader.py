@@ -111,8 +111,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError("config", f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(raw)
+        # By content, not by name: a Tesla-API credentials file is JSON whatever it is called
+        # (a TOML document can never start with "{").
+        if raw.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{"):
+            data = json.loads(raw.decode("utf-8-sig"))
             strict = False  # a foreign layout: keys we do not know are someone else's
         else:
             data = tomllib.loads(raw.decode("utf-8"))
