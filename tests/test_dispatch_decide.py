@@ -506,26 +506,31 @@ def test_polls_over_time_keep_the_rules(
     steps: list[tuple[int, str, bool]], hysteresis: float, bridge: float
 ) -> None:
     """A run of polls: the gateway always gets a cancel first; an empty plan never ends a hold
-    before it has been empty for the bridge; the memory carries over; a hand edit is respected."""
+    before the plans have wanted less for the bridge; a Max Backup set by hand is respected."""
     chosen = DispatchSettings(hysteresis_minutes=hysteresis, bridge_minutes=bridge)
     gateway, memory, now = Gateway(), Memory(), t("09:58")
-    empty_since: datetime | None = None
+    asking_less_since: datetime | None = None  # the plans have wanted less than the hold since
     for minutes, slots, by_hand in steps:
         now += timedelta(minutes=minutes)
         if gateway.event is not None and gateway.event.end <= now:
             gateway.event = None
         if by_hand and gateway.event is None and slots == "":
             gateway.event = BackupEvent(now.replace(second=0), now + timedelta(minutes=90))
-        empty_since = (empty_since or now) if slots == "" else None
         before = gateway.event
-        decision = decide(now, plan(slots, fetched=show(now)), before, chosen, memory)
+        poll = plan(slots, fetched=show(now))
+        wants_all = before is not None and any(
+            h.covers(now) and h.end >= before.end - chosen.hysteresis
+            for h in plan_holds(poll, chosen)
+        )
+        asking_less_since = None if before is None or wants_all else asking_less_since or now
+        decision = decide(now, poll, before, chosen, memory)
         gateway.apply(decision.actions)  # asserts a cancel before every schedule
         if before is not None and decision.actions and memory.ours != before:
             # a Max Backup set by hand: never ended or cut short, only ever covered
             assert gateway.event is not None and gateway.event.end >= before.end
-        released = [type(a) for a in decision.actions] == [Cancel]
-        if slots == "" and released:
-            assert empty_since is not None and now - empty_since >= chosen.bridge
+        if slots == "" and [type(a) for a in decision.actions] == [Cancel]:
+            # released on an empty plan: only after the plans have wanted less for the bridge
+            assert asking_less_since is not None and now - asking_less_since >= chosen.bridge
         memory = decision.memory
 
 
