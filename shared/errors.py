@@ -217,12 +217,36 @@ class TedapiRefused(TedapiError):
         super().__init__(f"gateway refused the command: {detail or 'no message'} (code {code})")
 
 
+class RelayError(PwbusError):
+    """A signed command sent over the bus (``control.tedapi``) got no answer from the gateway."""
+
+
+class RelayRefused(RelayError):
+    """The poller answered, but did not pass the command on (or the gateway did not answer it).
+
+    ``reason`` is the reply's refusal reason (``cooldown``, ``expired``, ``unreachable``...),
+    ``retry_at`` (Unix seconds) when the poller says when to try again (a 429 cool-down).
+    """
+
+    def __init__(self, reason: str, detail: str, retry_at: float | None = None) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.retry_at = retry_at
+        super().__init__(f"the poller did not relay the command: {reason} ({detail})")
+
+
+class RelayUnavailable(RelayError):
+    """No poller takes commands for the gateway (none bound its control key), or no answer
+    came in time. Transient: try again later."""
+
+
 # --------------------------------------------------------------------------- the LED display
 
 
 class DeviceUnavailable(PwbusError):
     """The LED display cannot be driven: its library is not installed, SPI is off, the
-    emulator's window cannot open, or the PNG folder cannot be written (exit status 1)."""
+    emulator's window cannot open, or the PNG folder cannot be written (exit status 1).
+    Also ``pwbus gui``'s window that cannot open (no ``$DISPLAY``, the X server refuses)."""
 
 
 # --------------------------------------------------------------------------- Octopus

@@ -1073,6 +1073,30 @@ class HatSettings:
         return self.panels * self.panel_watts
 
 
+@dataclass(frozen=True)
+class GuiSettings:
+    """The Tk window (``pwbus gui``): how it looks. When data is stale is the displays'
+    shared ``display.stale_after``."""
+
+    fullscreen: bool = setting(
+        False,
+        env=("PWBUS_GUI_FULLSCREEN",),
+        help="fill the whole screen (a kiosk display); Escape leaves full screen",
+    )
+    font_scale: float = setting(
+        1.0,
+        env=("PWBUS_GUI_FONT_SCALE",),
+        check=between(0.5, 4.0),
+        help="multiply every font size by this (large screens, small screens)",
+    )
+    theme: str = setting(
+        "light",
+        env=("PWBUS_GUI_THEME",),
+        check=one_of("light", "dark"),
+        help="light or dark colours",
+    )
+
+
 SECTIONS: dict[str, type] = {
     "gateway": GatewaySettings,
     "amqp": AmqpSettings,
@@ -1083,6 +1107,7 @@ SECTIONS: dict[str, type] = {
     "proxy": ProxySettings,
     "writer": WriterSettings,
     "display": DisplaySettings,
+    "gui": GuiSettings,
     "hat": HatSettings,
     "dispatch": DispatchSettings,
     "octopus_energy": OctopusSettings,

@@ -1,0 +1,93 @@
+"""``pwbus gui``: a thin shell that feeds the display state from the bus and draws it in Tk.
+
+The bus is read on the subscriber's own thread (:class:`~..display.feed.BusSource`); Tk's
+thread only asks the state for a view every :data:`TICK` seconds from Tk's ``after`` loop,
+so the window never waits on the network: a broker that goes away turns the picture stale,
+it never freezes it. Signals only set a flag; the same ``after`` loop sees it and ends the
+Tk loop, so SIGTERM, Ctrl-C and the window's close button all end the process with 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType, TracebackType
+
+from powerwall_bus.consumers.display.feed import BusSource
+from powerwall_bus.consumers.display.state import DisplayState
+from powerwall_bus.consumers.gui.command import GuiConfig
+from powerwall_bus.consumers.gui.layout import screen
+from powerwall_bus.consumers.gui.window import Window
+from powerwall_bus.shared.acceptance import Policy
+from powerwall_bus.shared.threads import ThreadFailures, report_crash
+
+__all__ = ["TICK", "GuiApp", "run_gui"]
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Seconds between looks at the state (a reading comes every 1-2 s).
+TICK = 0.25
+
+
+class GuiApp:
+    """The window and the state it shows, with the loop that ties them together."""
+
+    def __init__(self, window: Window, state: DisplayState, stop: threading.Event) -> None:
+        self.window = window
+        self.state = state
+        self.stop = stop
+        self.failed: BaseException | None = None
+        window.root.report_callback_exception = self._callback_failed
+
+    def tick(self) -> bool:
+        """Draw the current view; False once the window should close."""
+        if self.stop.is_set() or self.window.closed:
+            return False
+        self.window.show(screen(self.state.view(), self.window.palette))
+        return True
+
+    def _after(self) -> None:
+        if self.tick():
+            self.window.root.after(round(TICK * 1000), self._after)
+        else:
+            self.window.close()
+
+    def run(self) -> None:
+        """Until the window is closed or :attr:`stop` is set."""
+        self._after()
+        if not self.window.closed:
+            self.window.root.mainloop()
+
+    def _callback_failed(
+        self, kind: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        """A bug in a Tk callback ends the process (status 1) rather than leave a window
+        that no longer changes."""
+        report_crash("gui", exc, _LOGGER)
+        self.failed = exc
+        self.stop.set()
+
+
+def run_gui(config: GuiConfig) -> int:
+    """Show the window until it is closed or a signal comes; 0 then, 1 after a crash."""
+    window = Window(config.gui)  # first: no display means no broker connection either
+    stop = threading.Event()
+    failures = ThreadFailures(wake=stop.set)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    policy = Policy.for_consumer(config.amqp, config.display, "display")
+    state = DisplayState(policy, follow=config.follow, stale_after=config.display.stale_after)
+    source = BusSource(state, config.amqp, config.follow, failures, name="gui")
+    app = GuiApp(window, state, stop)
+    try:
+        app.run()
+    finally:
+        source.stop()
+        window.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return failures.exit_status() or (1 if app.failed is not None else 0)
