@@ -19,7 +19,7 @@ The rules (the holds themselves come from :func:`~.holds.plan_holds`):
   hold is shortened or ended only once the plan has asked for it for that long (a plan that
   flickers for one poll does not toggle the battery). While the plan is *empty*, the wait is
   ``bridge_minutes`` instead (Octopus empties the plan while it re-plans a running session).
-* No plan known (``plan=None``: nothing heard from Octopus yet, or a plan fetched longer ago
+* No plan known (``plan=None``, nothing heard from Octopus yet; or a plan fetched longer ago
   than ``plan_max_age_minutes``) changes nothing: an unknown plan is not an empty one, and a
   hold on the gateway ends at its own end.
 * A Max Backup we did not make (set in the Tesla app; told apart because it is not the event
