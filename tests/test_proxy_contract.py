@@ -689,8 +689,10 @@ def test_pw_battery_blocks_keyed_by_serial_with_thc_data(site_a: ProxyState) -> 
 
 
 def test_pw_unknown_name_is_an_invalid_request(site_a: ProxyState) -> None:
+    """pyPowerwall's body, but a 404 as for every unknown path (pyPowerwall answers 200)."""
     for path in ("/pw/nope", "/pw/", "/pw/level/extra"):
-        assert get(site_a, path) == Body('{"error": "Invalid Request"}', JSON, no_data=False)
+        expected = Body('{"error": "Invalid Request"}', JSON, no_data=False, status=404)
+        assert get(site_a, path) == expected
 
 
 def test_pw_names_cover_the_reference_list() -> None:

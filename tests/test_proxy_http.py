@@ -287,6 +287,12 @@ def test_health_follows_the_poller_state(gateway_state: str, healthy: bool) -> N
     assert any(gateway_state in problem for problem in body["problems"]) != healthy
 
 
+def test_an_unknown_pw_name_is_a_404_with_pypowerwalls_body(proxy) -> None:
+    answer = requests.get(proxy.url + "/pw/no_such_function", timeout=5)
+    assert answer.status_code == 404 and answer.json() == {"error": "Invalid Request"}
+    assert requests.get(proxy.url + "/pw/level", timeout=5).status_code == 200
+
+
 def test_stale_data_answers_say_how_old_the_data_is(bus) -> None:
     settings = ProxySettings(port=0, bind_address="127.0.0.1", health_max_age=1.0)
     with RunningProxy(ProxyConfig(settings, bus.settings)) as proxy:

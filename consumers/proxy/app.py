@@ -127,8 +127,8 @@ class _Dispatcher:
         if age is not None and age > self.settings.health_max_age:
             # Stale: the answer says how old the live data is, so a dashboard can tell.
             stale = {**answer.headers, STALE_HEADER: str(round(age))}
-            return web.Response(body=answer.body, headers=stale)
-        return web.Response(body=answer.body, headers=answer.headers)
+            return web.Response(body=answer.body, headers=stale, status=answer.status)
+        return web.Response(body=answer.body, headers=answer.headers, status=answer.status)
 
     def _route_path(self, request: web.Request) -> str | None:
         """The path to route, without PROXY_BASE_URL; None when outside the prefix."""
@@ -166,12 +166,14 @@ class _Answer:
     body: bytes
     headers: dict[str, str]
     no_data: bool
+    status: int = 200
 
     @classmethod
     def of(cls, body: Body) -> _Answer:
         media, _, charset = body.content_type.partition(";")
         content_type = media.strip() + (f"; {charset.strip()}" if charset else "")
-        return cls(body.text.encode(), {**CORS, "Content-Type": content_type}, body.no_data)
+        headers = {**CORS, "Content-Type": content_type}
+        return cls(body.text.encode(), headers, body.no_data, body.status)
 
 
 def _refuse(request: web.Request) -> web.StreamResponse | None:

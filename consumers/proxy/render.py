@@ -83,6 +83,7 @@ class Body:
     content_type: str = JSON
     no_data: bool = False  # the route had no data (pyPowerwall counts these as "timeout")
     cacheable: bool = True  # False: the body also depends on the clock, not only the state
+    status: int = 200
 
 
 # --------------------------------------------------------------------------- serialisation
@@ -440,8 +441,8 @@ def _pw(name: str, state: ProxyState, options: RenderOptions) -> Body:
         connected = is_connected(state, options)
         return Body(compact({"is_connected": connected}), cacheable=False)
     function = _PW.get(name)
-    if function is None:
-        return _json({"error": "Invalid Request"})
+    if function is None:  # pyPowerwall's body, with the status that says what it means
+        return Body(compact({"error": "Invalid Request"}), status=404)
     value, no_data = function(state, options)
     return _json(value, no_data=no_data)
 
