@@ -438,6 +438,22 @@ def test_unicorn_device_mirrors_x_and_dims_in_hardware_or_in_colours() -> None:
     assert ("brightness", 0.5) not in emulator.calls
 
 
+def test_a_start_says_waiting_while_connecting_then_names_the_broker() -> None:
+    hat = HatSettings(hold=1.0, scroll_delay=0.01)
+    state = DisplayState(Policy("poller", 1_000_000, 300.0, 86400.0), stale_after=10.0)
+    device = FakeDevice()
+    stop = threading.Event()
+    worker = threading.Thread(target=play, args=(hat, state, device, stop), kwargs={"grace": 0.3})
+    worker.start()
+    broker = scrolling_text("BROKER", (255, 0, 0), 0.01, 1.0)[0].frame
+    try:
+        assert wait_until(lambda: any(frame == broker for frame, _ in device.shown), 10)
+    finally:
+        stop.set()
+        worker.join(10)
+    assert device.shown[0][0] == scrolling_text("WAITING", (0, 90, 255), 0.01, 1.0)[0].frame
+
+
 def test_png_device_writes_each_distinct_frame_once(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -12,6 +12,7 @@ end it with status 0, the LEDs off.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import logging
 import os
@@ -39,6 +40,9 @@ _LOGGER = logging.getLogger(__name__)
 MAX_WAIT = 0.25
 #: How often the weather thread looks whether the cached answer is due.
 WEATHER_TICK = 5.0
+#: At start, the seconds the first connection may take before "BROKER" is said instead
+#: of "WAITING" (a normal start connects and has its resync answer within a second).
+GRACE = 3.0
 
 
 def _what(view: View) -> str:
@@ -111,14 +115,18 @@ def play(
     device: Device,
     stop: threading.Event,
     weather: _WeatherThread | None = None,
+    grace: float = GRACE,
 ) -> None:
     """Until ``stop``: the sequencer's frame of the moment, turned for the mounting, sent
     with the brightness of the hour whenever either differs from what the LEDs show."""
     sequencer = Sequencer(hat)
     shown: tuple[Frame, float] | None = None
     showing = ""
+    started = time.monotonic()
     while not stop.is_set():
         view = state.view()
+        if view.freshness is Freshness.WAITING and time.monotonic() - started < grace:
+            view = dataclasses.replace(view, bus_connected=True)  # still connecting
         what = _what(view)
         if what != showing:
             _LOGGER.info("showing %s", what)
