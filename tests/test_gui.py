@@ -85,7 +85,8 @@ def test_a_live_view_shows_every_flow_with_its_word_the_level_and_the_grid() -> 
     assert shown.grid_status == "on-grid"
     assert shown.gateway == f"gateway {DIN}"
     assert shown.reading == f"reading of {dt.datetime.fromtimestamp(NOW, UTC):%H:%M:%S}"
-    assert shown.mode == "self-powered"
+    assert shown.mode == "mode: self-powered"
+    assert shown.grid_colour == LIGHT.battery
     assert shown.banner is None and shown.live
     assert {tile.value_colour for tile in shown.tiles} == {LIGHT.text}
     assert shown.soe_colour == LIGHT.battery

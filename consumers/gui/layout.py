@@ -46,7 +46,7 @@ class Palette:
     battery: str
     grid: str
     track: str  # the empty part of the battery bar
-    low: str  # bar below LOW_SOE; off-grid
+    low: str  # bar below LOW_SOE; off-grid (on-grid is in the battery's green)
     very_low: str  # bar below VERY_LOW_SOE
     stale: tuple[str, str]  # banner background, foreground
     trouble: tuple[str, str]
@@ -124,7 +124,7 @@ class Screen:
     grid_colour: str
     gateway: str  # "gateway 1232100-..." or ""
     reading: str  # "reading of 14:03:22" (local time) or ""
-    mode: str  # "self-powered" or ""
+    mode: str  # "mode: self-powered" or ""
     banner: Banner | None  # None while the numbers are live
     live: bool
     palette: Palette
@@ -208,10 +208,12 @@ def screen(
         soe_fraction=0.0 if view.soe is None else min(1.0, max(0.0, view.soe / 100.0)),
         soe_colour=_soe_colour(view.soe, palette) if live else palette.muted,
         grid_status=grid or f"grid {NO_VALUE}",
-        grid_colour=palette.low if grid and grid != "on-grid" else palette.muted,
+        grid_colour=(
+            palette.muted if not grid else palette.battery if grid == "on-grid" else palette.low
+        ),
         gateway=f"gateway {view.gateway}" if view.gateway else "",
         reading=_reading_text(view.reading_time, zone, now),
-        mode=_MODES.get(view.mode, view.mode.replace("_", " ")) if view.mode else "",
+        mode=f"mode: {_MODES.get(view.mode, view.mode.replace('_', ' '))}" if view.mode else "",
         banner=_banner(view, palette),
         live=live,
         palette=palette,
