@@ -58,6 +58,7 @@ from powerwall_bus.simulator.server import GatewayServer, SimulatorRunner
 from powerwall_bus.simulator.site import SiteOptions
 from tests.support.mysql_writer import Publisher
 from tests.support.running_proxy import RunningProxy
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
 from tests.support.xvfb import Xvfb, close_window, find_window, wait_for_exit
 from tests.test_stack import _env
@@ -287,3 +288,58 @@ def test_closing_the_window_or_a_signal_ends_the_process_with_0(
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+@pytest.mark.slow
+def test_broker_away_the_window_keeps_the_picture_stale_and_comes_back(
+    xvfb: Xvfb, bus: TestBus, pipeline: tuple[Poller, RunningProxy]
+) -> None:
+    broker = bus.settings
+    relay = TcpProxy(broker.host, broker.port)
+    amqp = AmqpSettings(
+        url=broker.url,
+        host="127.0.0.1",
+        port=relay.port,
+        exchange=broker.exchange,
+        heartbeat=2,
+    )
+    shown = Shown(xvfb, amqp, stale_after=2.0, theme="light")
+    try:
+        assert shown.until(lambda t: t["reading"] and t["banner"] == "", 15)
+        relay.cut()
+        assert shown.until(lambda t: "broker away" in t["banner"], 20)
+        texts = shown.pump()  # still drawing: the Tk thread never waits on the broker
+        assert texts["banner"].startswith("STALE: no reading for")
+        assert texts["home.value"] != "--" and texts["soe"] != "--"
+        last = texts["reading"]
+        relay.restore()
+        assert shown.until(lambda t: t["banner"] == "" and t["reading"] != last, 30)
+    finally:
+        shown.close()
+        relay.close()
+
+
+@pytest.mark.parametrize(
+    ("settings", "size", "value_points"),
+    [
+        (GuiSettings(font_scale=1.5), (1140, 840), 45),
+        (GuiSettings(font_scale=0.5), (380, 280), 15),
+        (GuiSettings(fullscreen=True), (1280, 900), 30),
+    ],
+)
+def test_font_scale_and_fullscreen(
+    xvfb: Xvfb, settings: GuiSettings, size: tuple[int, int], value_points: int
+) -> None:
+    window = Window(settings, screen_name=xvfb.display)
+    try:
+
+        def mapped() -> bool:
+            window.root.update()
+            return window.root.winfo_width() > 1
+
+        assert wait_until(mapped, 5)
+        assert (window.root.winfo_width(), window.root.winfo_height()) == size
+        assert window.fonts["value"].cget("size") == value_points
+        assert bool(int(window.root.attributes("-fullscreen"))) == settings.fullscreen
+    finally:
+        window.close()
