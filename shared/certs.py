@@ -56,9 +56,13 @@ def server_context(
     Raises ``OSError`` or ``ssl.SSLError`` when the files cannot be loaded; callers turn that
     into a configuration error naming their own setting.
     """
-    if cert_file is None:
-        folder = Path(tempfile.mkdtemp(prefix=f"pwbus-{common_name}-"))
-        cert_file, key_file = make_self_signed(folder, common_name)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
+    if cert_file is not None:
+        context.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
+        return context
+    # Made for this process alone: loaded into the context, then the files go (the key must
+    # not outlive the process in /tmp).
+    with tempfile.TemporaryDirectory(prefix=f"pwbus-{common_name}-") as folder:
+        made_cert, made_key = make_self_signed(Path(folder), common_name)
+        context.load_cert_chain(str(made_cert), str(made_key))
     return context

@@ -219,8 +219,9 @@ def add_simctl_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``pwbus simctl``."""
     parser.add_argument(
         "--url",
-        default="https://127.0.0.1:8443",
-        help="the simulator's base URL (https://127.0.0.1:8443)",
+        default=None,
+        help="the simulator's base URL (default: the one a running `pwbus stack --simulate` "
+        "recorded in the state folder, else https://127.0.0.1:8443)",
     )
     parser.add_argument(
         "action",
@@ -237,6 +238,27 @@ def add_simctl_arguments(parser: argparse.ArgumentParser) -> None:
         help="with pair, after the files: the key is registered but not verified (no switch "
         "toggle yet)",
     )
+
+
+#: Where ``pwbus simulate`` listens by default.
+DEFAULT_URL = "https://127.0.0.1:8443"
+
+
+def simulator_url(sources: Sources) -> str:
+    """The simulator of the stack running on this state folder, else the default one.
+
+    A stack with several simulated gateways ([gateways.NAME]) has one per name: then the
+    URL must be given, and the message lists them.
+    """
+    from powerwall_bus.shared.stack_record import read_record
+
+    record = read_record(load(GatewaySettings, "gateway", sources).state_dir)
+    if record is None or not record.running or not record.simulators:
+        return DEFAULT_URL
+    if len(record.simulators) == 1:
+        return next(iter(record.simulators.values()))
+    listed = ", ".join(f"{name}: {url}" for name, url in sorted(record.simulators.items()))
+    raise ConfigError("simctl.url", f"the stack runs several simulators, choose one: {listed}")
 
 
 @dataclass(frozen=True)
@@ -327,7 +349,7 @@ SIMCTL = Command(
     help="steer a running simulator (faults, counts, paired keys)",
     add_arguments=add_simctl_arguments,
     load=lambda sources, args: SimctlRequest(
-        args.url, args.action, tuple(args.specs), args.pending
+        args.url or simulator_url(sources), args.action, tuple(args.specs), args.pending
     ),
     run=run_simctl,
 )

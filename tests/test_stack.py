@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pika
 import pytest
@@ -357,7 +357,14 @@ def test_plan_runs_a_simulator_poller_and_proxy_per_named_gateway(tmp_path: Path
         '[gateways.garage]\nhost = "10.0.0.3"\npassword = "Garage-pass2"\n'
     )
     sources = Sources.gather(env={"PW_HOST": "10.9.9.9"}, config_file=config)
-    plan = plan_stack(None, simulate=True, sources=sources, log=LogSettings(), config_file=None)
+    plan = plan_stack(
+        None,
+        simulate=True,
+        sources=sources,
+        log=LogSettings(),
+        config_file=None,
+        database_reachable=lambda mysql: True,
+    )
     try:
         names = [child.name for child in plan.children]
         assert names == [
@@ -392,7 +399,13 @@ def test_displays_run_only_when_named() -> None:
     from powerwall_bus.stack.plan import plan_stack
 
     sources = Sources.gather(env={}, config_file=None)
-    default = plan_stack(None, simulate=False, sources=sources, log=LogSettings())
+    default = plan_stack(
+        None,
+        simulate=False,
+        sources=sources,
+        log=LogSettings(),
+        database_reachable=lambda mysql: True,
+    )
     assert [child.name for child in default.children] == ["poller", "proxy", "mysql"]
     named = plan_stack("gui,hat,console,proxy", simulate=True, sources=sources, log=LogSettings())
     try:
@@ -404,3 +417,69 @@ def test_displays_run_only_when_named() -> None:
     finally:
         assert named.scratch_dir is not None
         shutil.rmtree(named.scratch_dir)
+
+
+def test_without_a_database_the_stack_runs_the_rest_and_says_how_to_turn_the_writer_on() -> None:
+    from powerwall_bus.shared.settings import LogSettings, MysqlSettings, Sources, load
+    from powerwall_bus.stack.plan import plan_stack, tcp_reachable
+
+    closed = Sources.gather(env={"MYSQL_URL": "mysql://u:Secret-1@127.0.0.1:1/x"}, config_file=None)
+    plan = plan_stack(None, simulate=False, sources=closed, log=LogSettings())
+    assert [child.name for child in plan.children] == ["poller", "proxy"]
+    assert len(plan.notes) == 1 and "writer is off" in plan.notes[0]
+    assert "MYSQL_URL" in plan.notes[0] and "Secret-1" not in plan.notes[0]
+    assert plan.page == "http://localhost:8675/"
+    # Named, it runs whatever the probe says: the user asked for it.
+    named = plan_stack("proxy,mysql", simulate=False, sources=closed, log=LogSettings())
+    assert [child.name for child in named.children] == ["proxy", "mysql"] and not named.notes
+    assert not tcp_reachable(load(MysqlSettings, "mysql", closed))
+
+
+@pytest.mark.timeout(90)
+def test_simctl_finds_the_stacks_simulator_and_a_killed_stack_is_cleaned_up_after(
+    bus: TestBus, amqp_base_url: str, tmp_path: Path
+) -> None:
+    import json
+
+    env = _env(
+        AMQP_URL=amqp_base_url,
+        AMQP_EXCHANGE=bus.settings.exchange,
+        PWBUS_STATE_DIR=str(tmp_path),
+    )
+
+    def simctl_counts() -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "-m", "powerwall_bus", "simctl", "counts"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout))
+
+    stack = Stack(["--simulate", "--components", "poller"], env)
+    try:
+        stack.wait_for(r"started poller pid \d+", 20)
+        record = json.loads((tmp_path / "stack.json").read_text())
+        scratch = Path(record["scratch"])
+        (simulator,) = record["simulators"].values()
+        assert scratch.is_dir() and simulator.startswith("https://127.0.0.1:")
+        # No URL: simctl reads the stack's record (nothing listens on the default 8443) and
+        # sees the poller's reads on the stack's simulator.
+        assert wait_until(lambda: simctl_counts()["total"] >= 1, 20)
+        stack.process.kill()  # no chance to clean up
+        stack.process.wait(10)
+        assert scratch.is_dir()  # the keys and sessions are still in /tmp...
+    finally:
+        stack.kill_everything()
+    again = Stack(["--simulate", "--components", "poller"], env)
+    try:
+        again.wait_for(rf"removed {re.escape(str(scratch))}, left behind by a stack", 20)
+        assert not scratch.exists()  # ...until the next start removes them
+        again.wait_for(r"started poller pid \d+", 20)
+        again.process.send_signal(signal.SIGTERM)
+        assert again.process.wait(30) == 0
+        assert not (tmp_path / "stack.json").exists()  # a clean stop leaves no record
+    finally:
+        again.kill_everything()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 from powerwall_bus.shared.command import Command
 from powerwall_bus.shared.settings import LogSettings, Sources, load
@@ -41,10 +42,27 @@ def _run(plan: StackPlan) -> int:
     return run_stack(plan)
 
 
+def _description() -> str:
+    default = [c.name for c in COMPONENTS if c.default and c.name != SIMULATOR]
+    named = [c.name for c in COMPONENTS if not c.default]
+    text = (
+        "Run the components as supervised child processes on this machine.\n\n"
+        f"By default: {', '.join(default)} (the poller reads your gateway: PW_HOST and "
+        "PW_PASSWORD). With --simulate, also a simulated gateway that the poller reads "
+        "instead. The mysql writer starts only when a database answers at MYSQL_URL; "
+        "otherwise the stack says so and runs the rest. Only when named with --components: "
+        f"{', '.join(named)}.\n\n"
+        "Then open the power-flow page: http://localhost:8675/ (PW_PORT)."
+    )
+    return "\n\n".join(textwrap.fill(paragraph, 78) for paragraph in text.split("\n\n"))
+
+
 STACK = Command(
     name="stack",
     help="run the simulator, the poller and the consumers as supervised processes",
+    description=_description(),
     add_arguments=_arguments,
     load=_load,
     run=_run,
+    raw_help=True,
 )

@@ -17,7 +17,7 @@ import socket
 import ssl
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +83,10 @@ class StackPlan:
     secrets: tuple[str, ...] = field(repr=False, metadata={"secret": True})
     summary: str
     scratch_dir: Path | None = None  # removed when the stack exits
+    state_dir: Path | None = None  # where the stack records itself (record.py)
+    simulators: Mapping[str, str] = field(default_factory=dict)  # gateway name -> base URL
+    page: str | None = None  # the proxy's page, said at start
+    notes: tuple[str, ...] = ()  # one line each, said at start (e.g. the writer is off)
 
 
 def select_components(names: str | None, *, simulate: bool) -> list[Component]:
@@ -162,18 +166,31 @@ def plan_stack(
     sources: Sources,
     log: LogSettings,
     config_file: str | None = None,
+    database_reachable: Callable[[MysqlSettings], bool] | None = None,
 ) -> StackPlan:
     """Check the selection and the settings, and build every child's command and environment.
 
     With ``[gateways.NAME]`` tables in the config file, the simulator, the poller and the
     proxy run once per table (``poller.NAME``, ``proxy.NAME`` on the proxy port + 0, 1, ...),
-    each with ``--gateway NAME``; the writer stores them all.
+    each with ``--gateway NAME``; the writer stores them all. Without ``components`` and
+    with no database answering (``database_reachable``, a TCP probe by default), the writer
+    is left out and a note says how to turn it on.
     """
+    database_reachable = database_reachable or tcp_reachable
     selected = select_components(components, simulate=simulate)
     simulate = any(c.name == SIMULATOR for c in selected)  # naming it counts as --simulate
     amqp = load(AmqpSettings, "amqp", sources)
     mysql = load(MysqlSettings, "mysql", sources)
-    proxy_port = load(ProxySettings, "proxy", sources).port
+    proxy = load(ProxySettings, "proxy", sources)
+    proxy_port = proxy.port
+    notes: list[str] = []
+    writer_wanted = components is None and any(c.name == "mysql" for c in selected)
+    if writer_wanted and not database_reachable(mysql):  # a first run without a database
+        selected = [c for c in selected if c.name != "mysql"]
+        notes.append(
+            f"the history writer is off: no database answers at {mysql.safe_url}; "
+            "set MYSQL_URL to your MySQL/MariaDB (see the README) and start again"
+        )
     # The database URL as a whole is a secret; registering it would mask the safe URL too.
     found_secrets = secret_values(amqp) + ([mysql.password] if mysql.password else [])
     names = sources.gateway_names()
@@ -247,7 +264,29 @@ def plan_stack(
                     f"{component.name}.{name}" if name else component.name, argv, env, ready_url
                 )
             )
-    return StackPlan(tuple(children), tuple(found_secrets), summary, scratch)
+    page = None
+    if any(c.name == "proxy" for c in selected):
+        scheme = "https" if proxy.https == "yes" else "http"
+        page = f"{scheme}://localhost:{proxy_port}{proxy.base_url}"
+    return StackPlan(
+        tuple(children),
+        tuple(found_secrets),
+        summary,
+        scratch,
+        state_dir=load(GatewaySettings, "gateway", sources).state_dir,
+        simulators={name: f"https://{sim.address}" for name, sim in simulated.items()},
+        page=page,
+        notes=tuple(notes),
+    )
+
+
+def tcp_reachable(mysql: MysqlSettings, timeout: float = 1.0) -> bool:
+    """Whether something accepts TCP connections at the database's host and port."""
+    try:
+        with socket.create_connection((mysql.host, mysql.port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _gateway_env(sim: _SimulatedGateway) -> dict[str, str]:

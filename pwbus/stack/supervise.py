@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from powerwall_bus.shared import retry
+from powerwall_bus.shared.stack_record import StackRecord, clean_after_killed_stack, remove_record
 from powerwall_bus.stack.plan import ChildSpec, StackPlan
 from powerwall_bus.stack.ready import answers
 from powerwall_bus.stack.relay import LINE_LIMIT, relay_output
@@ -47,11 +48,27 @@ READY_TIMEOUT = 30.0  # for a child with a ready_url to answer
 def run_stack(plan: StackPlan) -> int:
     """Run the plan until a signal; the exit status (0, or 2 after a configuration error)."""
     _LOGGER.info("stack: %s; %s", ", ".join(c.name for c in plan.children), plan.summary)
+    for note in plan.notes:
+        _LOGGER.warning("%s", note)
+    if plan.state_dir is not None:
+        leftover = clean_after_killed_stack(plan.state_dir)
+        if leftover:
+            _LOGGER.info("removed %s, left behind by a stack that was killed", leftover)
+        scratch = str(plan.scratch_dir) if plan.scratch_dir else None
+        record = StackRecord(os.getpid(), dict(plan.simulators), scratch, plan.page)
+        try:
+            record.write(plan.state_dir)
+        except OSError as exc:  # only simctl's convenience is lost
+            _LOGGER.info("cannot record the stack in %s: %s", plan.state_dir, exc.strerror)
+    if plan.page:
+        _LOGGER.info("the power-flow page will be at %s", plan.page)
     try:
         return Supervisor(plan.children).run_sync()
     finally:
         if plan.scratch_dir is not None:
             shutil.rmtree(plan.scratch_dir, ignore_errors=True)
+        if plan.state_dir is not None:
+            remove_record(plan.state_dir, os.getpid())
 
 
 class Backoff(retry.Backoff):
