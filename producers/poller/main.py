@@ -108,10 +108,12 @@ class Poller:
     def start(self) -> Poller:
         """Start the reader and publisher threads."""
         _LOGGER.info(
-            "poller starting: gateway %s, broker %s, outbox holds %d messages",
+            "poller starting: gateway %s, broker %s, outbox room for %d messages (%d waiting "
+            "from the previous run)",
             self.config.gateway.base_url,
             self.config.amqp.safe_url,
             self.outbox.capacity,
+            self.outbox.replayed,
         )
         self._reader_thread = threading.Thread(
             target=guarded(self.reader.run, "gateway-reader", self.failures),
