@@ -206,11 +206,12 @@ def test_the_window_shows_the_proxys_numbers_then_says_when_they_stop(
         assert len(colours) > 50  # text, antialiasing, tiles: not a blank
         assert {_rgb(palette.surface), _rgb(palette.solar), _rgb(palette.battery)} <= colours
 
-        # It resizes: the tiles and the bar grow with the window.
+        # It resizes: the tiles, the bar and the fonts grow with the window.
         bar_before = shown.window.bar.winfo_width()
         root.geometry("1100x800")
         shown.until(lambda _: root.winfo_width() == 1100, 5)
         assert shown.window.bar.winfo_width() > bar_before + 200
+        assert shown.window.fonts["value"].cget("size") == round(30 * 800 / 560)
         assert shown.window.bar_fill() == pytest.approx(soe / 100, abs=0.01)
 
         poller.stop()
@@ -324,7 +325,8 @@ def test_broker_away_the_window_keeps_the_picture_stale_and_comes_back(
     [
         (GuiSettings(font_scale=1.5), (1140, 840), 45),
         (GuiSettings(font_scale=0.5), (380, 280), 15),
-        (GuiSettings(fullscreen=True), (1280, 900), 30),
+        # The fonts follow the screen: 900 / 560 of their size.
+        (GuiSettings(fullscreen=True), (1280, 900), 48),
     ],
 )
 def test_font_scale_and_fullscreen(

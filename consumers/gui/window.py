@@ -4,7 +4,8 @@ This module is the only one that imports tkinter (inside :class:`Window`, so imp
 costs nothing). It decides nothing about the data: :meth:`Window.show` copies texts and
 colours the pure layout worked out. Rows and columns carry weights, so the tiles grow with
 the window and the battery bar stretches across it; every font is a named Tk font scaled by
-``gui.font_scale``.
+``gui.font_scale`` and by how much larger (or smaller) than its opening size the window is,
+so a kiosk screen in ``--fullscreen`` reads from across the room.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ _LOGGER = logging.getLogger(__name__)
 
 #: The window's size at font scale 1 when it opens (it can be made larger or smaller).
 SIZE = (760, 560)
+#: How far fonts follow the window's size (a share of the opening size, either way).
+FIT = (0.6, 4.0)
 #: Font sizes (points) at font scale 1: (role, size, bold).
 _FONTS = (
     ("heading", 20, True),
@@ -36,6 +39,7 @@ _FONTS = (
     ("banner", 13, True),
 )
 _PAD = 14  # px between panels at scale 1
+_BAR_HEIGHT = 28  # px at scale 1
 
 
 class Window:
@@ -73,7 +77,11 @@ class Window:
         self._strips: dict[str, tk.Frame] = {}  # each tile's coloured edge
         self._build(tk)
         width, height = (round(side * self.scale) for side in SIZE)
-        root.minsize(round(width * 0.6), round(height * 0.6))
+        self._design = (width, height)
+        self._fit = 1.0
+        root.minsize(round(width * FIT[0]), round(height * FIT[0]))
+        # A set geometry keeps the window's size when the fonts grow, so this cannot loop.
+        root.bind("<Configure>", self._on_configure, add="+")
         if settings.fullscreen:
             root.geometry(f"{root.winfo_screenwidth()}x{root.winfo_screenheight()}+0+0")
             root.attributes("-fullscreen", True)
@@ -171,7 +179,7 @@ class Window:
         )
         self.bar = tk.Canvas(
             level,
-            height=round(28 * self.scale),
+            height=round(_BAR_HEIGHT * self.scale),
             background=palette.surface,
             highlightthickness=0,
         )
@@ -218,6 +226,20 @@ class Window:
             )
             self.banner.grid()
         self._fraction, self._bar_colour = screen.soe_fraction, screen.soe_colour
+        self._draw_bar()
+
+    def _on_configure(self, event: Any) -> None:
+        """Fonts and the bar follow the window's size (only the window's own events)."""
+        if event.widget is not self.root:
+            return
+        width, height = self._design
+        fit = min(FIT[1], max(FIT[0], min(event.width / width, event.height / height)))
+        if abs(fit - self._fit) < 0.05:
+            return
+        self._fit = fit
+        for role, size, _bold in _FONTS:
+            self.fonts[role].configure(size=round(size * self.scale * fit))
+        self.bar.configure(height=round(_BAR_HEIGHT * self.scale * fit))
         self._draw_bar()
 
     def _set(self, name: str, text: str, **colours: str) -> None:
