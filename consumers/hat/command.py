@@ -30,8 +30,16 @@ class HatConfig:
     display: DisplaySettings
     amqp: AmqpSettings
     gateway: GatewaySettings  # only its name: the gateway to follow
-    backend: str = "unicornhathd"
-    output: Path | None = None
+
+    @property
+    def backend(self) -> str:
+        """Which LEDs: ``unicornhathd``, ``sim`` or ``png`` (setting ``hat.backend``)."""
+        return self.hat.backend
+
+    @property
+    def output(self) -> Path | None:
+        """Where ``png`` writes its frames (setting ``hat.output``)."""
+        return self.hat.output
 
     @property
     def follow(self) -> str:
@@ -42,14 +50,14 @@ class HatConfig:
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
-        choices=BACKENDS,
-        default="unicornhathd",
-        help="unicornhathd: the HAT on a Raspberry Pi (extra 'hat'); sim: the unicorn-hat-sim "
-        "window (extra 'hat-sim'); png: each distinct frame as PNG files in --output "
-        "(extra 'png')",
+        dest="hat.backend",
+        metavar="|".join(BACKENDS),
+        help="unicornhathd: the HAT on a Raspberry Pi (extra 'hat', the default); sim: the "
+        "unicorn-hat-sim window (extra 'hat-sim'); png: each distinct frame as PNG files in "
+        "--output (extra 'png')",
     )
     parser.add_argument(
-        "--output", metavar="DIR", type=Path, help="where --backend png writes its frames"
+        "--output", dest="hat.output", metavar="DIR", help="where --backend png writes its frames"
     )
     gateway_flag(parser, "show this gateway (default: the only one on the bus)")
     parser.add_argument("--brightness", dest="hat.brightness", help="LED brightness by day, 0-1")
@@ -73,15 +81,14 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(sources: Sources, args: argparse.Namespace) -> HatConfig:
-    if args.backend == "png" and args.output is None:
-        raise ConfigError("--output", "--backend png needs --output DIR")
+    hat = load(HatSettings, "hat", sources)
+    if hat.backend == "png" and hat.output is None:
+        raise ConfigError("hat.output", "--backend png needs --output DIR (PWBUS_HAT_OUTPUT)")
     return HatConfig(
-        hat=load(HatSettings, "hat", sources),
+        hat=hat,
         display=load(DisplaySettings, "display", sources),
         amqp=load(AmqpSettings, "amqp", sources),
         gateway=load(GatewaySettings, "gateway", sources),
-        backend=args.backend,
-        output=args.output,
     )
 
 

@@ -958,6 +958,17 @@ class HatSettings:
     """The Unicorn HAT HD display (``pwbus hat``): how bright, which way up, the solar
     array it scales production against, how fast text scrolls, and the optional weather."""
 
+    backend: str = setting(
+        "unicornhathd",
+        env=("PWBUS_HAT_BACKEND",),
+        check=one_of("unicornhathd", "sim", "png"),
+        help="unicornhathd: the HAT on a Raspberry Pi (extra 'hat'); sim: the unicorn-hat-sim "
+        "window (extra 'hat-sim'); png: each distinct frame as PNG files in output "
+        "(extra 'png')",
+    )
+    output: Path | None = setting(
+        None, env=("PWBUS_HAT_OUTPUT",), help="the folder where backend png writes its frames"
+    )
     brightness: float = setting(
         0.5,
         env=("PWBUS_HAT_BRIGHTNESS",),
