@@ -43,7 +43,7 @@ from powerwall_bus.shared.gateway.payloads import (
     importing,
     soe_percent,
 )
-from powerwall_bus.shared.gateway.states import TROUBLE, trouble_words
+from powerwall_bus.shared.gateway.states import trouble_words
 from powerwall_bus.shared.messages import MeterStream
 
 __all__ = ["KINDS", "DisplayState", "Freshness", "Power", "View", "trouble_of"]
@@ -52,9 +52,6 @@ _LOGGER = logging.getLogger(__name__)
 
 #: The kinds a display reads; resync answers bring every kind, the rest are dropped.
 KINDS = frozenset({METERS, SOE, GRID_STATUS, OPERATION, POLLER_STATUS})
-
-#: Kept for code written before the words moved to :mod:`powerwall_bus.shared.gateway.states`.
-_TROUBLE = TROUBLE
 
 #: grid_status strings in words (unknown states read "unknown", never fail).
 _GRID: Mapping[str, str] = {
