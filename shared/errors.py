@@ -319,3 +319,82 @@ class OctopusApiError(OctopusError):
     ) -> None:
         self.unknown_field = unknown_field
         super().__init__(message, code=code)
+
+
+# --------------------------------------------------------------------------- Tesla cloud
+
+
+class CloudError(PwbusError):
+    """Anything that went wrong talking to Tesla's cloud (Owner API or Fleet API).
+
+    ``status`` is the HTTP status when there was an answer, ``error`` Tesla's short ``error``
+    string (never a token). The client translates every failure into one of these in one
+    place, :mod:`powerwall_bus.shared.tesla_cloud.transport`::
+
+        CloudError
+        +-- CloudUnreachable      no answer, a timeout, HTTP 5xx: try again later
+        +-- CloudRateLimited      HTTP 429: nothing is sent before ``until``
+        +-- CloudAuthError        401 invalid token, a refused refresh, no tokens: log in again
+        |   +-- CloudTokenExpired     401 token expired: refresh, retry once (internal)
+        +-- CloudForbidden        402 payment required, 403 missing scopes: the account's setup
+        +-- CloudWrongRegion      421: the account lives at another Fleet API base URL
+        +-- CloudNotFound         404, or no (single) energy site to act on
+        +-- CloudCommandRefused   400/4xx, or HTTP 200 with an application error code
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, error: str = "") -> None:
+        self.status = status
+        self.error = error
+        super().__init__(message)
+
+
+class CloudUnreachable(CloudError):
+    """No usable answer: connection refused, DNS, TLS, timeout, or an HTTP 5xx."""
+
+
+class CloudRateLimited(CloudError):
+    """HTTP 429: nothing is sent before ``until`` (epoch seconds, from Retry-After)."""
+
+    def __init__(self, message: str, *, until: float, status: int | None = 429) -> None:
+        self.until = until
+        super().__init__(message, status=status, error="rate limited")
+
+
+class CloudAuthError(CloudError):
+    """The tokens are missing, invalid, or the refresh token was refused: log in again.
+
+    An expired access token is not this: the client refreshes it and retries once by itself.
+    """
+
+
+class CloudTokenExpired(CloudAuthError):
+    """401 ``token expired``: the client refreshes the access token and retries once
+    (internal; callers see it only when the retry is refused the same way)."""
+
+
+class CloudForbidden(CloudError):
+    """402 (the Fleet API application has no billing set up) or 403 (the token lacks a
+    scope, e.g. ``energy_cmds``): fixed in the Tesla developer or account settings."""
+
+
+class CloudWrongRegion(CloudError):
+    """421: the account is served by another region's Fleet API; ``base_url`` names it when
+    Tesla's answer did."""
+
+    def __init__(self, message: str, *, base_url: str = "", status: int | None = 421) -> None:
+        self.base_url = base_url
+        super().__init__(message, status=status, error="wrong region")
+
+
+class CloudNotFound(CloudError):
+    """404, or the account has no energy site to act on (or several and none was chosen)."""
+
+
+class CloudCommandRefused(CloudError):
+    """Tesla took the request and refused it: 400/4xx, or HTTP 200 with ``response.code``
+    400 or more (the application's own failure inside a success status)."""
+
+
+class PairingFailed(PwbusError):
+    """``pwbus pair``: the key was not verified in time (no switch toggle, or the gateway's
+    window closed), or the key to act on is unknown or ambiguous."""

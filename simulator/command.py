@@ -24,6 +24,7 @@ from powerwall_bus.shared.tls import unverified_client_context
 from powerwall_bus.simulator.faults import FaultSet, describe_faults
 
 if TYPE_CHECKING:  # the server stack is imported only when the simulator runs
+    from powerwall_bus.simulator.cloud import FakeCloudRunner
     from powerwall_bus.simulator.octopus import FakeOctopusRunner
     from powerwall_bus.simulator.server import GatewayServer
 
@@ -81,6 +82,14 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PORT",
         help="also serve a fake Octopus GraphQL API (http, same host) on PORT, for a demo "
         "of pwbus octopus (key: PWBUS_SIM_OCTOPUS_API_KEY)",
+    )
+    parser.add_argument(
+        "--cloud-port",
+        dest="simulator.cloud_port",
+        metavar="PORT",
+        help="also serve a fake Tesla cloud (http, same host) on PORT that relays signed "
+        "commands to this simulator, for a demo of pwbus pair and the cloud road; tokens: "
+        "POST http://HOST:PORT/_cloud/tokens, the switch toggle: POST .../_cloud/toggle",
     )
     parser.add_argument(
         "--paired-key",
@@ -172,6 +181,34 @@ async def start_fake_octopus(settings: SimulatorSettings) -> FakeOctopusRunner |
     return runner
 
 
+async def start_fake_cloud(
+    settings: SimulatorSettings, gateway_url: str, din: str
+) -> FakeCloudRunner | None:
+    """The fake Tesla cloud of ``--cloud-port``, relaying to the gateway at ``gateway_url``;
+    None without one."""
+    if settings.cloud_port is None:
+        return None
+    from powerwall_bus.simulator.cloud import FakeCloud, FakeCloudRunner
+
+    runner = FakeCloudRunner(
+        FakeCloud(gateway_url=gateway_url, din=din), settings.host, settings.cloud_port
+    )
+    try:
+        await runner.start_async()
+    except OSError as exc:
+        raise ConfigError(
+            "simulator.cloud_port",
+            f"cannot listen on {settings.host}:{settings.cloud_port}: {exc.strerror}",
+        ) from None
+    _LOGGER.info(
+        "fake Tesla cloud listening on %s (token endpoint %s); control at %s",
+        runner.url,
+        runner.token_url,
+        runner.control,
+    )
+    return runner
+
+
 def run_simulator(settings: SimulatorSettings) -> int:
     """Serve until SIGTERM or Ctrl-C."""
     from powerwall_bus.shared.certs import server_context
@@ -205,8 +242,11 @@ def run_simulator(settings: SimulatorSettings) -> int:
             f", replaying {settings.fixtures}" if settings.fixtures else "",
         )
         octopus = await start_fake_octopus(settings)
+        cloud = await start_fake_cloud(settings, runner.url, server.gateway.din)
         await stop.wait()
         _LOGGER.info("stopping the simulated gateway")
+        if cloud is not None:
+            await cloud.stop_async()
         if octopus is not None:
             await octopus.stop_async()
         await runner.stop_async()

@@ -361,9 +361,10 @@ class GatewayServer:
         )
 
     async def _control_pair(self, request: web.Request) -> web.Response:
-        """``POST /_sim/pair {"public_key": PEM, "verified": true}``, ``POST /_sim/unpair
-        {"public_key": PEM}``; both answer (as ``GET /_sim/pair`` does) the paired keys'
-        fingerprints."""
+        """``POST /_sim/pair {"public_key": PEM, "verified": true, "description": ""}``,
+        ``POST /_sim/unpair {"public_key": PEM}``; both answer (as ``GET /_sim/pair`` does)
+        the paired keys' fingerprints; with ``?detail=1`` also each public key (base64 DER),
+        description and pairing time (what a fake cloud relaying to this gateway lists)."""
         from powerwall_bus.shared.tedapi.keys import public_der, public_key_from_pem
 
         if request.method == "POST":
@@ -382,8 +383,12 @@ class GatewayServer:
             if request.path.endswith("/unpair"):
                 self.signed.unpair(der)
             else:
-                self.signed.pair(der, verified=verified)
-        return web.json_response({"paired": [key.as_dict() for key in self.signed.paired()]})
+                description = str(payload.get("description") or "")
+                self.signed.pair(der, verified=verified, description=description)
+        detail = request.query.get("detail") in ("1", "yes", "true")
+        return web.json_response(
+            {"paired": [key.as_dict(detail=detail) for key in self.signed.paired()]}
+        )
 
     async def _tedapi(self, request: web.Request) -> web.Response:
         body = await request.read()

@@ -25,6 +25,7 @@ The expiry is checked against ``clock`` (wall time): what a paired client signs 
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
@@ -61,9 +62,15 @@ class PairedKey:
     description: str = ""
     added: float = 0.0  # Unix seconds
 
-    def as_dict(self) -> dict[str, object]:
-        """JSON-friendly view (the fingerprint, never the key itself)."""
-        return {"fingerprint": fingerprint(self.der), "verified": self.verified}
+    def as_dict(self, *, detail: bool = False) -> dict[str, object]:
+        """JSON-friendly view: the fingerprint; with ``detail`` also the public key (base64
+        DER: public, but only a control client asks for it), description and pairing time."""
+        view: dict[str, object] = {"fingerprint": fingerprint(self.der), "verified": self.verified}
+        if detail:
+            view["public_key"] = base64.b64encode(self.der).decode("ascii")
+            view["description"] = self.description
+            view["added"] = self.added
+        return view
 
     def record(self) -> AuthorizedClient:
         """The key as the gateway lists it."""

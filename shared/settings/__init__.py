@@ -33,6 +33,7 @@ from powerwall_bus.shared.settings.loader import Sources, load, read_config_file
 from powerwall_bus.shared.settings.sections import (
     SECTIONS,
     AmqpSettings,
+    CloudSettings,
     DispatchSettings,
     DisplaySettings,
     GatewaySettings,
@@ -51,6 +52,7 @@ from powerwall_bus.shared.settings.sections import (
 __all__ = [
     "SECTIONS",
     "AmqpSettings",
+    "CloudSettings",
     "DispatchSettings",
     "DisplaySettings",
     "GatewaySettings",

@@ -368,6 +368,15 @@ class SimulatorSettings:
         env=("PWBUS_SIM_PAIRED_KEYS",),
         help="PEM files of the RSA keys accepted for signed TEDAPI (v1r) commands",
     )
+    cloud_port: int | None = setting(
+        None,
+        env=("PWBUS_SIM_CLOUD_PORT",),
+        check=port_number,
+        help="also serve a fake Tesla cloud (http: token endpoint, products, Fleet API, the "
+        "device_command relay to this simulator) on this port (0: a free one; unset: none); "
+        "point cloud.api_url at http://HOST:PORT and cloud.auth_url at "
+        "http://HOST:PORT/oauth2/v3/token",
+    )
 
 
 @dataclass(frozen=True)
@@ -1108,6 +1117,81 @@ class GuiSettings:
     )
 
 
+def _http_url(url: str) -> str | None:
+    return None if url.startswith(("https://", "http://")) else "must be an http(s):// URL"
+
+
+def _site_id(value: str) -> str | None:
+    return None if value == "" or value.isdigit() else "must be the energy_site_id digits"
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    """Tesla's cloud (``[cloud]``): where the Owner API or Fleet API and its token endpoint
+    are, which OAuth client the tokens belong to, and the energy site to act on.
+
+    Tokens are not settings: they live in the state folder (``gateway.state_dir``,
+    ``tesla-cloud-tokens.json``, mode 0600), where ``pwbus cloud login`` or the user puts
+    them and every refresh replaces them (Tesla's refresh tokens are single-use).
+    """
+
+    api_url: str = setting(
+        "https://owner-api.teslamotors.com",
+        env=("PWBUS_CLOUD_API_URL",),
+        help="the API base URL: the Owner API (default; the device_command relay lives "
+        "there) or a Fleet API region, e.g. https://fleet-api.prd.eu.vn.cloud.tesla.com",
+        check=_http_url,
+    )
+    auth_url: str = setting(
+        "https://auth.tesla.com/oauth2/v3/token",
+        env=("PWBUS_CLOUD_AUTH_URL",),
+        help="the OAuth token endpoint (Fleet API: "
+        "https://fleet-auth.prd.vn.cloud.tesla.com/oauth2/v3/token)",
+        check=_http_url,
+    )
+    client_id: str = setting(
+        "ownerapi",
+        env=("PWBUS_CLOUD_CLIENT_ID",),
+        help="the OAuth client id the tokens were issued to (ownerapi, or your Fleet API "
+        "application's id)",
+    )
+    energy_site_id: str = setting(
+        "",
+        env=("PWBUS_CLOUD_ENERGY_SITE_ID",),
+        help="the energy_site_id to act on (empty: the account's only site with a gateway)",
+        check=_site_id,
+    )
+    timeout: float = setting(
+        20.0,
+        env=("PWBUS_CLOUD_TIMEOUT",),
+        check=between(1.0, 120.0, "seconds"),
+        help="HTTP timeout for one cloud request, s",
+    )
+    refresh_margin: float = setting(
+        300.0,
+        env=("PWBUS_CLOUD_REFRESH_MARGIN",),
+        check=between(0.0, 3600.0, "seconds"),
+        help="refresh the access token this long before it expires, s",
+    )
+    pair_timeout: float = setting(
+        600.0,
+        env=("PWBUS_CLOUD_PAIR_TIMEOUT",),
+        check=between(10.0, 3600.0, "seconds"),
+        help="pwbus pair register: wait this long for the switch toggle to verify the key, s",
+    )
+    pair_poll: float = setting(
+        5.0,
+        env=("PWBUS_CLOUD_PAIR_POLL",),
+        check=between(0.1, 60.0, "seconds"),
+        help="pwbus pair register: ask the paired-key list this often while waiting, s",
+    )
+
+    @property
+    def site_id(self) -> int | None:
+        """The configured energy site, None: discover it."""
+        return int(self.energy_site_id) if self.energy_site_id else None
+
+
 SECTIONS: dict[str, type] = {
     "gateway": GatewaySettings,
     "amqp": AmqpSettings,
@@ -1122,4 +1206,5 @@ SECTIONS: dict[str, type] = {
     "hat": HatSettings,
     "dispatch": DispatchSettings,
     "octopus_energy": OctopusSettings,
+    "cloud": CloudSettings,
 }

@@ -1,0 +1,632 @@
+"""A fake Tesla cloud (Owner API and Fleet API) over a real socket, in front of the simulator.
+
+It answers what :mod:`powerwall_bus.shared.tesla_cloud` sends, the way the facts say the real
+cloud does (research note §4, §5.3, §6 and §7), and relays signed messages to a running
+gateway simulator over HTTPS, so a Max Backup sent through the cloud holds the simulated
+battery exactly like one sent over the LAN:
+
+* ``POST /oauth2/v3/token`` (form, ``grant_type=refresh_token``): single-use refresh tokens
+  (a used one answers 401 ``login_required``), a new pair with ``expires_in`` every time.
+* Bearer tokens: none or unknown answers 401 ``invalid bearer token``, an expired one 401
+  ``token expired (401)``; reads need the ``energy_device_data`` scope, writes
+  ``energy_cmds`` (403 ``Unauthorized missing scopes``).
+* ``GET /api/1/users/region``, ``/api/1/products`` (the site and a car), ``.../site_info``.
+* ``POST .../backup`` with the reserve rules of recent firmware, chosen by ``backup_rule``:
+  ``accept`` (0-100), ``clamp80`` (above 80 becomes 80, silently, even 100) or ``reject81_99``
+  (81-99 refused, 100 taken); ``POST .../operation``.
+* ``POST .../command``: ``grpc_command`` ``add_authorized_client_request`` registers a key
+  with the gateway as pending (``/_cloud/toggle``, the Powerwall switch, verifies the keys
+  registered within ``pair_window`` seconds; later ones list as
+  ``PENDING_VERIFICATION_TIMEOUT``), ``list_authorized_clients_request`` lists the gateway's
+  keys; ``grpc_signed_command`` relays a signed message.
+* ``POST .../device_command``: the Owner API relay. The signed ``RoutableMessage`` is
+  checked with :func:`~powerwall_bus.shared.tedapi.responder.verify_signed` against the
+  gateway's keys (a refused one never reaches the gateway) and then posted to the gateway's
+  ``/tedapi/v1r``; the answer is the reply envelope (see
+  :mod:`powerwall_bus.shared.tesla_cloud.relay` for the shapes).
+
+Control under ``/_cloud/`` (never counted): ``GET counts``, ``GET state``, ``POST reset``,
+``POST faults`` (``{"set": {NAME: times}, "clear": [...]}``, times -1: until cleared),
+``POST tokens`` (issue a pair, ``{"scopes": [...]}`` optional), ``POST tokens/expire``,
+``POST backup_rule`` (``{"rule": ...}``), ``POST toggle``. Faults answer the error bodies of
+the facts file: ``token_expired`` 401, ``invalid_token`` 401, ``payment_required`` 402,
+``missing_scopes`` 403, ``wrong_region`` 421, ``rate_limited`` 429 (with ``Retry-After``),
+``offline`` 408, ``server_error`` 500, ``app_error`` (HTTP 200, ``response.code`` 400),
+``refresh_invalid`` (the token endpoint refuses the refresh token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from powerwall_bus.shared.errors import TedapiDecodeError, TedapiError, TedapiFault, TedapiKeyError
+from powerwall_bus.shared.loop_thread import LoopThread
+from powerwall_bus.shared.tedapi import responder
+from powerwall_bus.shared.tedapi.cloud import routable_message_from_body
+from powerwall_bus.shared.tedapi.commands import NOT_VERIFIED_TEXT
+from powerwall_bus.shared.tedapi.keys import fingerprint, public_key_from_der, public_pem
+from powerwall_bus.shared.tesla_cloud.relay import relay_answer
+
+_LOGGER = logging.getLogger(__name__)
+
+CONTROL_PREFIX = "/_cloud/"
+TOKEN_PATH = "/oauth2/v3/token"
+DEFAULT_SCOPES = ("openid", "offline_access", "energy_device_data", "energy_cmds")
+BACKUP_RULES = ("accept", "clamp80", "reject81_99")
+OPERATION_MODES = ("self_consumption", "autonomous", "backup")
+PAIR_WINDOW = 540.0  # about 9 minutes to toggle the switch (facts §5.3)
+STATE_PENDING, STATE_TIMEOUT, STATE_VERIFIED = 1, 2, 3
+
+#: fault -> (HTTP status, Tesla's ``error`` string): the facts file's error bodies.
+FAULTS: dict[str, tuple[int, str]] = {
+    "token_expired": (401, "token expired (401)"),
+    "invalid_token": (401, "invalid bearer token"),
+    "payment_required": (402, "payment required"),
+    "missing_scopes": (403, "Unauthorized missing scopes"),
+    "wrong_region": (421, "user out of region, use base URL: {base}"),
+    "rate_limited": (429, "rate limited"),
+    "offline": (408, "device offline"),
+    "server_error": (500, "internal server error"),
+    "app_error": (200, ""),
+    "refresh_invalid": (401, "login_required"),
+}
+
+
+def _error(status: int, error: str, headers: dict[str, str] | None = None) -> web.Response:
+    body = {"response": None, "error": error, "error_description": ""}
+    return web.json_response(body, status=status, headers=headers)
+
+
+@dataclass
+class CloudCounts:
+    """What reached the fake (control calls excluded)."""
+
+    requests: collections.Counter[str] = field(default_factory=collections.Counter)
+    statuses: collections.Counter[int] = field(default_factory=collections.Counter)
+    refreshes: int = 0
+    relayed: int = 0
+    refused: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": dict(self.requests),
+            "statuses": {str(k): v for k, v in self.statuses.items()},
+            "total": sum(self.requests.values()),
+            "refreshes": self.refreshes,
+            "relayed": self.relayed,
+            "refused": dict(self.refused),
+        }
+
+
+@dataclass
+class Grant:
+    """One issued token: when it expires and what it may do."""
+
+    expires: float
+    scopes: tuple[str, ...]
+
+
+class FakeCloud:
+    """The fake's state and its aiohttp application; ``gateway_url`` is the simulator's
+    HTTPS base URL (its self-signed certificate is accepted: both are local fakes)."""
+
+    def __init__(
+        self,
+        *,
+        gateway_url: str,
+        din: str,
+        site_id: int = 1234567890123,
+        client_id: str = "ownerapi",
+        token_ttl: float = 28800.0,
+        refresh_ttl: float = 90 * 86400.0,
+        region: str = "eu",
+        pair_window: float = PAIR_WINDOW,
+        retry_after: int = 2,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.gateway_url = gateway_url.rstrip("/")
+        self.din = din
+        self.site_id = site_id
+        self.client_id = client_id
+        self.token_ttl = token_ttl
+        self.refresh_ttl = refresh_ttl
+        self.region = region
+        self.pair_window = pair_window
+        self.retry_after = retry_after
+        self._clock = clock
+        self.access: dict[str, Grant] = {}
+        self.refresh: dict[str, Grant] = {}
+        self.faults: dict[str, int] = {}
+        self.counts = CloudCounts()
+        self.backup_rule = "accept"
+        self.reserve = 20
+        self.mode = "autonomous"
+        self.registered: dict[bytes, float] = {}  # key -> when the cloud registered it
+        self._http: aiohttp.ClientSession | None = None
+
+    # ------------------------------------------------------------------ control
+
+    def issue(self, scopes: tuple[str, ...] = DEFAULT_SCOPES) -> dict[str, Any]:
+        """A new token pair, as the token endpoint answers it (tests and demos log in here)."""
+        now = self._clock()
+        access, refresh = "fake." + secrets.token_urlsafe(32), "EU_" + secrets.token_urlsafe(32)
+        self.access[access] = Grant(now + self.token_ttl, tuple(scopes))
+        self.refresh[refresh] = Grant(now + self.refresh_ttl, tuple(scopes))
+        return {
+            "access_token": access,
+            "refresh_token": refresh,
+            "id_token": "fake.id.token",
+            "expires_in": int(self.token_ttl),
+            "token_type": "Bearer",
+        }
+
+    def expire_tokens(self) -> None:
+        """Every access token issued so far is now expired."""
+        now = self._clock()
+        for grant in self.access.values():
+            grant.expires = min(grant.expires, now - 1)
+
+    def set_faults(self, faults: dict[str, int], clear: list[str] | None = None) -> None:
+        """Arm faults (name -> how many answers; -1 until cleared) and clear others."""
+        for name in clear or []:
+            self.faults.pop(name, None)
+        for name, times in faults.items():
+            if name not in FAULTS:
+                raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
+            self.faults[name] = int(times)
+
+    def reset(self) -> None:
+        """Counts and faults back to nothing; tokens, keys, reserve and mode stay."""
+        self.counts = CloudCounts()
+        self.faults = {}
+
+    def _fire(self, name: str) -> bool:
+        times = self.faults.get(name)
+        if not times:
+            return False
+        if times > 0:
+            self.faults[name] = times - 1
+            if times == 1:
+                del self.faults[name]
+        return True
+
+    # ------------------------------------------------------------------ the gateway
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=False), timeout=aiohttp.ClientTimeout(total=10)
+            )
+        return self._http
+
+    async def close(self) -> None:
+        """Close the connections to the gateway."""
+        if self._http is not None:
+            await self._http.close()
+
+    async def _gateway_keys(self) -> list[dict[str, Any]]:
+        url = self.gateway_url + "/_sim/pair?detail=1"
+        async with self._session().get(url) as response:
+            response.raise_for_status()
+            document = await response.json()
+        return list(document["paired"])
+
+    async def _gateway_pair(self, der: bytes, description: str, *, verified: bool) -> None:
+        payload = {
+            "public_key": public_pem(public_key_from_der(der)),
+            "verified": verified,
+            "description": description,
+        }
+        async with self._session().post(self.gateway_url + "/_sim/pair", json=payload) as response:
+            response.raise_for_status()
+
+    async def _gateway_v1r(self, body: bytes) -> bytes:
+        headers = {"Content-Type": "application/octet-stream"}
+        url = self.gateway_url + "/tedapi/v1r"
+        async with self._session().post(url, data=body, headers=headers) as response:
+            response.raise_for_status()
+            return await response.read()
+
+    async def _keys(self) -> list[tuple[bytes, dict[str, Any]]]:
+        return [(base64.b64decode(k["public_key"]), k) for k in await self._gateway_keys()]
+
+    def _state(self, der: bytes, verified: bool) -> int:
+        if verified:
+            return STATE_VERIFIED
+        registered = self.registered.get(der)
+        if registered is not None and self._clock() - registered > self.pair_window:
+            return STATE_TIMEOUT
+        return STATE_PENDING
+
+    async def toggle(self) -> list[str]:
+        """A Powerwall switch toggled at the house: pending keys still in their window are
+        verified. Returns their fingerprints."""
+        verified = []
+        for der, key in await self._keys():
+            if not key["verified"] and self._state(der, False) == STATE_PENDING:
+                await self._gateway_pair(der, str(key.get("description") or ""), verified=True)
+                self.registered.pop(der, None)
+                verified.append(fingerprint(der))
+        _LOGGER.info("switch toggled: %d key(s) verified", len(verified))
+        return verified
+
+    # ------------------------------------------------------------------ HTTP
+
+    def app(self) -> web.Application:
+        """The aiohttp application."""
+        app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024)
+        app.router.add_post(TOKEN_PATH, self._token)
+        app.router.add_get("/api/1/users/region", self._region)
+        app.router.add_get("/api/1/products", self._products)
+        site = "/api/1/energy_sites/{site_id}/"
+        app.router.add_get(site + "site_info", self._site_info)
+        app.router.add_post(site + "backup", self._backup)
+        app.router.add_post(site + "operation", self._operation)
+        app.router.add_post(site + "command", self._command)
+        app.router.add_post(site + "device_command", self._device_command)
+        app.router.add_get(CONTROL_PREFIX + "counts", self._control_counts)
+        app.router.add_get(CONTROL_PREFIX + "state", self._control_state)
+        app.router.add_post(CONTROL_PREFIX + "reset", self._control_reset)
+        app.router.add_post(CONTROL_PREFIX + "faults", self._control_faults)
+        app.router.add_post(CONTROL_PREFIX + "tokens", self._control_tokens)
+        app.router.add_post(CONTROL_PREFIX + "tokens/expire", self._control_expire)
+        app.router.add_post(CONTROL_PREFIX + "backup_rule", self._control_backup_rule)
+        app.router.add_post(CONTROL_PREFIX + "toggle", self._control_toggle)
+        app.on_cleanup.append(lambda _app: self.close())
+        return app
+
+    @web.middleware
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path.startswith(CONTROL_PREFIX):
+            return await handler(request)
+        route = request.match_info.route.resource
+        name = route.canonical.rsplit("/", 1)[-1] if route is not None else request.path
+        self.counts.requests[name] += 1
+        response = await self._checked(request, handler)
+        self.counts.statuses[response.status] += 1
+        return response
+
+    async def _checked(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path == TOKEN_PATH:
+            return await handler(request)
+        for name in ("rate_limited", "server_error", "offline", "wrong_region", "payment_required"):
+            if self._fire(name):
+                return self._fault(request, name)
+        header = request.headers.get("Authorization", "")
+        grant = self.access.get(header[7:].strip()) if header.startswith("Bearer ") else None
+        if grant is None or self._fire("invalid_token"):
+            return _error(401, FAULTS["invalid_token"][1])
+        if self._clock() >= grant.expires or self._fire("token_expired"):
+            return _error(401, FAULTS["token_expired"][1])
+        needed = "energy_device_data" if request.method == "GET" else "energy_cmds"
+        if needed not in grant.scopes or self._fire("missing_scopes"):
+            return _error(403, FAULTS["missing_scopes"][1])
+        site_id = request.match_info.get("site_id")
+        if site_id is not None and site_id != str(self.site_id):
+            return _error(404, "not_found")
+        if self._fire("app_error"):
+            message = "fake: application-level failure returned with HTTP 200"
+            return web.json_response({"response": {"code": 400, "message": message}})
+        return await handler(request)
+
+    def _fault(self, request: web.Request, name: str) -> web.Response:
+        status, error = FAULTS[name]
+        headers = {"Retry-After": str(self.retry_after)} if status == 429 else None
+        base = f"{request.scheme}://{request.host}"
+        return _error(status, error.format(base=base), headers)
+
+    async def _token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        if form.get("grant_type") != "refresh_token":
+            return _error(400, "unsupported_grant_type")
+        if form.get("client_id") != self.client_id:
+            return _error(401, "invalid_client")
+        self.counts.refreshes += 1
+        grant = self.refresh.pop(str(form.get("refresh_token") or ""), None)  # single-use
+        if self._fire("refresh_invalid") or grant is None or self._clock() >= grant.expires:
+            return _error(401, FAULTS["refresh_invalid"][1])
+        return web.json_response(self.issue(grant.scopes))
+
+    async def _region(self, request: web.Request) -> web.Response:
+        base = f"{request.scheme}://{request.host}"
+        return web.json_response({"response": {"region": self.region, "fleet_api_base_url": base}})
+
+    async def _products(self, request: web.Request) -> web.Response:
+        site = {
+            "energy_site_id": self.site_id,
+            "resource_type": "battery",
+            "site_name": "Home",
+            "id": "STE20250101-00001",
+            "gateway_id": self.din,
+            "asset_site_id": "00000000-0000-0000-0000-0000000000a1",
+            "battery_type": "ac_powerwall",
+            "backup_capable": True,
+            "components": {"battery": True, "solar": True, "grid": True},
+        }
+        car = {"id": 100021, "vehicle_id": 99021, "vin": "5YJ3FAKE000000001", "display_name": "Car"}
+        return web.json_response({"response": [car, site], "count": 2})
+
+    async def _site_info(self, request: web.Request) -> web.Response:
+        response = {
+            "id": "STE20250101-00001",
+            "site_name": "Home",
+            "backup_reserve_percent": self.reserve,
+            "default_real_mode": self.mode,
+            "installation_time_zone": "Europe/London",
+            "components": {
+                "battery": True,
+                "gateway": "teg",
+                "gateways": [{"din": self.din, "is_active": True}],
+            },
+        }
+        return web.json_response({"response": response})
+
+    async def _backup(self, request: web.Request) -> web.Response:
+        payload = await _json(request)
+        value = payload.get("backup_reserve_percent") if payload else None
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
+            return _error(400, "invalid_field")
+        if self.backup_rule == "reject81_99" and 81 <= value <= 99:
+            return _error(400, "backup reserve must be 80 % or less, or 100 %")
+        if self.backup_rule == "clamp80" and value > 80:
+            value = 80  # the firmware cap: the request "succeeds" and the value returns to 80
+        self.reserve = value
+        return web.json_response({"response": {"code": 201, "message": "Updated"}})
+
+    async def _operation(self, request: web.Request) -> web.Response:
+        payload = await _json(request)
+        mode = payload.get("default_real_mode") if payload else None
+        if mode not in OPERATION_MODES:
+            return _error(400, "invalid_field")
+        self.mode = str(mode)
+        return web.json_response({"response": {"code": 201, "message": "Updated"}})
+
+    async def _command(self, request: web.Request) -> web.Response:
+        payload = await _json(request)
+        kind = payload.get("command_type") if payload else None
+        if kind == "grpc_signed_command":
+            return await self._relay(payload)
+        properties = payload.get("command_properties") if payload else None
+        message = properties.get("message") if isinstance(properties, dict) else None
+        if kind != "grpc_command" or not isinstance(message, dict):
+            return _error(400, "invalid_command")
+        authorization = message.get("authorization")
+        if not isinstance(authorization, dict):
+            return _error(400, "invalid_command")
+        if "list_authorized_clients_request" in authorization:
+            return await self._list()
+        add = authorization.get("add_authorized_client_request")
+        if isinstance(add, dict):
+            return await self._add(add)
+        return _error(400, "invalid_command")
+
+    async def _list(self) -> web.Response:
+        clients = [
+            {
+                "type": 1,
+                "description": key.get("description", ""),
+                "key_type": 1,
+                "public_key": key["public_key"],
+                "roles": [1],
+                "state": self._state(der, bool(key["verified"])),
+                "added_time": {"seconds": int(float(key.get("added") or 0))},
+            }
+            for der, key in await self._keys()
+        ]
+        answer = {"ListAuthorizedClientsResponse": {"clients": clients}}
+        return web.json_response(_grpc_answer(answer))
+
+    async def _add(self, request: dict[str, Any]) -> web.Response:
+        try:
+            der = base64.b64decode(str(request.get("public_key") or ""), validate=True)
+            public_key_from_der(der)
+        except (binascii.Error, ValueError, TedapiKeyError):
+            return _error(400, "invalid_field")
+        if request.get("key_type") != 1:
+            return _error(400, "invalid_field")
+        description = str(request.get("description") or "")[:64]
+        known = {key_der: key for key_der, key in await self._keys()}
+        if der not in known or not known[der]["verified"]:
+            await self._gateway_pair(der, description, verified=False)
+            self.registered[der] = self._clock()
+            _LOGGER.info("key %s registered, pending the switch toggle", fingerprint(der))
+        client = {"public_key": request["public_key"], "description": description, "state": 1}
+        return web.json_response(_grpc_answer({"AddAuthorizedClientResponse": {"client": client}}))
+
+    async def _device_command(self, request: web.Request) -> web.Response:
+        payload = await _json(request)
+        data = payload.get("data") if payload else None
+        if not isinstance(data, dict) or data.get("target_id") != self.din:
+            return _error(400, "invalid_field")
+        return await self._relay(payload)
+
+    async def _relay(self, payload: dict[str, Any] | None) -> web.Response:
+        try:
+            body = routable_message_from_body(payload)
+        except TedapiDecodeError:
+            return _error(400, "invalid_request")
+        keys = await self._keys()
+        verified = {der for der, key in keys if key["verified"]}
+        pending = {der for der, key in keys if not key["verified"]}
+        try:
+            responder.verify_signed(body, self.din, verified, self._clock(), pending=pending)
+        except TedapiFault as fault:
+            self.counts.refused[fault.name] += 1
+            return web.json_response(
+                {
+                    "response": {
+                        "message_envelope_as_bytes": None,
+                        "signed_message_fault": fault.fault,
+                    }
+                }
+            )
+        except responder.NotVerified:
+            self.counts.refused["NOT_VERIFIED"] += 1
+            text = base64.b64encode(NOT_VERIFIED_TEXT).decode("ascii")
+            return web.json_response({"response": {"message_envelope_as_bytes": text}})
+        reply = await self._gateway_v1r(body)
+        self.counts.relayed += 1
+        try:
+            return web.json_response(relay_answer(reply))
+        except TedapiError:
+            return _error(540, "device unexpected response")
+
+    # ------------------------------------------------------------------ control handlers
+
+    async def _control_counts(self, request: web.Request) -> web.Response:
+        return web.json_response(self.counts.as_dict())
+
+    async def _control_state(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "backup_reserve_percent": self.reserve,
+                "default_real_mode": self.mode,
+                "din": self.din,
+            }
+        )
+
+    async def _control_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"ok": True})
+
+    async def _control_faults(self, request: web.Request) -> web.Response:
+        payload = await _json(request) or {}
+        try:
+            self.set_faults(dict(payload.get("set", {})), list(payload.get("clear", [])))
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"faults": self.faults})
+
+    async def _control_tokens(self, request: web.Request) -> web.Response:
+        payload = await _json(request) or {}
+        scopes = tuple(payload.get("scopes") or DEFAULT_SCOPES)
+        return web.json_response(self.issue(scopes))
+
+    async def _control_expire(self, request: web.Request) -> web.Response:
+        self.expire_tokens()
+        return web.json_response({"ok": True})
+
+    async def _control_backup_rule(self, request: web.Request) -> web.Response:
+        payload = await _json(request) or {}
+        rule = payload.get("rule")
+        if rule not in BACKUP_RULES:
+            return web.json_response(
+                {"error": f"rule is one of {', '.join(BACKUP_RULES)}"}, status=400
+            )
+        self.backup_rule = str(rule)
+        return web.json_response({"rule": self.backup_rule})
+
+    async def _control_toggle(self, request: web.Request) -> web.Response:
+        return web.json_response({"verified": await self.toggle()})
+
+
+def _grpc_answer(message: dict[str, Any]) -> dict[str, Any]:
+    """A ``grpc_command`` answer, shaped as clients read energy-device answers."""
+    return {"response": {"message": {"Payload": {"Authorization": {"Message": message}}}}}
+
+
+async def _json(request: web.Request) -> dict[str, Any] | None:
+    try:
+        payload = await request.json()
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+class FakeCloudRunner:
+    """Runs a :class:`FakeCloud` on 127.0.0.1 in a background thread (tests), or on the
+    caller's loop (``pwbus simulate --cloud-port``)."""
+
+    def __init__(self, fake: FakeCloud, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.fake = fake
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+        self._loop_thread: LoopThread | None = None
+
+    @property
+    def url(self) -> str:
+        """The API base URL (``cloud.api_url``)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def token_url(self) -> str:
+        """The token endpoint (``cloud.auth_url``)."""
+        return self.url + TOKEN_PATH
+
+    @property
+    def control(self) -> str:
+        """The control API's base URL."""
+        return self.url + CONTROL_PREFIX
+
+    async def start_async(self) -> None:
+        """Start listening on the current loop."""
+        self._runner = web.AppRunner(
+            self.fake.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        if self._runner.addresses:
+            self.port = self._runner.addresses[0][1]
+
+    async def stop_async(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def call(self, function: Callable[..., Any], *args: Any) -> Any:
+        """Run a state change on the server's loop (thread-safe control from tests)."""
+        assert self._loop_thread is not None
+        return self._loop_thread.call(function, *args)
+
+    def start(self) -> FakeCloudRunner:
+        """Start in a background thread; returns once the port is open."""
+        self._loop_thread = LoopThread("fake-cloud").start()
+        try:
+            self._loop_thread.run(self.start_async())
+        except BaseException:
+            self._loop_thread.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop the background server."""
+        if self._loop_thread is not None:
+            with contextlib.suppress(Exception):
+                self._loop_thread.run(self.stop_async())
+            self._loop_thread.stop()
+            self._loop_thread = None
+
+    def __enter__(self) -> FakeCloudRunner:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def serve_forever(runner: FakeCloudRunner, stop: asyncio.Event) -> None:
+    """Serve on the current loop until ``stop`` is set."""
+    await runner.start_async()
+    try:
+        await stop.wait()
+    finally:
+        await runner.stop_async()

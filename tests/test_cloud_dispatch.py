@@ -1,0 +1,214 @@
+"""Acting through the cloud, over real sockets: the signed relay to the gateway simulator
+(Max Backup holds the simulated battery), its refusals, and the Fleet API actuator.
+
+The simulated site has no solar, so its battery carries the house and runs down unless Max
+Backup holds it; the test moves the model's clock, so ten simulated minutes pass at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from powerwall_bus.consumers.dispatch.channel import SignedChannel
+from powerwall_bus.consumers.dispatch.cloud import CloudChannel, FleetActuator
+from powerwall_bus.consumers.dispatch.decide import Cancel, Schedule
+from powerwall_bus.shared.errors import CloudCommandRefused, TedapiFault, TedapiKeyNotVerified
+from powerwall_bus.shared.max_backup import BackupEvent
+from powerwall_bus.shared.tedapi import keys
+from powerwall_bus.shared.tedapi.commands import (
+    Acknowledged,
+    BackupEvents,
+    Kind,
+    build_request,
+    parse_response,
+)
+from tests.support.fake_cloud import CloudSite, cloud_site
+from tests.support.tedapi_keys import signing_key
+
+
+@pytest.fixture(scope="module")
+def module_site() -> Iterator[CloudSite]:
+    with cloud_site() as site:
+        yield site
+
+
+@pytest.fixture
+def site(module_site: CloudSite) -> Iterator[CloudSite]:
+    module_site.reset()
+    yield module_site
+    module_site.reset()
+
+
+def _pair(site: CloudSite, name: str, *, verified: bool = True) -> None:
+    pem = keys.public_pem(signing_key(name))
+    payload = {"public_key": pem, "verified": verified}
+    requests.post(
+        site.gateway.url + "/_sim/pair", json=payload, verify=False, timeout=5
+    ).raise_for_status()
+
+
+def _reading(site: CloudSite, http: requests.Session) -> tuple[float, float]:
+    """(battery W, SoE %) as the gateway's endpoints show them."""
+    aggregates = http.get(site.gateway.url + "/api/meters/aggregates", timeout=5).json()
+    soe = http.get(site.gateway.url + "/api/system_status/soe", timeout=5).json()
+    return float(aggregates["battery"]["instant_power"]), float(soe["percentage"])
+
+
+def _logged_in(site: CloudSite) -> requests.Session:
+    http = requests.Session()
+    http.verify = False
+    http.trust_env = False
+    from tests.conftest import SIM_PASSWORD
+
+    login = {"username": "customer", "password": SIM_PASSWORD, "email": "t@example.com"}
+    http.post(site.gateway.url + "/api/login/Basic", json=login, timeout=5).raise_for_status()
+    return http
+
+
+def _call(
+    channel: SignedChannel,
+    din: str,
+    kind: Kind,
+    event: BackupEvent | None = None,
+    name: str = "paired",
+) -> object:
+    body = build_request(kind, din, signing_key(name), time.time(), event=event)
+    return parse_response(channel.send(body, timeout=10))
+
+
+def test_max_backup_through_the_cloud_relay_holds_the_battery(
+    site: CloudSite, tmp_path: Path
+) -> None:
+    _pair(site, "paired")
+    channel = CloudChannel(site.client(tmp_path))
+    assert channel.din == site.din  # found through products
+    http = _logged_in(site)
+    site.clock.now = max(site.clock.now, time.time() + 1)  # the model at the signer's time
+    battery, _ = _reading(site, http)
+    assert battery > 0  # discharging into the house
+    start = datetime.fromtimestamp(int(time.time()), UTC)
+    event = BackupEvent(start, start + timedelta(hours=1))
+    assert _call(channel, channel.din, Kind.SCHEDULE, event) == Acknowledged(Kind.SCHEDULE)
+    assert _call(channel, channel.din, Kind.LIST) == BackupEvents(event)
+    battery, soe_held = _reading(site, http)
+    assert battery <= 0
+    for _ in range(2):
+        site.clock.advance(300)
+        battery, soe = _reading(site, http)
+        assert battery <= 0 and soe >= soe_held
+    assert _call(channel, channel.din, Kind.CANCEL) == Acknowledged(Kind.CANCEL)
+    site.clock.advance(600)
+    battery, soe_after = _reading(site, http)
+    assert battery > 0 and soe_after < soe_held
+    counts = site.control("counts")
+    assert counts["relayed"] == 3 and counts["requests"]["device_command"] == 3
+    channel.close()
+
+
+def test_the_relay_refuses_what_the_gateway_would(site: CloudSite, tmp_path: Path) -> None:
+    _pair(site, "paired")
+    _pair(site, "pending-one", verified=False)
+    channel = CloudChannel(site.client(tmp_path))
+    with pytest.raises(TedapiFault) as caught:
+        _call(channel, site.din, Kind.LIST, name="stranger")
+    assert caught.value.name == "UNKNOWN_KEY_ID"
+    with pytest.raises(TedapiKeyNotVerified):
+        _call(channel, site.din, Kind.LIST, name="pending-one")
+    with pytest.raises(TedapiFault) as caught:
+        _call(channel, "1232100-00-E--TG000000WRONG1", Kind.LIST)  # signed for another gateway
+    assert caught.value.name == "WRONG_PERSONALIZATION"
+    body = build_request(Kind.LIST, site.din, signing_key("paired"), time.time() - 60)
+    with pytest.raises(TedapiFault) as caught:
+        parse_response(channel.send(body, timeout=10))
+    assert caught.value.name == "TIME_EXPIRED"
+    counts = site.control("counts")
+    assert counts["relayed"] == 0  # nothing refused reached the gateway
+    assert counts["refused"] == {
+        "UNKNOWN_KEY_ID": 1,
+        "NOT_VERIFIED": 1,
+        "WRONG_PERSONALIZATION": 1,
+        "TIME_EXPIRED": 1,
+    }
+
+
+def test_grpc_signed_command_road_lists_events_too(site: CloudSite, tmp_path: Path) -> None:
+    _pair(site, "paired")
+    channel = CloudChannel(site.client(tmp_path), via="command")
+    assert _call(channel, site.din, Kind.LIST) == BackupEvents(None)
+    assert site.control("counts")["requests"]["command"] == 1
+
+
+# --------------------------------------------------------------------------- Fleet API
+
+
+class Now:
+    def __init__(self) -> None:
+        self.moment = datetime(2026, 1, 14, 13, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+
+def _schedule(now: datetime, minutes: int) -> Schedule:
+    return Schedule(now, now + timedelta(minutes=minutes), "test dispatch")
+
+
+@pytest.mark.parametrize(
+    ("method", "held", "restored"), [("mode", "backup", "autonomous"), ("reserve", 100, 20)]
+)
+def test_fleet_actuator_holds_extends_and_restores(
+    site: CloudSite, tmp_path: Path, method: str, held: object, restored: object
+) -> None:
+    now = Now()
+    actuator = FleetActuator(
+        site.client(tmp_path), tmp_path / "fleet-hold.json", method=method, clock=now
+    )
+    field = "default_real_mode" if method == "mode" else "backup_reserve_percent"
+    assert actuator.current() is None
+    first = _schedule(now.moment, 60)
+    lines = actuator.apply([first])
+    assert len(lines) == 1 and site.control("state")[field] == held
+    assert actuator.current() == first.event
+    # decide() cancels before every schedule: a longer hold moves the end, no restore between
+    longer = _schedule(now.moment, 90)
+    actuator.apply([Cancel(first.event, "longer"), longer])
+    assert site.control("state")[field] == held
+    assert actuator.current() == BackupEvent(first.start, longer.end)
+    actuator.apply([Cancel(BackupEvent(first.start, longer.end), "plan ended")])
+    assert site.control("state")[field] == restored
+    assert actuator.current() is None and not (tmp_path / "fleet-hold.json").exists()
+
+
+def test_fleet_hold_is_restored_once_its_end_passed_even_after_a_restart(
+    site: CloudSite, tmp_path: Path
+) -> None:
+    now = Now()
+    FleetActuator(site.client(tmp_path), tmp_path / "hold.json", clock=now).apply(
+        [_schedule(now.moment, 30)]
+    )
+    assert site.fake.mode == "backup"
+    now.moment += timedelta(minutes=31)
+    restarted = FleetActuator(site.client(tmp_path), tmp_path / "hold.json", clock=now)
+    assert restarted.current() is None
+    assert site.fake.mode == "autonomous"
+
+
+def test_fleet_reserve_capped_by_firmware_is_reported_and_undone(
+    site: CloudSite, tmp_path: Path
+) -> None:
+    site.control("backup_rule", {"rule": "clamp80"})
+    now = Now()
+    actuator = FleetActuator(
+        site.client(tmp_path), tmp_path / "hold.json", method="reserve", clock=now
+    )
+    with pytest.raises(
+        CloudCommandRefused, match=r"asked for reserve 100 %, the site reports 80 %"
+    ):
+        actuator.apply([_schedule(now.moment, 60)])
+    assert site.fake.reserve == 20 and actuator.current() is None
