@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import os
 import sys
 import tempfile
@@ -99,6 +100,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    # Tk widgets form reference cycles and Tcl aborts when another thread's collection
+    # frees them: collect only here, after each window (as pwbus gui does).
+    gc.disable()
     amqp = AmqpSettings(url=_broker(), exchange=f"screenshots.{uuid.uuid4().hex[:8]}")
     site = SiteOptions(seed=3, powerwalls=2, start=MIDDAY, initial_soe=72.0)
     server = GatewayServer(SimulatedGateway(site), password=PASSWORD)
@@ -119,6 +123,7 @@ def main() -> None:
         try:
             for theme, name in (("light", "gui.png"), ("dark", "gui-dark.png")):
                 _picture(xvfb, amqp, theme, args.out / name)
+                gc.collect()  # the closed window's Tk objects go here, in Tk's thread
         finally:
             poller.stop()
             connection = pika.BlockingConnection(pika.URLParameters(amqp.url))

@@ -11,6 +11,7 @@ window manager sends), SIGTERM and Ctrl-C each end it with status 0.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import signal
 import subprocess
 import sys
@@ -67,6 +68,19 @@ if TYPE_CHECKING:
     from tests.conftest import TestBus
 
 PASSWORD = "gui-Test-42"
+
+
+@pytest.fixture(autouse=True)
+def _tk_freed_in_this_thread() -> Iterator[None]:
+    """No garbage collection while a test runs, one in this thread after it: Tk widgets
+    form reference cycles, and Tcl aborts the process when a collection in another thread
+    (the bus's, the poller's) frees them."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.collect()
+        gc.enable()
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ Tk loop, so SIGTERM, Ctrl-C and the window's close button all end the process wi
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -71,9 +72,21 @@ class GuiApp:
 
 def run_gui(config: GuiConfig) -> int:
     """Show the window until it is closed or a signal comes; 0 then, 1 after a crash."""
+    failures = ThreadFailures()
+    crashed = _show(config, failures)
+    # Tk widgets always form reference cycles (parent and children point at each other), so
+    # only the garbage collector frees them, in whichever thread it happens to run, and Tcl
+    # aborts the process when its interpreter is deleted from a thread other than its own.
+    # The window is unreachable now that _show returned: free it here, in Tk's thread.
+    gc.collect()
+    return failures.exit_status() or (1 if crashed else 0)
+
+
+def _show(config: GuiConfig, failures: ThreadFailures) -> bool:
+    """The window's life; True when a Tk callback crashed."""
     window = Window(config.gui)  # first: no display means no broker connection either
     stop = threading.Event()
-    failures = ThreadFailures(wake=stop.set)
+    failures.wake_with(stop.set)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -90,4 +103,4 @@ def run_gui(config: GuiConfig) -> int:
         window.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    return failures.exit_status() or (1 if app.failed is not None else 0)
+    return app.failed is not None
