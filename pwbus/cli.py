@@ -52,6 +52,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("powerwall_bus.consumers.mysql.command", "REPORT"),
     ("powerwall_bus.consumers.console.command", "CONSOLE"),
     ("powerwall_bus.consumers.hat.command", "HAT"),
+    ("powerwall_bus.consumers.dispatch.pair_command", "PAIR"),
     ("powerwall_bus.consumers.gui.command", "GUI"),
     ("powerwall_bus.simulator.command", "SIMULATE"),
     ("powerwall_bus.simulator.command", "SIMCTL"),

@@ -7,6 +7,12 @@ Backup holds it; the test moves the model's clock, so ten simulated minutes pass
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,6 +34,8 @@ from powerwall_bus.shared.tedapi.commands import (
     build_request,
     parse_response,
 )
+from powerwall_bus.shared.tesla_cloud.client import TeslaCloud
+from powerwall_bus.shared.tesla_cloud.tokens import TOKEN_FILE, TokenStore, tokens_from_answer
 from tests.support.fake_cloud import CloudSite, cloud_site
 from tests.support.tedapi_keys import signing_key
 
@@ -212,3 +220,58 @@ def test_fleet_reserve_capped_by_firmware_is_reported_and_undone(
     ):
         actuator.apply([_schedule(now.moment, 60)])
     assert site.fake.reserve == 20 and actuator.current() is None
+
+
+# --------------------------------------------------------------------------- pwbus simulate
+
+
+def test_simulate_serves_a_fake_cloud_relaying_to_itself(tmp_path: Path) -> None:
+    """The demo: ``pwbus simulate --cloud-port 0`` as a process; a paired key's Max Backup
+    list goes through its cloud to its gateway; SIGTERM stops both with status 0."""
+    key_file = keys.write_private_key(signing_key("paired"), tmp_path)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PWBUS_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "powerwall_bus",
+            "simulate",
+            "--port",
+            "0",
+            "--cloud-port",
+            "0",
+            "--paired-key",
+            str(key_file),
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    found = threading.Event()
+    url: list[str] = []
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            match = re.search(r"fake Tesla cloud listening on (http://\S+) ", line)
+            if match:
+                url.append(match.group(1))
+                found.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert found.wait(20), "".join(lines)
+        answer = requests.post(url[0] + "/_cloud/tokens", json={}, timeout=5).json()
+        store = TokenStore(tmp_path / TOKEN_FILE)
+        store.save(tokens_from_answer(answer, time.time()))
+        cloud = TeslaCloud(
+            api_url=url[0], auth_url=url[0] + "/oauth2/v3/token", client_id="ownerapi", store=store
+        )
+        channel = CloudChannel(cloud)
+        assert _call(channel, channel.din, Kind.LIST) == BackupEvents(None)
+        channel.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
