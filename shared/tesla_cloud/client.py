@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from powerwall_bus.shared.errors import (
@@ -28,7 +29,13 @@ from powerwall_bus.shared.errors import (
     CloudRateLimited,
     CloudTokenExpired,
 )
-from powerwall_bus.shared.tesla_cloud.tokens import CloudTokens, TokenStore, tokens_from_answer
+from powerwall_bus.shared.settings import CloudSettings
+from powerwall_bus.shared.tesla_cloud.tokens import (
+    TOKEN_FILE,
+    CloudTokens,
+    TokenStore,
+    tokens_from_answer,
+)
 from powerwall_bus.shared.tesla_cloud.transport import CloudTransport
 
 __all__ = ["IDENTIFIER_TYPE_GATEWAY_DIN", "EnergySite", "TeslaCloud", "pick_site"]
@@ -107,18 +114,14 @@ class TeslaCloud:
         self.refreshes = 0
 
     @classmethod
-    def from_settings(cls, settings: Any, state_dir: Any, **kwargs: Any) -> TeslaCloud:
-        """A client for :class:`~powerwall_bus.shared.settings.CloudSettings` and the state
-        folder (``gateway.state_dir``) holding the token file."""
-        from pathlib import Path
-
-        from powerwall_bus.shared.tesla_cloud.tokens import TOKEN_FILE
-
+    def from_settings(cls, settings: CloudSettings, state_dir: Path, **kwargs: Any) -> TeslaCloud:
+        """A client for the ``[cloud]`` settings, its tokens in ``state_dir``
+        (``gateway.state_dir``)."""
         return cls(
             api_url=settings.api_url,
             auth_url=settings.auth_url,
             client_id=settings.client_id,
-            store=TokenStore(Path(state_dir) / TOKEN_FILE),
+            store=TokenStore(state_dir / TOKEN_FILE),
             site_id=settings.site_id,
             refresh_margin=settings.refresh_margin,
             timeout=settings.timeout,
