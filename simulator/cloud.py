@@ -15,7 +15,7 @@ battery exactly like one sent over the LAN:
   ``accept`` (0-100), ``clamp80`` (above 80 becomes 80, silently, even 100) or ``reject81_99``
   (81-99 refused, 100 taken); ``POST .../operation``.
 * ``POST .../command``: ``grpc_command`` ``add_authorized_client_request`` registers a key
-  with the gateway as pending (``/_cloud/toggle``, the Powerwall switch, verifies the keys
+  with the gateway as pending (``/_sim/toggle``, the Powerwall switch, verifies the keys
   registered within ``pair_window`` seconds; later ones list as
   ``PENDING_VERIFICATION_TIMEOUT``), ``list_authorized_clients_request`` lists the gateway's
   keys; ``grpc_signed_command`` relays a signed message.
@@ -25,7 +25,7 @@ battery exactly like one sent over the LAN:
   ``/tedapi/v1r``; the answer is the reply envelope (see
   :mod:`powerwall_bus.shared.tesla_cloud.relay` for the shapes).
 
-Control under ``/_cloud/`` (never counted): ``GET counts``, ``GET state``, ``POST reset``,
+Control under ``/_sim/`` (never counted): ``GET counts``, ``GET state``, ``POST reset``,
 ``POST faults`` (``{"set": {NAME: times}, "clear": [...]}``, times -1: until cleared),
 ``POST tokens`` (issue a pair, ``{"scopes": [...]}`` optional), ``POST tokens/expire``,
 ``POST backup_rule`` (``{"rule": ...}``), ``POST toggle``. Faults answer the error bodies of
@@ -62,7 +62,7 @@ from powerwall_bus.shared.tesla_cloud.relay import relay_answer
 
 _LOGGER = logging.getLogger(__name__)
 
-CONTROL_PREFIX = "/_cloud/"
+CONTROL_PREFIX = "/_sim/"
 TOKEN_PATH = "/oauth2/v3/token"
 DEFAULT_SCOPES = ("openid", "offline_access", "energy_device_data", "energy_cmds")
 BACKUP_RULES = ("accept", "clamp80", "reject81_99")

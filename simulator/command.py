@@ -89,7 +89,7 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PORT",
         help="also serve a fake Tesla cloud (http, same host) on PORT that relays signed "
         "commands to this simulator, for a demo of pwbus pair and the cloud road; tokens: "
-        "POST http://HOST:PORT/_cloud/tokens, the switch toggle: POST .../_cloud/toggle",
+        "POST http://HOST:PORT/_sim/tokens, the switch toggle: POST .../_sim/toggle",
     )
     parser.add_argument(
         "--paired-key",

@@ -263,7 +263,7 @@ def test_simulate_serves_a_fake_cloud_relaying_to_itself(tmp_path: Path) -> None
     threading.Thread(target=read, daemon=True).start()
     try:
         assert found.wait(20), "".join(lines)
-        answer = requests.post(url[0] + "/_cloud/tokens", json={}, timeout=5).json()
+        answer = requests.post(url[0] + "/_sim/tokens", json={}, timeout=5).json()
         store = TokenStore(tmp_path / TOKEN_FILE)
         store.save(tokens_from_answer(answer, time.time()))
         cloud = TeslaCloud(
