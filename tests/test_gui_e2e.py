@@ -359,3 +359,20 @@ def test_font_scale_and_fullscreen(
         assert bool(int(window.root.attributes("-fullscreen"))) == settings.fullscreen
     finally:
         window.close()
+
+
+class _Broken(DisplayState):
+    def view(self) -> Any:
+        raise RuntimeError("a bug in the state")
+
+
+@pytest.mark.timeout(30)
+def test_a_bug_in_the_window_loop_ends_it_instead_of_freezing(
+    xvfb: Xvfb, caplog: pytest.LogCaptureFixture
+) -> None:
+    policy = Policy("poller", 1_000_000, 300.0, 86400.0)
+    window = Window(GuiSettings(), screen_name=xvfb.display)
+    app = GuiApp(window, _Broken(policy), threading.Event())
+    app.run()  # returns: the failed tick closed the window (else the timeout fails it)
+    assert isinstance(app.failed, RuntimeError) and app.stop.is_set() and window.closed
+    assert "a bug in the state" in caplog.text

@@ -56,9 +56,8 @@ class GuiApp:
 
     def run(self) -> None:
         """Until the window is closed or :attr:`stop` is set."""
-        self._after()
-        if not self.window.closed:
-            self.window.root.mainloop()
+        self.window.root.after(0, self._after)  # every tick in Tk's loop, the first too
+        self.window.root.mainloop()
 
     def _callback_failed(
         self, kind: type[BaseException], exc: BaseException, tb: TracebackType | None
@@ -68,6 +67,7 @@ class GuiApp:
         report_crash("gui", exc, _LOGGER)
         self.failed = exc
         self.stop.set()
+        self.window.close()  # the loop that would have seen the flag may be the one that failed
 
 
 def run_gui(config: GuiConfig) -> int:
