@@ -298,6 +298,7 @@ def test_closing_the_window_or_a_signal_ends_the_process_with_0(
         assert wait_for_exit(child, 15) == 0
         _, stderr = child.communicate(timeout=5)
         assert "Traceback" not in stderr
+        assert "the window shows: waiting" in stderr  # no poller on this bus
         assert not find_window(xvfb.display, TITLE, timeout=0.5)
     finally:
         if child.poll() is None:

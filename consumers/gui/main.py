@@ -39,14 +39,24 @@ class GuiApp:
         self.state = state
         self.stop = stop
         self.failed: BaseException | None = None
+        self._said: str | None = None
         window.root.report_callback_exception = self._callback_failed
 
     def tick(self) -> bool:
         """Draw the current view; False once the window should close."""
         if self.stop.is_set() or self.window.closed:
             return False
-        self.window.show(screen(self.state.view(), self.window.palette))
+        view = self.state.view()
+        self.window.show(screen(view, self.window.palette))
+        trouble = f": {view.trouble}" if view.trouble else ""
+        self._say(f"{view.freshness.value}{trouble}")
         return True
+
+    def _say(self, what: str) -> None:
+        """One log line when what the window says changes (waiting, live, stale, trouble)."""
+        if what != self._said:
+            _LOGGER.info("the window shows: %s", what)
+            self._said = what
 
     def _after(self) -> None:
         if self.tick():
