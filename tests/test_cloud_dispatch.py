@@ -22,10 +22,17 @@ import pytest
 import requests
 
 from powerwall_bus.consumers.dispatch.channel import SignedChannel
-from powerwall_bus.consumers.dispatch.cloud import CloudChannel, FleetActuator
+from powerwall_bus.consumers.dispatch.cloud import (
+    FLEET_HOLD_FILE,
+    CloudChannel,
+    FleetActuator,
+    open_cloud_channel,
+    open_fleet_actuator,
+)
 from powerwall_bus.consumers.dispatch.decide import Cancel, Schedule
 from powerwall_bus.shared.errors import CloudCommandRefused, TedapiFault, TedapiKeyNotVerified
 from powerwall_bus.shared.max_backup import BackupEvent
+from powerwall_bus.shared.settings import CloudSettings
 from powerwall_bus.shared.tedapi import keys
 from powerwall_bus.shared.tedapi.commands import (
     Acknowledged,
@@ -275,3 +282,19 @@ def test_simulate_serves_a_fake_cloud_relaying_to_itself(tmp_path: Path) -> None
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0
+
+
+def test_the_factories_build_both_roads_from_the_settings(site: CloudSite, tmp_path: Path) -> None:
+    site.client(tmp_path)  # tokens in the state folder
+    settings = CloudSettings(api_url=site.cloud.url, auth_url=site.cloud.token_url)
+    channel = open_cloud_channel(settings, tmp_path)
+    _pair(site, "paired")
+    assert _call(channel, channel.din, Kind.LIST) == BackupEvents(None)
+    actuator = open_fleet_actuator(settings, tmp_path)
+    now = datetime.now(UTC).replace(microsecond=0)
+    actuator.apply([_schedule(now, 30)])
+    assert (tmp_path / FLEET_HOLD_FILE).exists() and site.fake.mode == "backup"
+    actuator.apply([Cancel(BackupEvent(now, now + timedelta(minutes=30)), "done")])
+    assert site.fake.mode == "autonomous"
+    channel.close()
+    actuator.close()

@@ -39,15 +39,26 @@ from typing import Any
 from powerwall_bus.consumers.dispatch.decide import Action, Cancel, Schedule
 from powerwall_bus.shared.errors import CloudCommandRefused, CloudError
 from powerwall_bus.shared.max_backup import BackupEvent
+from powerwall_bus.shared.settings import CloudSettings
 from powerwall_bus.shared.tedapi.cloud import device_command_body, signed_command_body
 from powerwall_bus.shared.tesla_cloud.client import TeslaCloud
 from powerwall_bus.shared.tesla_cloud.relay import routable_from_answer
 
-__all__ = ["FLEET_METHODS", "CloudChannel", "FleetActuator", "FleetHold"]
+__all__ = [
+    "FLEET_HOLD_FILE",
+    "FLEET_METHODS",
+    "CloudChannel",
+    "FleetActuator",
+    "FleetHold",
+    "open_cloud_channel",
+    "open_fleet_actuator",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
 FLEET_METHODS = ("reserve", "mode")
+#: The Fleet API hold's state file in the state folder.
+FLEET_HOLD_FILE = "fleet-hold.json"
 HOLD_RESERVE = 100
 HOLD_MODE = "backup"
 
@@ -277,3 +288,18 @@ class FleetActuator:
     def close(self) -> None:
         """Close the cloud client's connections."""
         self._cloud.close()
+
+
+def open_cloud_channel(settings: CloudSettings, state_dir: Path) -> CloudChannel:
+    """The cloud road for the dispatcher: the ``device_command`` relay of the ``[cloud]``
+    account, its tokens in ``state_dir``. Nothing is sent until the first ``send``."""
+    return CloudChannel(TeslaCloud.from_settings(settings, state_dir))
+
+
+def open_fleet_actuator(
+    settings: CloudSettings, state_dir: Path, method: str = "mode"
+) -> FleetActuator:
+    """The Fleet API actuator of the ``[cloud]`` account, its hold saved in ``state_dir``."""
+    return FleetActuator(
+        TeslaCloud.from_settings(settings, state_dir), state_dir / FLEET_HOLD_FILE, method=method
+    )
