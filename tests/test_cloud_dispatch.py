@@ -29,10 +29,11 @@ from powerwall_bus.consumers.dispatch.cloud import (
     open_cloud_channel,
     open_fleet_actuator,
 )
-from powerwall_bus.consumers.dispatch.decide import Cancel, Schedule
+from powerwall_bus.consumers.dispatch.decide import Action, Cancel, Schedule, decide
 from powerwall_bus.shared.errors import CloudCommandRefused, TedapiFault, TedapiKeyNotVerified
 from powerwall_bus.shared.max_backup import BackupEvent
-from powerwall_bus.shared.settings import CloudSettings
+from powerwall_bus.shared.octopus.plan import DispatchPlan, PlannedDispatch
+from powerwall_bus.shared.settings import CloudSettings, DispatchSettings
 from powerwall_bus.shared.tedapi import keys
 from powerwall_bus.shared.tedapi.commands import (
     Acknowledged,
@@ -298,3 +299,66 @@ def test_the_factories_build_both_roads_from_the_settings(site: CloudSite, tmp_p
     assert site.fake.mode == "autonomous"
     channel.close()
     actuator.close()
+
+
+# --------------------------------------------------------------------------- decide() on each road
+
+SETTINGS = DispatchSettings(skip_offpeak=False, hysteresis_minutes=0.0, bridge_minutes=0.0)
+
+
+def _plan(now: datetime, *dispatches: tuple[datetime, datetime]) -> DispatchPlan:
+    planned = tuple(PlannedDispatch(start, end, "SMART", 7.0) for start, end in dispatches)
+    return DispatchPlan("car-1", now, planned)
+
+
+def _send(channel: SignedChannel, din: str, actions: tuple[Action, ...]) -> None:
+    for action in actions:
+        if isinstance(action, Schedule):
+            answer = _call(channel, din, Kind.SCHEDULE, action.event)
+        else:
+            answer = _call(channel, din, Kind.CANCEL)
+        assert isinstance(answer, Acknowledged)
+
+
+def test_decisions_through_the_relay_hold_then_release_the_battery(
+    site: CloudSite, tmp_path: Path
+) -> None:
+    _pair(site, "paired")
+    channel = CloudChannel(site.client(tmp_path))
+    http = _logged_in(site)
+    now = datetime.now(UTC)
+    site.clock.now = max(site.clock.now, now.timestamp() + 1)
+    plan = _plan(now, (now - timedelta(minutes=10), now + timedelta(minutes=50)))
+    listed = _call(channel, channel.din, Kind.LIST)
+    assert isinstance(listed, BackupEvents)
+    decision = decide(now, plan, listed.manual, SETTINGS)
+    assert [type(a) for a in decision.actions] == [Schedule]
+    _send(channel, channel.din, decision.actions)
+    listed = _call(channel, channel.din, Kind.LIST)
+    assert isinstance(listed, BackupEvents) and listed.manual is not None
+    assert _reading(site, http)[0] <= 0  # held
+    # a restarted dispatcher (no memory) decides from the gateway's word: nothing sent twice
+    again = decide(datetime.now(UTC), plan, listed.manual, SETTINGS)
+    assert again.actions == ()
+    # the plan empties: the hold is ended, the battery carries the house again
+    later = datetime.now(UTC)
+    ended = decide(later, _plan(later), listed.manual, SETTINGS, decision.memory)
+    assert [type(a) for a in ended.actions] == [Cancel]
+    _send(channel, channel.din, ended.actions)
+    assert _call(channel, channel.din, Kind.LIST) == BackupEvents(None)
+    site.clock.advance(600)
+    assert _reading(site, http)[0] > 0
+
+
+def test_decisions_through_the_fleet_api(site: CloudSite, tmp_path: Path) -> None:
+    now = Now()
+    actuator = FleetActuator(site.client(tmp_path), tmp_path / "hold.json", clock=now)
+    plan = _plan(now.moment, (now.moment, now.moment + timedelta(minutes=50)))
+    decision = decide(now.moment, plan, actuator.current(), SETTINGS)
+    actuator.apply(decision.actions)
+    assert site.fake.mode == "backup"
+    current = actuator.current()
+    assert current is not None and current.end == datetime(2026, 1, 14, 14, 0, tzinfo=UTC)
+    assert decide(now.moment, plan, current, SETTINGS, decision.memory).actions == ()
+    now.moment += timedelta(minutes=61)  # the dispatcher wakes after the hold's end
+    assert actuator.current() is None and site.fake.mode == "autonomous"
