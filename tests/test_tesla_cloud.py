@@ -8,12 +8,14 @@ folder (when present) and the project's own are read by the same functions.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import socket
 import stat
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,12 @@ from powerwall_bus.shared.errors import (
     CloudTokenExpired,
     CloudUnreachable,
     CloudWrongRegion,
+    TedapiDecodeError,
 )
+from powerwall_bus.shared.tedapi import keys, schema
+from powerwall_bus.shared.tesla_cloud.authorized import clients_from_answer
 from powerwall_bus.shared.tesla_cloud.client import TeslaCloud, pick_site
+from powerwall_bus.shared.tesla_cloud.relay import routable_from_answer
 from powerwall_bus.shared.tesla_cloud.tokens import (
     TOKEN_FILE,
     CloudTokens,
@@ -41,6 +47,7 @@ from powerwall_bus.shared.tesla_cloud.tokens import (
 from powerwall_bus.shared.tesla_cloud.transport import error_for
 from tests.conftest import SHARED_FIXTURES
 from tests.support.fake_cloud import CloudSite, cloud_site
+from tests.support.tedapi_keys import signing_key
 
 OWN = Path(__file__).resolve().parent / "data" / "tesla_cloud"
 SHARED = SHARED_FIXTURES / "tesla-cloud"
@@ -356,3 +363,92 @@ def test_http_200_app_error_samples_are_refusals(path: Path) -> None:
     error = error_for(200, _load(path), 0.0)
     assert isinstance(error, CloudCommandRefused)
     assert f"code {_load(path)['response']['code']}" in str(error)
+
+
+# --------------------------------------------------------------------------- small pieces
+
+
+def test_region_names_the_base_url(site: CloudSite, tmp_path: Path) -> None:
+    assert site.client(tmp_path).region() == {"region": "eu", "fleet_api_base_url": site.cloud.url}
+
+
+def test_a_bad_token_file_names_the_file_never_its_content(tmp_path: Path) -> None:
+    path = tmp_path / TOKEN_FILE
+    path.write_text('{"refresh": "", "access": "secret-access-value"}')
+    with pytest.raises(CloudAuthError) as caught:
+        TokenStore(path).load(0.0)
+    assert str(caught.value) == f"the token file {path} holds no refresh token"
+    path.write_text("not json secret-access-value")
+    with pytest.raises(CloudAuthError) as caught:
+        TokenStore(path).load(0.0)
+    assert "secret" not in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_a_token_file_that_cannot_be_written_is_loud(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    with pytest.raises(CloudAuthError, match="could not save the refreshed Tesla cloud tokens"):
+        TokenStore(not_a_folder / TOKEN_FILE).save(CloudTokens("a", "refresh-value", 1.0))
+
+
+def test_the_client_list_reader_takes_either_naming() -> None:
+    der = keys.public_der(signing_key("paired"))
+    encoded = base64.b64encode(der).decode()
+    camel = {
+        "response": {
+            "message": {
+                "Payload": {
+                    "Authorization": {
+                        "Message": {
+                            "ListAuthorizedClientsResponse": {
+                                "clients": [
+                                    {
+                                        "publicKey": encoded,
+                                        "state": "AUTHORIZED_STATE_VERIFIED",
+                                        "addedTime": "2026-01-14T12:00:00Z",
+                                        "description": "a",
+                                    },
+                                    {"public_key": "not base64!", "state": 3},
+                                ]
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    snake = {
+        "response": {
+            "list_authorized_clients_response": {
+                "clients": [
+                    {"public_key": encoded, "state": 1, "added_time": {"seconds": 1768392000}}
+                ]
+            }
+        }
+    }
+    (first,) = clients_from_answer(camel)
+    assert (
+        first.verified
+        and first.public_key == der
+        and first.added == datetime(2026, 1, 14, 12, tzinfo=UTC)
+    )
+    (second,) = clients_from_answer(snake)
+    assert second.state_name == "PENDING_VERIFICATION" and second.added == first.added
+    with pytest.raises(CloudCommandRefused, match="no list of authorized clients"):
+        clients_from_answer({"response": {"code": 201}})
+
+
+def test_relay_answers_read_back_or_are_refused() -> None:
+    envelope = b"\x08\x02"
+    answer = {"response": {"message_envelope_as_bytes": base64.b64encode(envelope).decode()}}
+    message = schema.RoutableMessage()
+    message.ParseFromString(routable_from_answer(answer))
+    assert bytes(message.protobuf_message_as_bytes) == envelope
+    fault = routable_from_answer(
+        {"response": {"message_envelope_as_bytes": None, "signed_message_fault": 5}}
+    )
+    message.ParseFromString(fault)
+    assert message.signed_message_status.signed_message_fault == 5
+    for bad in ({}, {"response": {}}, {"response": {"message_envelope_as_bytes": "%%%"}}):
+        with pytest.raises(TedapiDecodeError):
+            routable_from_answer(bad)

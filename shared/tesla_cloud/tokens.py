@@ -118,9 +118,9 @@ class TokenStore:
     def save(self, tokens: CloudTokens) -> None:
         """Store ``tokens`` (0600, atomic). Raises :class:`CloudAuthError` when it cannot:
         the refresh token just used is spent, so losing the new one must be loud."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = ""
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd, tmp = tempfile.mkstemp(prefix=".tesla-cloud-", dir=self.path.parent)
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
