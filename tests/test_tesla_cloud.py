@@ -449,6 +449,11 @@ def test_relay_answers_read_back_or_are_refused() -> None:
     )
     message.ParseFromString(fault)
     assert message.signed_message_status.signed_message_fault == 5
-    for bad in ({}, {"response": {}}, {"response": {"message_envelope_as_bytes": "%%%"}}):
+    bad_answers: list[dict[str, Any]] = [
+        {},
+        {"response": {}},
+        {"response": {"message_envelope_as_bytes": "%%%"}},
+    ]
+    for bad in bad_answers:
         with pytest.raises(TedapiDecodeError):
             routable_from_answer(bad)
