@@ -483,3 +483,30 @@ def test_simctl_finds_the_stacks_simulator_and_a_killed_stack_is_cleaned_up_afte
         assert not (tmp_path / "stack.json").exists()  # a clean stop leaves no record
     finally:
         again.kill_everything()
+
+
+@pytest.mark.timeout(90)
+def test_the_stack_runs_the_displays_when_named(
+    bus: TestBus, amqp_base_url: str, tmp_path: Path
+) -> None:
+    """`--components poller,hat,console` with a simulated gateway: the LED display draws
+    frames (png backend, chosen by its settings) and the console's lines reach the stack."""
+    frames = tmp_path / "frames"
+    env = _env(
+        AMQP_URL=amqp_base_url,
+        AMQP_EXCHANGE=bus.settings.exchange,
+        PWBUS_STATE_DIR=str(tmp_path / "state"),
+        PWBUS_HAT_BACKEND="png",
+        PWBUS_HAT_OUTPUT=str(frames),
+    )
+    stack = Stack(["--simulate", "--components", "poller,hat,console"], env)
+    try:
+        stack.wait_for(r"started hat pid \d+", 20)
+        stack.wait_for(r"started console pid \d+", 20)
+        # The console's picture: its lines are relayed under the stack's log.
+        stack.wait_for(r"pwbus\.stack\.console.*level\s+\d+(\.\d)? %", 30)
+        assert wait_until(lambda: len(list(frames.glob("*.png"))) >= 4, 30)
+        stack.process.send_signal(signal.SIGTERM)
+        assert stack.process.wait(30) == 0
+    finally:
+        stack.kill_everything()
