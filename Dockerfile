@@ -8,7 +8,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PWBUS_STATE_DIR=/var/lib/pwbus
 
 WORKDIR /app
-# The same pinned versions as CI (constraints.txt); `fast` is the writer's Rust schema check.
+# The same pinned versions as CI (constraints.txt); `fast` is the writer's Rust schema check,
+# `plot` lets `pwbus report --plot` draw its charts.
 COPY pyproject.toml constraints.txt README.md LICENSE ./
 COPY pwbus ./pwbus
 COPY shared ./shared
@@ -16,10 +17,14 @@ COPY producers ./producers
 COPY consumers ./consumers
 COPY simulator ./simulator
 COPY schema ./schema
-RUN pip install -c constraints.txt '.[fast]' \
-    && useradd --system --home-dir /var/lib/pwbus --create-home pwbus
+# uid 999 is the one `useradd --system` gave pwbus in earlier images: volumes made by them
+# stay writable. A number in USER also lets a runtime check "not root" without /etc/passwd.
+RUN pip install -c constraints.txt '.[fast,plot]' \
+    && useradd --system --uid 999 --user-group --home-dir /var/lib/pwbus --create-home pwbus
+# compose.yaml's health checks: the check, plus a restart once it has failed for too long.
+COPY configuration/docker/pwbus-healthcheck /usr/local/bin/pwbus-healthcheck
 
-USER pwbus
+USER 999:999
 VOLUME ["/var/lib/pwbus"]
 ENTRYPOINT ["pwbus"]
 CMD ["--help"]

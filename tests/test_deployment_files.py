@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from powerwall_bus import broker_users
@@ -19,13 +20,17 @@ from powerwall_bus.shared.settings import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+SYSTEMD = ROOT / "configuration" / "systemd"
+HEALTHCHECK = ROOT / "configuration" / "docker" / "pwbus-healthcheck"
 KNOWN_ENV = {name for _, names, _ in option_table() for name in names}
-IMAGE_ENV = re.compile(r"^(RABBITMQ_|MARIADB_)")
+IMAGE_ENV = re.compile(r"^(RABBITMQ_|MARIADB_|MPLCONFIGDIR$)")
 #: One-shot services: they run once and exit, so they have no healthcheck and no restart.
-ONE_SHOT = {"broker-users"}
+ONE_SHOT = {"broker-users", "db-setup", "report"}
 
 
 BROKER_PASSWORD_ENV = {broker_users.password_env(role) for role in broker_users.ROLES}
+#: `pwbus db users` reads the two database passwords from these (never flags).
+DB_PASSWORD_ENV = {"PWBUS_DB_WRITER_PASSWORD", "PWBUS_DB_READER_PASSWORD"}
 
 
 def _compose() -> dict:
@@ -50,12 +55,28 @@ def test_compose_services_images_and_healthchecks() -> None:
         assert {"interval", "timeout", "retries"} <= set(check), name
 
 
-def test_compose_ports() -> None:
+def test_compose_ports_are_local_but_the_proxys() -> None:
     services = _compose()["services"]
-    assert "5672:5672" in services["rabbitmq"]["ports"]
-    assert "15672:15672" in services["rabbitmq"]["ports"]
-    assert "3306:3306" in services["mariadb"]["ports"]
-    assert "8443:8443" in services["simulator"]["ports"]
+    published = {
+        name: [_interpolate(str(port), {}) for port in service.get("ports", [])]
+        for name, service in services.items()
+    }
+    assert published["proxy"] == ["8675:8675"]  # the LAN's dashboards need it
+    assert "127.0.0.1:5672:5672" in published["rabbitmq"]
+    assert "127.0.0.1:15672:15672" in published["rabbitmq"]
+    assert published["mariadb"] == ["127.0.0.1:3306:3306"]
+    assert published["simulator"] == ["127.0.0.1:8443:8443"]
+    for name, ports in published.items():
+        if name != "proxy":
+            assert all(port.startswith("127.0.0.1:") for port in ports), name
+    # .env may open the broker and the database to the network, nothing else.
+    opened = {"PUBLISH_BROKER_ON": "0.0.0.0", "PUBLISH_DATABASE_ON": "0.0.0.0"}
+    assert "0.0.0.0:5672:5672" in [
+        _interpolate(str(p), opened) for p in services["rabbitmq"]["ports"]
+    ]
+    assert [_interpolate(str(p), opened) for p in services["mariadb"]["ports"]] == [
+        "0.0.0.0:3306:3306"
+    ]
     assert services["simulator"]["command"][:1] == ["simulate"]
     assert "8443" in services["simulator"]["command"]
 
@@ -63,9 +84,8 @@ def test_compose_ports() -> None:
 def test_compose_environment_uses_real_setting_names() -> None:
     for name, service in _compose()["services"].items():
         for key in service.get("environment", {}):
-            assert key in KNOWN_ENV or key in BROKER_PASSWORD_ENV or IMAGE_ENV.match(key), (
-                f"{name}: unknown variable {key}"
-            )
+            known = KNOWN_ENV | BROKER_PASSWORD_ENV | DB_PASSWORD_ENV
+            assert key in known or IMAGE_ENV.match(key), f"{name}: unknown variable {key}"
 
 
 def test_compose_simulator_password_reaches_the_simulator() -> None:
@@ -82,7 +102,18 @@ def test_dockerfile_installs_every_package_and_uses_pwbus() -> None:
     for package in ("pwbus", "shared", "producers", "consumers", "simulator", "schema"):
         assert f"COPY {package} ./{package}" in dockerfile
     assert 'ENTRYPOINT ["pwbus"]' in dockerfile
-    assert "USER pwbus" in dockerfile
+    # Not root: the user made by useradd, by its number (hadolint DL3066).
+    uid = re.search(r"useradd .*--uid (\d+) .*pwbus", dockerfile)
+    assert uid and int(uid.group(1)) > 0
+    assert re.search(rf"^USER {uid.group(1)}:{uid.group(1)}$", dockerfile, re.M)
+    # The report user's charts: `pwbus report --plot` needs the plot extra.
+    (install,) = re.findall(r"pip install -c constraints.txt '\.\[([a-z,-]+)\]'", dockerfile)
+    assert {"fast", "plot"} <= set(install.split(","))
+    # The health-check wrapper every service of the image uses, executable as committed.
+    assert "COPY configuration/docker/pwbus-healthcheck /usr/local/bin/pwbus-healthcheck" in (
+        dockerfile
+    )
+    assert (HEALTHCHECK.stat().st_mode & 0o111) == 0o111
 
 
 def test_example_config_is_current_and_loads(tmp_path: Path) -> None:
@@ -126,18 +157,54 @@ def test_env_example_names_are_known() -> None:
 
 # --------------------------------------------------------------------------- the poller
 
-_INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+_INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::([-?])([^}]*))?\}")
+#: A value for every variable compose.yaml requires (what the user's .env holds).
+DOTENV = {
+    "PW_PASSWORD": "sim-Pw-1",
+    **{broker_users.password_env(r): f"{r}-Br-1" for r in ("poller", "proxy", "writer")},
+    "PWBUS_DB_ADMIN_PASSWORD": "admin-Db-1",
+    "PWBUS_DB_WRITER_PASSWORD": "writer-Db-1",
+    "PWBUS_DB_READER_PASSWORD": "reader-Db-1",
+}
+
+
+class MissingVariable(Exception):
+    """Compose's ``${NAME:?message}`` with NAME unset or empty: compose stops with this."""
 
 
 def _interpolate(value: str, env: dict[str, str]) -> str:
-    """Compose's ``${NAME}`` / ``${NAME:-default}`` (default when unset or empty)."""
-    return _INTERPOLATION.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+    """Compose's ``${NAME}``, ``${NAME:-default}`` and ``${NAME:?message}`` (both of the
+    latter act when NAME is unset or empty)."""
+
+    def one(match: re.Match[str]) -> str:
+        name, kind, text = match.group(1), match.group(2), match.group(3) or ""
+        if env.get(name):
+            return env[name]
+        if kind == "?":
+            raise MissingVariable(f"required variable {name} is missing a value: {text}")
+        return text if kind == "-" else ""
+
+    return _INTERPOLATION.sub(one, value)
 
 
 def _service_env(service: str, dotenv: dict[str, str] | None = None) -> dict[str, str]:
     """A service's environment as the container sees it, given the .env file's values."""
-    raw = _compose()["services"][service]["environment"]
-    return {key: _interpolate(str(value), dotenv or {}) for key, value in raw.items()}
+    raw = _compose()["services"][service].get("environment", {})
+    env = {**DOTENV, **(dotenv or {})}
+    return {key: _interpolate(str(value), env) for key, value in raw.items()}
+
+
+def _health_check(service: dict) -> list[str]:
+    """The real check of a service of our image, inside ``pwbus-healthcheck SECONDS ...``."""
+    test = service["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "pwbus-healthcheck"] and int(test[2]) > 0, test
+    return [str(arg) for arg in test[3:]]
+
+
+def _required_variables() -> dict[str, str]:
+    """Every ``${NAME:?message}`` of compose.yaml: {NAME: message}."""
+    text = (ROOT / "compose.yaml").read_text()
+    return {m.group(1): m.group(3) for m in _INTERPOLATION.finditer(text) if m.group(2) == "?"}
 
 
 def test_compose_poller_service() -> None:
@@ -193,16 +260,15 @@ def test_compose_poller_healthcheck_means_logged_in(tmp_path: Path) -> None:
     from powerwall_bus.shared.gateway.session_store import SavedSession, SessionStore
 
     poller = _compose()["services"]["poller"]
-    kind, command = poller["healthcheck"]["test"]
-    assert kind == "CMD-SHELL"
+    check = _health_check(poller)
     gateway = load(GatewaySettings, "gateway", Sources.gather(env=_service_env("poller")))
-    assert str(gateway.session_file) in command  # where the poller really saves it
+    assert str(gateway.session_file) in check  # where the poller really saves it
 
     session_file = tmp_path / "gateway-session.json"
-    local = command.replace(str(gateway.session_file), str(session_file))
+    local = [str(session_file) if arg == str(gateway.session_file) else arg for arg in check]
 
     def healthy() -> bool:
-        return subprocess.run(["sh", "-c", local], check=False, timeout=10).returncode == 0
+        return subprocess.run(local, check=False, timeout=10).returncode == 0
 
     assert not healthy()  # no file yet
     store = SessionStore(session_file)
@@ -235,9 +301,9 @@ def test_compose_mysql_writer_service() -> None:
     assert writer["build"] == "." and writer["image"] == compose["services"]["simulator"]["image"]
     assert writer["restart"] == "unless-stopped"
     assert writer["depends_on"]["rabbitmq"] == {"condition": "service_healthy"}
-    assert writer["depends_on"]["mariadb"] == {"condition": "service_healthy"}
+    assert writer["depends_on"]["db-setup"] == {"condition": "service_completed_successfully"}
     assert "ports" not in writer  # it listens on nothing
-    assert writer["healthcheck"]["test"][:4] == ["CMD", "pwbus", "mysql", "--check"]
+    assert _health_check(writer)[:3] == ["pwbus", "mysql", "--check"]
     for key in writer["environment"]:
         assert key in KNOWN_ENV, key
 
@@ -255,24 +321,77 @@ def test_compose_mysql_writer_settings_reach_mariadb_and_broker() -> None:
 
     mysql, amqp, writer = settings()
     mariadb = _service_env("mariadb")
+    setup = _service_env("db-setup")
     assert (mysql.host, mysql.port) == ("mariadb", 3306)
     assert mysql.database == mariadb["MARIADB_DATABASE"]
-    assert mysql.user == mariadb["MARIADB_USER"]
-    assert mysql.password == mariadb["MARIADB_PASSWORD"]
+    # The writer is the least-privilege user that db-setup makes, with its password.
+    assert mysql.user == "pwbus" and mysql.password == setup["PWBUS_DB_WRITER_PASSWORD"]
     assert (amqp.host, amqp.port, amqp.vhost) == ("rabbitmq", 5672, "/")
     assert _broker_role(amqp) == "writer"
     assert (
         amqp.exchange
         == load(AmqpSettings, "amqp", Sources.gather(env=_service_env("poller"))).exchange
     )
+    # It may keep migrate on: as the writer user it only checks that the schema is current.
     assert writer.migrate and not writer.meter_stream
 
-    # Other credentials in .env reach the database service and the writer alike.
-    dotenv = {"MYSQL_USER": "history", "MYSQL_PASSWORD": "p@ss/w:rd"}
+    # Another password in .env reaches db-setup (which sets it) and the writer alike.
+    dotenv = {"PWBUS_DB_WRITER_PASSWORD": "p@ss/w:rd"}
     mysql, _, _ = settings(dotenv)
-    mariadb = _service_env("mariadb", dotenv)
-    assert (mysql.user, mysql.password) == ("history", "p@ss/w:rd")
-    assert (mariadb["MARIADB_USER"], mariadb["MARIADB_PASSWORD"]) == (mysql.user, mysql.password)
+    assert mysql.password == "p@ss/w:rd"
+    assert _service_env("db-setup", dotenv)["PWBUS_DB_WRITER_PASSWORD"] == "p@ss/w:rd"
+
+
+def test_compose_db_setup_migrates_and_makes_the_writer_and_report_users() -> None:
+    import shlex
+
+    from powerwall_bus.cli import build_parser, commands
+    from powerwall_bus.consumers.mysql.command import DB
+    from powerwall_bus.shared.command import setting_flags
+    from powerwall_bus.shared.settings import MysqlSettings
+
+    services = _compose()["services"]
+    setup = services["db-setup"]
+    assert setup["depends_on"]["mariadb"] == {"condition": "service_healthy"}
+    shell, flag, script = setup["entrypoint"]
+    assert (shell, flag) == ("sh", "-c")
+    steps = [shlex.split(step) for step in script.split("&&")]
+    assert steps == [["pwbus", "db", "migrate"], ["pwbus", "db", "users", "--apply"]]
+
+    env = _service_env("db-setup")
+    mariadb = _service_env("mariadb")
+    parser = build_parser(commands())
+    args = parser.parse_args(steps[1][1:])
+    command = DB.load(Sources.gather(flags=setting_flags(args), env=env), args)
+    assert command.action == "users" and command.users is not None and command.users.apply
+    # As the administrator (root, whose password the database was created with).
+    assert (command.mysql.user, command.mysql.password) == (
+        "root",
+        mariadb["MARIADB_ROOT_PASSWORD"],
+    )
+    assert command.mysql.database == mariadb["MARIADB_DATABASE"]
+    users = command.users
+    # The writer connects as the writer user, the report service as the report user.
+    writer = load(MysqlSettings, "mysql", Sources.gather(env=_service_env("mysql")))
+    report = load(MysqlSettings, "mysql", Sources.gather(env=_service_env("report")))
+    assert (writer.user, writer.password) == (users.writer_user, users.writer_password)
+    assert (report.user, report.password) == (users.reader_user, users.reader_password)
+    assert report.user == "pwbus_report" and writer.user != report.user
+    migrate = DB.load(Sources.gather(env=env), parser.parse_args(steps[0][1:]))
+    assert migrate.action == "migrate" and migrate.mysql.user == "root"
+
+
+def test_compose_report_service_reads_as_the_report_user() -> None:
+    from powerwall_bus.cli import build_parser, commands
+
+    report = _compose()["services"]["report"]
+    assert report["profiles"] == ["tools"]  # `up` does not start it; `run` does
+    assert report["entrypoint"] == ["pwbus", "report"]
+    assert "./reports:/reports" in report["volumes"]
+    args = build_parser(commands()).parse_args(
+        ["report", "daily", "--from", "2024-06-01", "--to", "2024-06-02", "--plot", "/r/x.png"]
+    )
+    assert args.plot == "/r/x.png"
 
 
 def test_stack_knows_the_mysql_writer() -> None:
@@ -353,7 +472,7 @@ def _unit(name: str) -> dict[str, dict[str, list[str]]]:
     """A systemd unit file as {section: {key: [values]}} (keys may repeat in systemd)."""
     sections: dict[str, dict[str, list[str]]] = {}
     current: dict[str, list[str]] = {}
-    for raw in (ROOT / "configuration" / name).read_text().splitlines():
+    for raw in (SYSTEMD / name).read_text().splitlines():
         line = raw.strip()
         if not line or line.startswith(("#", ";")):
             continue
@@ -381,7 +500,7 @@ def test_the_led_display_unit_runs_pwbus_hat_unprivileged_with_spi(tmp_path: Pat
     assert {"spi", "gpio"} <= set(" ".join(service["SupplementaryGroups"]).split())
     assert service["Restart"] == ["on-failure"]
     assert service["KillSignal"] == ["SIGTERM"]  # pwbus hat ends 0 with the LEDs off on it
-    (env_file,) = service["EnvironmentFile"]
+    env_file = service["EnvironmentFile"][0]
     assert env_file.startswith("/") and not env_file.startswith("-")
     (exec_start,) = service["ExecStart"]
     argv = shlex.split(exec_start)
@@ -396,3 +515,293 @@ def test_the_led_display_unit_runs_pwbus_hat_unprivileged_with_spi(tmp_path: Pat
             dotenv[key] = value
     config = HAT.load(Sources.gather(flags=setting_flags(args), env=dotenv), args)
     assert config.backend == "unicornhathd" and config.amqp.host == "localhost"
+
+
+# --------------------------------------------------------------------------- safe to run
+
+
+def _compose_schema() -> dict:
+    """The compose specification's JSON schema, as check-jsonschema vendors it."""
+    from importlib import resources
+
+    vendor = resources.files("check_jsonschema.builtin_schemas.vendor")
+    return json.loads(vendor.joinpath("compose-spec.json").read_text("utf-8"))
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    import copy
+
+    import jsonschema
+
+    schema = _compose_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    compose = _compose()
+    assert [e.message for e in validator.iter_errors(compose)] == []
+    # The schema does catch a mistake: a misspelt key, a health check of the wrong shape.
+    broken = copy.deepcopy(compose)
+    broken["services"]["proxy"]["restart_policy"] = "always"
+    broken["services"]["poller"]["healthcheck"]["interval"] = ["15s"]
+    assert len(list(validator.iter_errors(broken))) >= 2
+
+
+def test_compose_has_no_default_passwords() -> None:
+    required = _required_variables()
+    assert set(required) == set(DOTENV)
+    for name, service in _compose()["services"].items():
+        for key, value in service.get("environment", {}).items():
+            if "PASSWORD" in key:
+                assert re.fullmatch(r"\$\{[A-Z0-9_]+:\?[^}]+\}", str(value)), (name, key)
+    # Without .env, compose stops with a message saying what to set.
+    text = (ROOT / "compose.yaml").read_text()
+    with pytest.raises(MissingVariable, match=r"set \S+ in \.env"):
+        _interpolate(text, {})
+    for name in DOTENV:
+        with pytest.raises(MissingVariable, match=rf"variable {name} is .* set {name} in \.env"):
+            _interpolate(text, {**DOTENV, name: ""})
+    assert "${" not in _interpolate(text, DOTENV)
+    for message in required.values():
+        assert "compose.env.example" in message or "simulator" in message
+
+
+def test_compose_env_example_fills_every_required_password(tmp_path: Path) -> None:
+    import subprocess
+
+    example = ROOT / "configuration" / "compose.env.example"
+    text = example.read_text()
+    empty = re.findall(r"^([A-Z][A-Z0-9_]*)=$", text, re.M)
+    assert set(empty) == set(_required_variables())  # nothing known in the example
+    interpolated = set(_INTERPOLATION.findall((ROOT / "compose.yaml").read_text()))
+    used = {name for name, _, _ in interpolated}
+    for line in text.splitlines():
+        match = re.match(r"^#? ?([A-Z][A-Z0-9_]+)=", line)
+        if match:
+            assert match.group(1) in used, match.group(1)
+    # The loop the example's header shows gives each its own random value.
+    loop = "\n".join(
+        line[4:] for line in text.splitlines() if line.startswith("#   ") and "<" not in line
+    )
+    loop += "\ndone < configuration/compose.env.example > " + str(tmp_path / ".env")
+    subprocess.run(["sh", "-c", loop], cwd=ROOT, check=True, timeout=20)
+    dotenv = dict(
+        line.split("=", 1)
+        for line in (tmp_path / ".env").read_text().splitlines()
+        if re.match(r"^[A-Z]", line)
+    )
+    assert set(dotenv) == set(empty)
+    assert len(set(dotenv.values())) == len(dotenv) and all(len(v) >= 32 for v in dotenv.values())
+    assert "${" not in _interpolate((ROOT / "compose.yaml").read_text(), dotenv)
+
+
+def test_gitignore_keeps_env_out_of_git() -> None:
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert ".env" in ignored
+
+
+def test_compose_health_checks_restart_what_they_find_unhealthy() -> None:
+    services = _compose()["services"]
+    for name, service in services.items():
+        if service.get("build") != "." or name in ONE_SHOT:
+            continue
+        assert service["init"] is True, name  # the component is then not PID 1
+        assert service["restart"] == "unless-stopped", name
+        check = service["healthcheck"]
+        limit = int(check["test"][2])
+        _health_check(service)
+        interval = int(str(check["interval"]).rstrip("s"))
+        start = int(str(check["start_period"]).rstrip("s"))
+        # Long enough not to stop a component that is starting or a gateway that is away
+        # for a minute, short enough to matter.
+        assert start + 3 * interval <= limit <= 900, name
+
+
+def _healthcheck(tmp_path: Path, pid: int, limit: int, ok: bool) -> int:
+    import os
+    import subprocess
+
+    env = dict(
+        os.environ,
+        PWBUS_HEALTH_DIR=str(tmp_path),
+        PWBUS_HEALTH_PID=str(pid),
+        PWBUS_HEALTH_LOG=str(tmp_path / "log"),
+        PWBUS_HEALTH_STOP="1",
+    )
+    check = ["true"] if ok else ["sh", "-c", "exit 3"]
+    return subprocess.run(
+        [str(HEALTHCHECK), str(limit), *check], env=env, check=False, timeout=10
+    ).returncode
+
+
+def test_healthcheck_wrapper_stops_a_component_unhealthy_for_too_long(tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    from tests.support.waiting import wait_until
+
+    component = subprocess.Popen(["sleep", "60"])
+    try:
+        assert _healthcheck(tmp_path, component.pid, 1, ok=False) == 3  # its status
+        assert _healthcheck(tmp_path, component.pid, 1, ok=True) == 0  # a success resets
+        assert _healthcheck(tmp_path, component.pid, 1, ok=False) == 3
+        time.sleep(1.1)
+        assert _healthcheck(tmp_path, component.pid, 1, ok=False) == 3
+        wait_until(lambda: component.poll() is not None, timeout=5)
+        assert component.returncode == -15  # SIGTERM, as `docker stop`
+        assert "stopping pid" in (tmp_path / "log").read_text()
+    finally:
+        component.kill()
+        component.wait()
+
+
+def test_healthcheck_wrapper_kills_a_component_that_ignores_sigterm(tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    from tests.support.waiting import wait_until
+
+    stubborn = subprocess.Popen(["sh", "-c", "trap '' TERM; exec sleep 60"])
+    try:
+        time.sleep(0.2)
+        assert _healthcheck(tmp_path, stubborn.pid, 0, ok=False) == 3
+        assert _healthcheck(tmp_path, stubborn.pid, 0, ok=False) == 3  # SIGTERM
+        time.sleep(0.3)
+        assert stubborn.poll() is None  # ignored
+        time.sleep(1)
+        assert _healthcheck(tmp_path, stubborn.pid, 0, ok=False) == 3  # SIGKILL
+        wait_until(lambda: stubborn.poll() is not None, timeout=5)
+        assert stubborn.returncode == -9
+        assert "SIGKILL" in (tmp_path / "log").read_text()
+    finally:
+        stubborn.kill()
+        stubborn.wait()
+
+
+def test_healthcheck_wrapper_ignores_marks_of_an_earlier_run(tmp_path: Path) -> None:
+    import subprocess
+
+    component = subprocess.Popen(["sleep", "60"])
+    try:
+        # A restarted container keeps /tmp: marks naming another process run mean nothing.
+        (tmp_path / "pwbus-health-failing-since").write_text("1 1:1\n")
+        (tmp_path / "pwbus-health-stopping-since").write_text("1 1:1\n")
+        assert _healthcheck(tmp_path, component.pid, 5, ok=False) == 3
+        assert _healthcheck(tmp_path, component.pid, 5, ok=False) == 3
+        assert component.poll() is None
+        assert not (tmp_path / "pwbus-health-stopping-since").exists()
+        since = (tmp_path / "pwbus-health-failing-since").read_text().split()
+        assert since[1].startswith(f"{component.pid}:") and int(since[0]) > 1
+    finally:
+        component.kill()
+        component.wait()
+
+
+# --------------------------------------------------------------------------- systemd units
+
+#: One unit per long-running component, and one for the whole stack.
+UNITS = {
+    "pwbus-poller.service": ["poller"],
+    "pwbus-proxy.service": ["proxy"],
+    "pwbus-mysql.service": ["mysql"],
+    "pwbus-octopus.service": ["octopus"],
+    "pwbus-hat.service": ["hat", "--backend", "unicornhathd"],
+    "pwbus-stack.service": ["stack"],
+}
+HARDENING = {
+    "NoNewPrivileges": "yes",
+    "ProtectSystem": "strict",
+    "ProtectHome": "yes",
+    "PrivateTmp": "yes",
+}
+
+
+def test_systemd_units_are_the_expected_ones() -> None:
+    assert {p.name for p in SYSTEMD.iterdir()} == set(UNITS)
+
+
+def test_systemd_units_run_a_pwbus_command_unprivileged_and_restart() -> None:
+    import shlex
+
+    from powerwall_bus.cli import build_parser, commands
+
+    parser = build_parser(commands())
+    names = {command.name for command in commands()}
+    for name, expected in UNITS.items():
+        unit = _unit(name)
+        assert set(unit) == {"Unit", "Service", "Install"}, name
+        service = unit["Service"]
+        (exec_start,) = service["ExecStart"]
+        argv = shlex.split(exec_start)
+        assert argv[0] == "/opt/pwbus/venv/bin/pwbus", name
+        assert argv[1:] == expected and argv[1] in names, name
+        parser.parse_args(argv[1:])
+        assert service["User"] == ["pwbus"] and service["Group"] == ["pwbus"], name
+        assert service["Restart"] == ["on-failure"] and float(service["RestartSec"][0]) >= 5
+        assert unit["Unit"]["StartLimitIntervalSec"] == ["0"], name  # never gives up
+        assert service["KillSignal"] == ["SIGTERM"], name
+        assert 15 <= int(service["TimeoutStopSec"][0]) <= 120, name
+        for key, value in HARDENING.items():
+            assert service[key] == [value], (name, key)
+        # The state folder: made by systemd, owned by pwbus, the one writable place.
+        assert service["StateDirectory"] == ["pwbus"], name
+        assert "PWBUS_STATE_DIR=/var/lib/pwbus" in service["Environment"], name
+        files = service["EnvironmentFile"]
+        assert files[0] == "/etc/pwbus/pwbus.env", name
+        assert files[1:] == [f"-/etc/pwbus/{name.removesuffix('.service')}.env"], name
+        assert "network-online.target" in unit["Unit"]["Wants"][0].split(), name
+        after = unit["Unit"]["After"][0].split()
+        assert "network-online.target" in after and "rabbitmq-server.service" in after, name
+        assert unit["Install"]["WantedBy"] == ["multi-user.target"], name
+
+
+def test_systemd_units_use_only_known_environment_names() -> None:
+    for name in UNITS:
+        for assignment in _unit(name)["Service"].get("Environment", []):
+            for word in assignment.split():
+                key = word.split("=", 1)[0]
+                assert key in KNOWN_ENV, (name, key)
+    from powerwall_bus.shared.settings import GatewaySettings as Gateway
+
+    env = {"PWBUS_STATE_DIR": "/var/lib/pwbus", "PW_HOST": "10.0.0.9"}
+    gateway = load(Gateway, "gateway", Sources.gather(env=env))
+    assert gateway.session_file == Path("/var/lib/pwbus/gateway-session.json")
+
+
+def test_systemd_stack_unit_is_the_alternative_and_stops_its_children() -> None:
+    from powerwall_bus.stack.supervise import STOP_TIMEOUT
+
+    unit = _unit("pwbus-stack.service")
+    conflicts = set(unit["Unit"]["Conflicts"][0].split())
+    components = {n for n, argv in UNITS.items() if argv[0] in ("poller", "proxy", "mysql")}
+    assert components <= conflicts
+    service = unit["Service"]
+    assert service["KillMode"] == ["mixed"]  # SIGTERM to the stack alone
+    # It stops the poller, the proxy and the writer one after another.
+    assert int(service["TimeoutStopSec"][0]) >= 3 * STOP_TIMEOUT + 10
+
+
+def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is missing: .ci/run installs Debian's systemd"
+    pwbus = Path(sys.executable).with_name("pwbus")
+    assert pwbus.exists()
+    (tmp_path / "etc").mkdir()
+    for name in UNITS:
+        text = (SYSTEMD / name).read_text()
+        text = text.replace("/opt/pwbus/venv/bin/pwbus", str(pwbus))
+        text = text.replace("/etc/pwbus/", f"{tmp_path}/etc/")
+        (tmp_path / name).write_text(text)
+    (tmp_path / "etc" / "pwbus.env").write_text("PW_HOST=10.0.0.9\n")
+    result = subprocess.run(
+        [analyze, "verify", *UNITS],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    ours = [line for line in result.stderr.splitlines() if str(tmp_path) in line]
+    assert ours == []  # no unknown key, no value systemd cannot parse
