@@ -69,6 +69,14 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         dest="simulator.firmware",
         help="firmware version to report (23.12.10 8f14e45f)",
     )
+    parser.add_argument(
+        "--powerwall3",
+        dest="simulator.powerwall3",
+        action="store_const",
+        const=True,
+        help="answer like a Powerwall 3 on its wired LAN: only the meters, state of energy and "
+        "grid status; /api/status, /api/devices/vitals and every other path are 404",
+    )
     parser.add_argument("--solar-kw", dest="simulator.solar_kw", help="array size, 0 = none")
     parser.add_argument("--timezone", dest="simulator.timezone", help="site time zone")
     parser.add_argument(
@@ -125,6 +133,7 @@ def build_server(settings: SimulatorSettings) -> GatewayServer:
             solar_kw=settings.solar_kw,
             speed=settings.speed,
             din=settings.din or None,
+            powerwall3=settings.powerwall3,
         )
     )
     replay = (

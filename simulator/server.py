@@ -61,6 +61,13 @@ def _error(
     )
 
 
+def forbidden(method: str) -> web.Response:
+    """The gateway's 403: a request without a valid session, or a write by a customer."""
+    return _error(
+        403, f"Unable to {method} to resource", "User does not have adequate access rights"
+    )
+
+
 @dataclass
 class Counters:
     """Requests that reached the simulated gateway."""
@@ -266,7 +273,11 @@ class GatewayServer:
         token = self._token(request)
         if token:
             self._sessions.pop(token, None)
-        return web.Response(status=204, headers=_COMMON_HEADERS)
+        response = web.Response(status=204, headers=_COMMON_HEADERS)
+        # Expire both cookies, so a client's cookie jar forgets the session too.
+        response.del_cookie("AuthCookie", path="/")
+        response.del_cookie("UserRecord", path="/")
+        return response
 
     def _token(self, request: web.Request) -> str | None:
         header = request.headers.get("Authorization", "")
@@ -289,13 +300,14 @@ class GatewayServer:
     async def _serve(self, request: web.Request) -> web.Response:
         path = request.path
         if request.method not in ("GET", "HEAD"):
-            return _error(405, f"method {request.method} not allowed", "Method Not Allowed")
+            # Writes are the installer's since firmware 1.50: a customer (or nobody) is refused.
+            return forbidden(request.method)
         if path not in OPEN_PATHS and not self._authorised(request):
-            return _error(401, "User does not have adequate access rights", "Unauthorized")
+            return forbidden("GET")
         reply = self._lookup(path)
         headers = dict(_COMMON_HEADERS)
-        if reply.status == 502 and not reply.body:
-            return web.Response(status=502, headers=headers)
+        if not reply.body and not reply.content_type:  # 502 site controller stopped, 202
+            return web.Response(status=reply.status, headers=headers)
         content_type, _, charset = reply.content_type.partition("; charset=")
         return web.Response(
             status=reply.status,

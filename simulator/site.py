@@ -111,6 +111,9 @@ class SiteOptions:
     reserve_percent: float = 20.0
     initial_soe: float | None = None
     din: str | None = None  # "<part number>--<serial>"; None: made from the seed
+    #: A Powerwall 3 as its wired LAN shows it: only the live power paths answer (no
+    #: /api/status, no vitals); every other /api/ path is 404 (see endpoints.routes).
+    powerwall3: bool = False
 
     def __post_init__(self) -> None:
         if self.din is not None and not _DIN.fullmatch(self.din):

@@ -74,7 +74,7 @@ def test_wrong_password_and_missing_session(sim) -> None:
     refused = _login(http, sim.url, "nope-nope")
     assert refused.status_code == 401
     assert refused.json() == {"code": 401, "error": "bad credentials", "message": "Login Error"}
-    assert http.get(f"{sim.url}{AGGREGATES}", timeout=5).status_code == 401
+    assert http.get(f"{sim.url}{AGGREGATES}", timeout=5).status_code == 403
     assert http.get(f"{sim.url}/api/status", timeout=5).status_code == 200  # open
     counts = sim_counts(sim)
     assert counts["login_failures"] == 1
@@ -95,7 +95,7 @@ def test_sessions_expire_after_ttl() -> None:
         headers = {"Authorization": f"Bearer {token}"}
         assert http.get(f"{runner.url}{AGGREGATES}", headers=headers, timeout=5).ok
         now[0] += 61
-        assert http.get(f"{runner.url}{AGGREGATES}", headers=headers, timeout=5).status_code == 401
+        assert http.get(f"{runner.url}{AGGREGATES}", headers=headers, timeout=5).status_code == 403
 
 
 def test_logout_invalidates_the_token(sim) -> None:
@@ -103,7 +103,7 @@ def test_logout_invalidates_the_token(sim) -> None:
     token = _login(http, sim.url).json()["token"]
     headers = {"Authorization": f"Bearer {token}"}
     assert http.get(f"{sim.url}/api/logout", headers=headers, timeout=5).status_code == 204
-    assert http.get(f"{sim.url}{AGGREGATES}", headers=headers, timeout=5).status_code == 401
+    assert http.get(f"{sim.url}{AGGREGATES}", headers=headers, timeout=5).status_code == 403
 
 
 def test_rate_limit_after_n_requests_per_minute(sim) -> None:
@@ -142,13 +142,14 @@ def test_latency_fault(sim) -> None:
     assert time.monotonic() - start >= 0.4
 
 
-def test_http_method_not_allowed(sim) -> None:
+def test_other_methods_are_refused_like_writes(sim) -> None:
     http = _http()
     token = _login(http, sim.url).json()["token"]
     reply = http.put(
         f"{sim.url}/api/operation", headers={"Authorization": f"Bearer {token}"}, timeout=5
     )
-    assert reply.status_code == 405
+    assert reply.status_code == 403
+    assert reply.json()["error"] == "Unable to PUT to resource"
 
 
 @pytest.mark.parametrize(

@@ -316,6 +316,13 @@ class SimulatorSettings:
         env=("PWBUS_SIM_FIRMWARE",),
         help="firmware version reported; 23.44 or later removes /api/devices/vitals",
     )
+    powerwall3: bool = setting(
+        False,
+        env=("PWBUS_SIM_POWERWALL3",),
+        help="a Powerwall 3 as its wired LAN answers: only /api/meters/aggregates, "
+        "/api/system_status/soe and /api/system_status/grid_status; every other /api/ path "
+        "(/api/status, /api/devices/vitals...) is 404",
+    )
     timezone: str = setting("America/Los_Angeles", env=("PWBUS_SIM_TIMEZONE",), help="site zone")
     solar_kw: float = setting(
         7.6,

@@ -10,6 +10,8 @@
 - ``ok=False``: answers its recorded error instead of 200 (and is left out of
   :attr:`~simulator.endpoints.gateway.SimulatedGateway.paths`);
 - ``available``: whether the path exists on the current firmware (vitals: before 23.44).
+
+A Powerwall 3 (``SiteOptions.powerwall3``) keeps only :data:`POWERWALL3_PATHS`.
 """
 
 from __future__ import annotations
@@ -134,6 +136,27 @@ def build_routes(facts: SiteFacts) -> dict[str, Route]:
         "/api/autoconfig/status": fixed(config.AUTOCONFIG_STATUS),
         "/api/system/testing": fixed(config.SYSTEM_TESTING),
     }
+    # Site-controller actions a customer may GET (answers as documented; not 200, so they
+    # stay out of ``paths``): run 202 with no body, stop refused, and config/completed, which
+    # commits a configuration change and answers 202 with the status document.
+    routes["/api/sitemaster/run"] = failing(Reply(202, b"", ""))
+    routes["/api/sitemaster/stop"] = failing(
+        error_reply(500, "Cannot Start Wizard", "Unable to stop sitemaster")
+    )
+    routes["/api/config/completed"] = Route(
+        lambda snap, sw: json_reply(system.status(facts, snap, sw), 202), live=True, ok=False
+    )
     if facts.options.has_pvac:
         routes["/api/solar_powerwall"] = live(powerwalls.solar_powerwall)
+    if facts.options.powerwall3:
+        return {path: routes[path] for path in POWERWALL3_PATHS}
     return routes
+
+
+#: What a Powerwall 3 answers on its wired LAN after a customer login; every other /api/
+#: path (``/api/status`` and ``/api/devices/vitals`` included) is 404 there.
+POWERWALL3_PATHS = (
+    "/api/meters/aggregates",
+    "/api/system_status/soe",
+    "/api/system_status/grid_status",
+)
