@@ -29,7 +29,16 @@ from aiohttp import web
 
 from powerwall_bus.consumers.proxy import page
 from powerwall_bus.consumers.proxy.bus_feed import bus_subscription
-from powerwall_bus.consumers.proxy.keys import AMQP, FOLLOW, OPTIONS, SETTINGS, STATE, STATS
+from powerwall_bus.consumers.proxy.keys import (
+    AMQP,
+    FOLLOW,
+    METRICS,
+    OPTIONS,
+    SETTINGS,
+    STATE,
+    STATS,
+)
+from powerwall_bus.consumers.proxy.metrics import registry_for
 from powerwall_bus.consumers.proxy.render import (
     DATA_PATHS,
     DATA_PREFIXES,
@@ -80,6 +89,7 @@ def create_app(
     app[STATE] = ProxyState() if state is None else state
     app[STATS] = Stats() if stats is None else stats
     app[FOLLOW] = follow.strip()
+    app[METRICS] = registry_for(app[STATE], app[STATS], app[OPTIONS])
     app[STATE].gateways = GatewayView(app[FOLLOW])
     app.cleanup_ctx.append(page.event_streams)
     # Open streams would hold the shutdown for its whole timeout: end them before aiohttp

@@ -9,6 +9,7 @@ nothing.
 from __future__ import annotations
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from powerwall_bus.consumers.proxy.render import RenderOptions
 from powerwall_bus.consumers.proxy.state import ProxyState, Stats
@@ -26,3 +27,5 @@ STATS = web.AppKey("stats", Stats)
 AMQP = web.AppKey("amqp", AmqpSettings)
 #: The gateway to serve (``PWBUS_GATEWAY``: a DIN or a poller's name); "" = the only one.
 FOLLOW = web.AppKey("follow", str)
+#: What /metrics reads at each scrape (the proxy's collector over STATE and STATS).
+METRICS = web.AppKey("metrics", CollectorRegistry)

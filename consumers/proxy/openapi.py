@@ -44,8 +44,14 @@ _JSON_ROUTES = {
 _TEXT_ROUTES = {
     "/csv": "grid,home,solar,battery,level (text/plain; add ?headers for a header row)",
     "/csv/v2": "As /csv plus grid status and reserve",
+    "/metrics": "Prometheus metrics: the gateway's readings and the pipeline's health "
+    "(text format; OpenMetrics when asked for)",
 }
-_HTML_ROUTES = {"/": "The live power-flow page", "/help": "Statistics as an HTML page"}
+_HTML_ROUTES = {
+    "/": "The live power-flow page",
+    "/example.html": "How to embed the power-flow page in another page (an iframe example)",
+    "/help": "Statistics as an HTML page",
+}
 
 
 def _operation(summary: str, media: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The power-flow page: ``/``, its static files and the live update stream.
+"""The power-flow page: ``/``, its static files, the live update stream and
+``/example.html`` (how to embed the page in another one, as pyPowerwall's example page).
 
 ``/`` is our own page (``web/index.html`` with the style applied here), ``/static/<name>``
 its assets, ``/events`` a Server-Sent Events stream of the numbers the page shows and
@@ -53,8 +54,9 @@ LIVE_KINDS = frozenset({METERS, SOE, GRID_STATUS})
 
 STATIC_PREFIX = "/static/"
 #: The page's own paths besides the static files (the app routes only these here).
-PATHS = frozenset({"/", "/events", "/events/latest"})
+PATHS = frozenset({"/", "/events", "/events/latest", "/example.html"})
 _TEMPLATE = "index.html"
+_EXAMPLE = "example.html"
 _TYPES = {
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
@@ -69,6 +71,14 @@ _PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'"
+    ),
+}
+#: The example page frames ``/`` (same origin) and has only its own inline style.
+_EXAMPLE_HEADERS = {
+    **_PAGE_HEADERS,
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; base-uri 'none'; "
+        "form-action 'none'"
     ),
 }
 
@@ -87,6 +97,7 @@ class Assets:
     """The page template and the static files, read once."""
 
     template: str
+    example: str  # /example.html, served as it is
     files: dict[str, Asset]
     version: str  # changes whenever an asset does: appended to asset URLs against stale caches
 
@@ -95,13 +106,16 @@ class Assets:
 def assets() -> Assets:
     """Read ``web/`` once: the template and every asset with a known type."""
     folder = resources.files("powerwall_bus.consumers.proxy") / "web"
-    template = ""
+    template = example = ""
     files: dict[str, Asset] = {}
     for entry in folder.iterdir():
         if not entry.is_file():
             continue
         if entry.name == _TEMPLATE:
             template = entry.read_text(encoding="utf-8")
+            continue
+        if entry.name == _EXAMPLE:
+            example = entry.read_text(encoding="utf-8")
             continue
         suffix = entry.name[entry.name.rfind(".") :] if "." in entry.name else ""
         content_type = _TYPES.get(suffix)
@@ -110,10 +124,10 @@ def assets() -> Assets:
         body = entry.read_bytes()
         etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
         files[entry.name] = Asset(body, content_type, etag)
-    if not template:
-        raise RuntimeError(f"the page template {_TEMPLATE} is missing from {folder}")
+    if not template or not example:
+        raise RuntimeError(f"{_TEMPLATE} or {_EXAMPLE} is missing from {folder}")
     version = hashlib.sha256("".join(sorted(a.etag for a in files.values())).encode())
-    return Assets(template, files, version.hexdigest()[:12])
+    return Assets(template, example, files, version.hexdigest()[:12])
 
 
 # --------------------------------------------------------------------------- routing
@@ -136,6 +150,13 @@ async def serve(
         return await _events(request, state, options, settings)
     if path == "/events/latest":
         return _latest(state, options)
+    if path == "/example.html":
+        return web.Response(
+            text=assets().example,
+            content_type="text/html",
+            charset="utf-8",
+            headers={**_CORS, **_EXAMPLE_HEADERS},
+        )
     return None
 
 

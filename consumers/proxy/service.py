@@ -1,4 +1,5 @@
-"""The proxy's service routes: ``/stats``, ``/help``, ``/health`` and ``/openapi.json``.
+"""The proxy's service routes: ``/stats``, ``/help``, ``/health``, ``/metrics`` and
+``/openapi.json``.
 
 They describe the proxy rather than the Powerwall, so they are not cached and not counted
 as data. ``/stats`` keeps the pyPowerwall proxy's keys where they mean something here, and
@@ -7,6 +8,9 @@ stale, the bus is down, the poller reports the gateway unreachable or rate-limit
 second gateway appeared while none was chosen (``PWBUS_GATEWAY``). Both count the messages
 the proxy dropped (``bus.refused``: by reason, see :mod:`~powerwall_bus.shared.acceptance`);
 a dropped message never changes the data, so it cannot make the data look old either.
+Both also carry every other key of the pyPowerwall proxy's answers
+(:mod:`~powerwall_bus.consumers.proxy.pypowerwall_keys`), ours winning where a name is
+shared.
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ from aiohttp import web
 
 from powerwall_bus import __version__
 from powerwall_bus.consumers.proxy.keys import SETTINGS, STATE, STATS
+from powerwall_bus.consumers.proxy.metrics import metrics_route
 from powerwall_bus.consumers.proxy.openapi import openapi_document
+from powerwall_bus.consumers.proxy.pypowerwall_keys import MODE, health_keys, stats_keys
 from powerwall_bus.consumers.proxy.state import METERS, POLLER_STATUS, SITE_NAME, ProxyState, Stats
 from powerwall_bus.shared.gateway.states import TROUBLE
+from powerwall_bus.shared.settings import ProxySettings
 
 VERSION = f"powerwall-bus {__version__}"
 CORS = {"Access-Control-Allow-Origin": "*"}
@@ -33,13 +40,15 @@ CORS = {"Access-Control-Allow-Origin": "*"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def stats_document(state: ProxyState, stats: Stats) -> dict[str, Any]:
-    """The /stats object: pyPowerwall's keys where they mean something here, plus ours."""
+def stats_document(
+    state: ProxyState, stats: Stats, settings: ProxySettings | None = None
+) -> dict[str, Any]:
+    """The /stats object: every key of pyPowerwall's, plus ours."""
     now = time.time()
     site = state.payload(SITE_NAME)
-    return {
+    ours = {
         "pypowerwall": VERSION,
-        "mode": "Bus",
+        "mode": MODE,
         "gets": stats.gets,
         "errors": stats.errors,
         "timeout": stats.timeout,
@@ -63,6 +72,7 @@ def stats_document(state: ProxyState, stats: Stats) -> dict[str, Any]:
             "refused": state.refused.counts(),
         },
     }
+    return {**stats_keys(state, stats, settings), **ours}
 
 
 #: Poller states that mean no fresh data is coming from the gateway (poller-status.json):
@@ -88,6 +98,8 @@ def health_document(state: ProxyState, stats: Stats, max_age: float) -> tuple[in
     if several is not None:
         problems.append(several)
     body = {
+        **health_keys(state, stats, max_age),
+        "pypowerwall": VERSION,
         "status": "ok" if not problems else "unhealthy",
         "problems": problems,
         "bus_connected": state.bus_connected,
@@ -98,6 +110,7 @@ def health_document(state: ProxyState, stats: Stats, max_age: float) -> tuple[in
         "refused_messages": state.refused.total(),
         "proxy_stats": {
             "total_gets": stats.gets,
+            "total_posts": 0,
             "total_errors": stats.errors,
             "total_timeouts": stats.timeout,
         },
@@ -108,12 +121,14 @@ def health_document(state: ProxyState, stats: Stats, max_age: float) -> tuple[in
 
 async def _stats(request: web.Request) -> web.Response:
     request.app[STATS].count("/stats")
-    return json_response(stats_document(request.app[STATE], request.app[STATS]))
+    app = request.app
+    return json_response(stats_document(app[STATE], app[STATS], app[SETTINGS]))
 
 
 async def _stats_clear(request: web.Request) -> web.Response:
     request.app[STATS].reset()
-    return json_response(stats_document(request.app[STATE], request.app[STATS]))
+    app = request.app
+    return json_response(stats_document(app[STATE], app[STATS], app[SETTINGS]))
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -141,7 +156,7 @@ async def _health_reset(request: web.Request) -> web.Response:
 async def _help(request: web.Request) -> web.Response:
     stats = request.app[STATS]
     stats.count("/help")
-    page = _help_page(stats_document(request.app[STATE], stats))
+    page = _help_page(stats_document(request.app[STATE], stats, request.app[SETTINGS]))
     return web.Response(text=page, content_type="text/html", headers=CORS)
 
 
@@ -156,6 +171,7 @@ SERVICE_ROUTES: dict[str, Handler] = {
     "/health": _health,
     "/health/reset": _health_reset,
     "/help": _help,
+    "/metrics": metrics_route,
     "/openapi.json": _openapi,
 }
 
@@ -171,7 +187,7 @@ def _help_page(stats: dict[str, Any]) -> str:
     """A small HTML page of the statistics (refreshes every 5 s, like pyPowerwall's)."""
     rows = []
     for key, value in stats.items():
-        if key in ("uri", "bus", "gateway"):
+        if key in ("uri", "bus", "gateway") or isinstance(value, dict):
             continue
         rows.append(f"<tr><td>{html.escape(key)}</td><td>{html.escape(str(value))}</td></tr>")
     uris = "".join(
