@@ -197,8 +197,10 @@ def _service_env(service: str, dotenv: dict[str, str] | None = None) -> dict[str
 def _health_check(service: dict) -> list[str]:
     """The real check of a service of our image, inside ``pwbus-healthcheck SECONDS ...``."""
     test = service["healthcheck"]["test"]
-    assert test[:2] == ["CMD", "pwbus-healthcheck"] and int(test[2]) > 0, test
-    return [str(arg) for arg in test[3:]]
+    assert test[:2] == ["CMD", "pwbus-healthcheck"], test
+    rest = test[4:] if test[2] == "--degraded" else test[2:]
+    assert int(rest[0]) > 0, test
+    return [str(arg) for arg in rest[1:]]
 
 
 def _required_variables() -> dict[str, str]:
@@ -605,7 +607,7 @@ def test_compose_health_checks_restart_what_they_find_unhealthy() -> None:
         assert service["init"] is True, name  # the component is then not PID 1
         assert service["restart"] == "unless-stopped", name
         check = service["healthcheck"]
-        limit = int(check["test"][2])
+        limit = int(check["test"][4 if check["test"][2] == "--degraded" else 2])
         _health_check(service)
         interval = int(str(check["interval"]).rstrip("s"))
         start = int(str(check["start_period"]).rstrip("s"))
@@ -614,7 +616,7 @@ def test_compose_health_checks_restart_what_they_find_unhealthy() -> None:
         assert start + 3 * interval <= limit <= 900, name
 
 
-def _healthcheck(tmp_path: Path, pid: int, limit: int, ok: bool) -> int:
+def _healthcheck(tmp_path: Path, pid: int, limit: int, ok: bool, *extra: str) -> int:
     import os
     import subprocess
 
@@ -627,7 +629,7 @@ def _healthcheck(tmp_path: Path, pid: int, limit: int, ok: bool) -> int:
     )
     check = ["true"] if ok else ["sh", "-c", "exit 3"]
     return subprocess.run(
-        [str(HEALTHCHECK), str(limit), *check], env=env, check=False, timeout=10
+        [str(HEALTHCHECK), *extra, str(limit), *check], env=env, check=False, timeout=10
     ).returncode
 
 
@@ -692,6 +694,70 @@ def test_healthcheck_wrapper_ignores_marks_of_an_earlier_run(tmp_path: Path) -> 
     finally:
         component.kill()
         component.wait()
+
+
+def test_healthcheck_wrapper_never_restarts_for_a_degraded_answer(tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    component = subprocess.Popen(["sleep", "60"])
+    try:
+        for _ in range(3):  # unhealthy (the status is passed on), never stopped for it
+            assert _healthcheck(tmp_path, component.pid, 0, False, "--degraded", "3") == 3
+            time.sleep(0.1)
+        assert component.poll() is None
+        assert not (tmp_path / "log").exists()
+        assert _healthcheck(tmp_path, component.pid, 0, False, "--degraded", "4") == 3
+        assert _healthcheck(tmp_path, component.pid, 0, False, "--degraded", "4") == 3
+        assert component.wait(timeout=5) == -15  # another status counts
+    finally:
+        component.kill()
+        component.wait()
+
+
+def test_compose_proxy_health_check_tells_degraded_from_dead() -> None:
+    import http.server
+    import socket
+    import subprocess
+    import threading
+
+    proxy = _compose()["services"]["proxy"]
+    test = proxy["healthcheck"]["test"]
+    assert test[2:4] == ["--degraded", "3"]
+    check = _health_check(proxy)
+    status = {"code": 200}
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            assert self.path == "/health"
+            self.send_response(status["code"])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+
+    def run(at: int) -> subprocess.CompletedProcess[str]:
+        local = [arg.replace("127.0.0.1:8675", f"127.0.0.1:{at}") for arg in check]
+        return subprocess.run(local, capture_output=True, text=True, timeout=20, check=False)
+
+    try:
+        assert run(port).returncode == 0
+        status["code"] = 503
+        answer = run(port)
+        assert answer.returncode == 3 and "503" in answer.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        closed = free.getsockname()[1]
+    dead = run(closed)
+    assert dead.returncode == 1 and "not answering" in dead.stderr
 
 
 # --------------------------------------------------------------------------- systemd units
@@ -805,19 +871,3 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     ours = [line for line in result.stderr.splitlines() if str(tmp_path) in line]
     assert ours == []  # no unknown key, no value systemd cannot parse
-
-
-def test_prometheus_scrape_config_points_at_the_proxys_metrics() -> None:
-    from powerwall_bus.shared.settings import ProxySettings
-
-    config = yaml.safe_load((ROOT / "configuration" / "prometheus" / "scrape.yml").read_text())
-    (job,) = config["scrape_configs"]
-    assert job["job_name"] == "powerwall-bus"
-    assert job["metrics_path"] == "/metrics"
-    assert job["scheme"] == "http"
-    (static,) = job["static_configs"]
-    assert static["targets"] == ["localhost:8675"]  # the proxy's default port (PW_PORT)
-    assert static["targets"][0].endswith(f":{ProxySettings().port}")
-    # Shorter than the interval, as Prometheus requires.
-    seconds = {k: float(job[k].removesuffix("s")) for k in ("scrape_interval", "scrape_timeout")}
-    assert seconds["scrape_timeout"] < seconds["scrape_interval"]
