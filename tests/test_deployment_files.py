@@ -871,3 +871,19 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     ours = [line for line in result.stderr.splitlines() if str(tmp_path) in line]
     assert ours == []  # no unknown key, no value systemd cannot parse
+
+
+def test_prometheus_scrape_config_points_at_the_proxys_metrics() -> None:
+    from powerwall_bus.shared.settings import ProxySettings
+
+    config = yaml.safe_load((ROOT / "configuration" / "prometheus" / "scrape.yml").read_text())
+    (job,) = config["scrape_configs"]
+    assert job["job_name"] == "powerwall-bus"
+    assert job["metrics_path"] == "/metrics"
+    assert job["scheme"] == "http"
+    (static,) = job["static_configs"]
+    assert static["targets"] == ["localhost:8675"]  # the proxy's default port (PW_PORT)
+    assert static["targets"][0].endswith(f":{ProxySettings().port}")
+    # Shorter than the interval, as Prometheus requires.
+    seconds = {k: float(job[k].removesuffix("s")) for k in ("scrape_interval", "scrape_timeout")}
+    assert seconds["scrape_timeout"] < seconds["scrape_interval"]
