@@ -594,9 +594,9 @@ def test_compose_env_example_fills_every_required_password(tmp_path: Path) -> No
     assert "${" not in _interpolate((ROOT / "compose.yaml").read_text(), dotenv)
 
 
-def test_gitignore_keeps_env_out_of_git() -> None:
-    ignored = (ROOT / ".gitignore").read_text().splitlines()
-    assert ".env" in ignored
+def test_env_stays_out_of_git_and_of_the_image_build() -> None:
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+    assert ".env" in (ROOT / ".dockerignore").read_text().splitlines()
 
 
 def test_compose_health_checks_restart_what_they_find_unhealthy() -> None:
