@@ -92,19 +92,20 @@ class ProxyCollector(Collector):
         self.options = options
 
     def collect(self) -> Iterator[Metric]:
-        gateway = self._gateway_labels()
+        poller = poller_view(self.state.payload(POLLER_STATUS))
+        gateway = self._gateway_labels(poller)
         yield from self._readings(gateway)
         yield from self._packs(gateway)
         yield from self._pipeline(gateway)
-        yield from self._poller(gateway, poller_view(self.state.payload(POLLER_STATUS)))
+        yield from self._poller(gateway, poller)
         yield from self._proxy()
 
     # ------------------------------------------------------------------ labels
 
-    def _gateway_labels(self) -> list[str]:
+    def _gateway_labels(self, poller: PollerView) -> list[str]:
         """[din, name] of the served gateway ("" while unknown)."""
         followed = self.state.gateways.followed
-        din = followed.din or poller_view(self.state.payload(POLLER_STATUS)).din or ""
+        din = followed.din or poller.din or ""
         if not din:
             status = self.state.payload(STATUS)
             found = status.get("din") if isinstance(status, dict) else None
