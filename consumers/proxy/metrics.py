@@ -15,9 +15,11 @@ in percent points (``p/0.95 - 5/0.95``), so a percent gauge equals ``/soe`` exac
 ratio would be a rounded division. Gateway readings (``powerwall_*``) and the pipeline's
 own health (``pwbus_*``) carry the served gateway's ``din`` and ``name`` labels.
 
-The writer's dead-lettered messages are not here: the writer publishes no status on the
-bus (its dead-letter queue's depth is RabbitMQ's ``rabbitmq_queue_messages`` for that
-queue, from the broker's own Prometheus plugin).
+The writer's dead-lettered messages are not here: the writer publishes nothing on the
+exchange, by design (its broker user may not: :mod:`powerwall_bus.broker_users`), and the
+proxy takes status only from the poller's user. The dead-letter queue's depth is the
+broker's own figure: ``rabbitmq_queue_messages_ready{queue="pwbus.mysql.dead"}`` from the
+``rabbitmq_prometheus`` plugin's ``/metrics/per-object`` (port 15692).
 """
 
 from __future__ import annotations
