@@ -871,6 +871,19 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     ours = [line for line in result.stderr.splitlines() if str(tmp_path) in line]
     assert ours == []  # no unknown key, no value systemd cannot parse
+    # systemd's own exposure score (0 best, 10 worst; an unhardened service is 9.6): every
+    # unit stays at 2.5 or below.
+    for name in UNITS:
+        security = subprocess.run(
+            [analyze, "security", "--offline=yes", "--threshold=25", name],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert security.returncode == 0, (name, security.stdout[-300:])
+        assert re.search(r"Overall exposure level for .*: [0-2]\.\d", security.stdout), name
 
 
 def test_prometheus_scrape_config_points_at_the_proxys_metrics() -> None:
