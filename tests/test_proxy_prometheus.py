@@ -104,32 +104,49 @@ def test_prometheus_over_the_real_pipeline(bus, tmp_path: Path) -> None:
                 assert prometheus.wait_for_value(requests_, 20) >= 1
                 assert prometheus.wait_for_value("pwbus_proxy_broker_connected") == 1
                 assert prometheus.wait_for_value("pwbus_poller_broker_connected") == 1
-                (state,) = prometheus.query("pwbus_poller_gateway_state == 1")
-                assert state["metric"]["state"] == "ok"
-                assert state["metric"]["din"] == sim.server.gateway.din
+
+                def gateway_ok() -> dict | None:
+                    found = prometheus.query("pwbus_poller_gateway_state == 1")
+                    return (
+                        found[0]["metric"]
+                        if found and found[0]["metric"]["state"] == "ok"
+                        else None
+                    )
+
+                state = wait_until(gateway_ok, 10, step=0.25)
+                assert state is not None, prometheus.query("pwbus_poller_gateway_state == 1")
+                assert state["din"] == sim.server.gateway.din
                 assert prometheus.wait_for_value('pwbus_data_age_seconds{kind="meters"}') < 10
-                # Freeze the data (stop the poller), then Prometheus must hold exactly what
-                # the proxy serves.
+                # Freeze the data (stop the poller): once the last messages have reached
+                # the proxy, Prometheus must hold exactly what the proxy serves.
                 poller.stop()
                 stopped = True
-                aggregates = _json(proxy, "/aggregates")
-                soe = _json(proxy, "/soe")
-                assert isinstance(aggregates, dict) and isinstance(soe, dict)
-                site = float(aggregates["site"]["instant_power"])
-                load = float(aggregates["load"]["instant_power"])
+                served: dict[str, object] = {}
 
                 def caught_up() -> bool:
+                    aggregates = _json(proxy, "/aggregates")
+                    soe = _json(proxy, "/soe")
+                    assert isinstance(aggregates, dict) and isinstance(soe, dict)
+                    served.update(aggregates=aggregates, soe=soe)
                     return (
-                        prometheus.value('powerwall_meter_power_watts{meter="site"}') == site
-                        and prometheus.value('powerwall_meter_power_watts{meter="load"}') == load
+                        all(
+                            prometheus.value(f'powerwall_meter_power_watts{{meter="{meter}"}}')
+                            == aggregates[meter]["instant_power"]
+                            for meter in ("site", "battery", "load", "solar")
+                        )
                         and prometheus.value("powerwall_state_of_energy_percent")
                         == soe["percentage"]
                     )
 
-                assert wait_until(caught_up, 15, step=0.25), json.dumps(aggregates)
+                assert wait_until(caught_up, 15, step=0.25), json.dumps(served)
                 level = _json(proxy, "/api/system_status/soe")
                 assert isinstance(level, dict)
                 assert prometheus.value("powerwall_battery_level_percent") == level["percentage"]
+                # The simulator's own facts, through Prometheus.
+                (info,) = prometheus.query("powerwall_gateway_info")
+                assert info["metric"]["firmware"] == sim.server.gateway.firmware
+                packs = prometheus.query("powerwall_pack_full_energy_watt_hours")
+                assert [p["metric"]["pack"] for p in packs] == ["PW1"]  # powerwalls=1
                 polled = prometheus.value(requests_)
                 assert polled is not None and polled >= 1
                 assert sim.server.counters.by_path["/api/meters/aggregates"] >= polled

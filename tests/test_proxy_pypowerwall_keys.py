@@ -174,6 +174,8 @@ def test_stats_and_health_over_http(proxy) -> None:
     assert set(health.json()) >= PYPOWERWALL_HEALTH | OURS_HEALTH
     # verify.sh's tedapi_mode check, in the newest proxy's JSON spacing.
     assert '"tedapi_mode": "off"' in requests.get(f"{proxy.url}/pw/stats", timeout=5).text
+    metrics = requests.get(f"{proxy.url}/pw/metrics", timeout=5)  # under the base URL too
+    assert metrics.status_code == 200 and "powerwall_meter_power_watts{" in metrics.text
     help_page = requests.get(f"{proxy.url}/pw/help", timeout=5).text
     assert "<td>cloudmode</td>" in help_page and "connection_health" not in help_page
 
