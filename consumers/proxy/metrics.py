@@ -379,14 +379,15 @@ class ProxyCollector(Collector):
         yield _gauge(
             "pwbus_poller_uptime_seconds", "Seconds the poller has run", gateway, poller.uptime
         )
-        latency = GaugeMetricFamily(
-            "pwbus_poller_publish_latency_seconds",
-            "Time from reading to the broker's confirm, by quantile (recent samples)",
-            labels=[*GATEWAY_LABELS, "quantile"],
-        )
-        for quantile, millis in (("0.5", poller.latency_p50_ms), ("0.99", poller.latency_p99_ms)):
-            _add(latency, [*gateway, quantile], None if millis is None else millis / 1000)
-        yield latency
+        # Two gauges, not a summary: the poller reports quantiles without a sum, and the
+        # "quantile" label belongs to summaries.
+        for which, millis in (("median", poller.latency_p50_ms), ("p99", poller.latency_p99_ms)):
+            yield _gauge(
+                f"pwbus_poller_publish_latency_{which}_seconds",
+                f"Time from reading to the broker's confirm, {which} of recent messages",
+                gateway,
+                None if millis is None else millis / 1000,
+            )
 
     # ------------------------------------------------------------------ the proxy itself
 
