@@ -30,7 +30,12 @@ from powerwall_bus.consumers.dispatch.cloud import (
     open_fleet_actuator,
 )
 from powerwall_bus.consumers.dispatch.decide import Action, Cancel, Schedule, decide
-from powerwall_bus.shared.errors import CloudCommandRefused, TedapiFault, TedapiKeyNotVerified
+from powerwall_bus.shared.errors import (
+    CloudCommandRefused,
+    CloudNotFound,
+    TedapiFault,
+    TedapiKeyNotVerified,
+)
 from powerwall_bus.shared.max_backup import BackupEvent
 from powerwall_bus.shared.octopus.plan import DispatchPlan, PlannedDispatch
 from powerwall_bus.shared.settings import CloudSettings, DispatchSettings
@@ -288,9 +293,14 @@ def test_simulate_serves_a_fake_cloud_relaying_to_itself(tmp_path: Path) -> None
 def test_the_factories_build_both_roads_from_the_settings(site: CloudSite, tmp_path: Path) -> None:
     site.client(tmp_path)  # tokens in the state folder
     settings = CloudSettings(api_url=site.cloud.url, auth_url=site.cloud.token_url)
-    channel = open_cloud_channel(settings, tmp_path)
+    channel = open_cloud_channel(settings, tmp_path, site.din)
     _pair(site, "paired")
     assert _call(channel, channel.din, Kind.LIST) == BackupEvents(None)
+    elsewhere = open_cloud_channel(settings, tmp_path, "1232100-00-E--TG000000OTHER")
+    with pytest.raises(CloudNotFound, match=r"has gateway .*, not 1232100-00-E--TG000000OTHER"):
+        elsewhere.send(b"", timeout=5)
+    assert site.control("counts")["requests"].get("device_command") == 1
+    elsewhere.close()
     actuator = open_fleet_actuator(settings, tmp_path)
     now = datetime.now(UTC).replace(microsecond=0)
     actuator.apply([_schedule(now, 30)])

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from powerwall_bus.consumers.dispatch.decide import Action, Cancel, Schedule
-from powerwall_bus.shared.errors import CloudCommandRefused, CloudError
+from powerwall_bus.shared.errors import CloudCommandRefused, CloudError, CloudNotFound
 from powerwall_bus.shared.max_backup import BackupEvent
 from powerwall_bus.shared.settings import CloudSettings
 from powerwall_bus.shared.tedapi.cloud import device_command_body, signed_command_body
@@ -72,16 +72,29 @@ class CloudChannel:
 
     name = "cloud"
 
-    def __init__(self, cloud: TeslaCloud, *, via: str = "device_command") -> None:
+    def __init__(
+        self, cloud: TeslaCloud, *, via: str = "device_command", din: str | None = None
+    ) -> None:
         if via not in ("device_command", "command"):
             raise ValueError("via is device_command or command")
         self._cloud = cloud
         self._via = via
+        self._expected = din
 
     @property
     def din(self) -> str:
-        """The gateway the site's messages must be signed for (found through ``products``)."""
-        return self._cloud.site().din
+        """The gateway the site's messages must be signed for (found through ``products``).
+
+        When the channel was opened for a DIN (the dispatcher's gateway), the cloud's site
+        must have that gateway: commands signed for one gateway never go to another site.
+        """
+        site = self._cloud.site()
+        if self._expected and site.din != self._expected:
+            raise CloudNotFound(
+                f"the cloud's energy site {site.site_id} has gateway {site.din}, not "
+                f"{self._expected}: set cloud.energy_site_id to the site of {self._expected}"
+            )
+        return site.din
 
     def send(self, routable: bytes, *, timeout: float) -> bytes:
         """The gateway's answer, as a ``RoutableMessage`` (an envelope or a signature fault)."""
@@ -290,10 +303,13 @@ class FleetActuator:
         self._cloud.close()
 
 
-def open_cloud_channel(settings: CloudSettings, state_dir: Path) -> CloudChannel:
+def open_cloud_channel(
+    settings: CloudSettings, state_dir: Path, din: str | None = None
+) -> CloudChannel:
     """The cloud road for the dispatcher: the ``device_command`` relay of the ``[cloud]``
-    account, its tokens in ``state_dir``. Nothing is sent until the first ``send``."""
-    return CloudChannel(TeslaCloud.from_settings(settings, state_dir))
+    account, its tokens in ``state_dir``, for the gateway ``din`` when given (the site must
+    have it). Nothing is sent until the first ``send``."""
+    return CloudChannel(TeslaCloud.from_settings(settings, state_dir), din=din)
 
 
 def open_fleet_actuator(
