@@ -1199,6 +1199,83 @@ class CloudSettings:
         return int(self.energy_site_id) if self.energy_site_id else None
 
 
+@dataclass(frozen=True)
+class FacadeSettings:
+    """The gateway look-alike (``pwbus facade``): an HTTPS server that answers like a
+    gateway from the bus, for Home Assistant's Powerwall integration, ``tesla-powerwall``,
+    pyPowerwall's local mode and scripts. Its login is its own: never the gateway's."""
+
+    password: str = setting(
+        "",
+        env=("PWBUS_FACADE_PASSWORD",),
+        secret=True,
+        help="the customer password clients log in to the facade with (required; its own, "
+        "never the gateway's)",
+    )
+    port: int = setting(
+        443,
+        env=("PWBUS_FACADE_PORT",),
+        check=port_number,
+        help="HTTPS port (443, what Home Assistant assumes; any other as host:port there; "
+        "0: a free one)",
+    )
+    bind_address: str = setting(
+        "",
+        env=("PWBUS_FACADE_BIND_ADDRESS",),
+        help="address to listen on (empty: every address)",
+    )
+    cert_file: Path | None = setting(
+        None,
+        env=("PWBUS_FACADE_CERT",),
+        help="PEM certificate (default: one made once and kept in the state folder)",
+    )
+    key_file: Path | None = setting(None, env=("PWBUS_FACADE_KEY",), help="PEM key of cert_file")
+    health_max_age: float = setting(
+        30.0,
+        env=("PWBUS_FACADE_HEALTH_MAX_AGE",),
+        check=between(1.0, 86400.0, "seconds"),
+        help="/health answers 503 when the meters data is older than this, s",
+    )
+    max_failed_logins: int = setting(
+        10,
+        env=("PWBUS_FACADE_MAX_FAILED_LOGINS",),
+        check=between(1, 1000, "logins a minute"),
+        help="wrong passwords a minute before logins answer 429 (as a gateway does) for the "
+        "rest of the minute",
+    )
+    max_message_bytes: int = setting(
+        1_000_000,
+        env=("PWBUS_FACADE_MAX_MESSAGE_BYTES",),
+        check=between(1024, 134_217_728, "bytes"),
+        help="larger messages are dropped unread",
+    )
+    max_future: float = setting(
+        300.0,
+        env=("PWBUS_FACADE_MAX_FUTURE",),
+        check=between(1.0, 86400.0, "seconds"),
+        help="drop readings dated more than this many seconds ahead of this host's clock",
+    )
+    max_past: float = setting(
+        86400.0,
+        env=("PWBUS_FACADE_MAX_PAST",),
+        check=between(60.0, 366 * 86400.0, "seconds"),
+        help="drop readings dated more than this many seconds before this host's clock",
+    )
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ConfigError("facade.cert_file", "cert_file and key_file go together")
+
+    def require_password(self) -> None:
+        """Fail with a clear message unless the facade's own password is set."""
+        if not self.password:
+            raise ConfigError(
+                "facade.password",
+                "is required (set PWBUS_FACADE_PASSWORD: the facade's own customer password, "
+                "not the gateway's)",
+            )
+
+
 SECTIONS: dict[str, type] = {
     "gateway": GatewaySettings,
     "amqp": AmqpSettings,
@@ -1214,4 +1291,5 @@ SECTIONS: dict[str, type] = {
     "dispatch": DispatchSettings,
     "octopus_energy": OctopusSettings,
     "cloud": CloudSettings,
+    "facade": FacadeSettings,
 }
