@@ -68,10 +68,14 @@ def _reading(path: str, run: RunSequence, payload: Any = None, din: str = DIN) -
     return reading_message(Reading(path, time.time(), din, payload), sequence=run)
 
 
-def _status(run: RunSequence, endpoints: dict[str, str], state: str = "ok") -> Any:
+def _status(
+    run: RunSequence, endpoints: dict[str, str], state: str = "ok", interval: float = 2.0
+) -> Any:
     document = {
         "gateway_state": state,
-        "endpoints": {path: {"state": word} for path, word in endpoints.items()},
+        "endpoints": {
+            path: {"state": word, "interval": interval} for path, word in endpoints.items()
+        },
     }
     return poller_status_message(time.time(), DIN, document, sequence=run)
 
@@ -177,7 +181,8 @@ class Served:
     """The facade application on 127.0.0.1 over TLS, fed by the test (no broker)."""
 
     def __init__(self, max_failed: int = 10) -> None:
-        self.state = FacadeState(_policy())
+        self.now = [1000.0]
+        self.state = FacadeState(_policy(), clock=lambda: self.now[0])
         self.sessions = Sessions(PASSWORD, max_failed=max_failed)
         self.app = create_app(self.state, self.sessions, health_max_age=30.0)
         self.loop = LoopThread("facade-app").start()
@@ -199,8 +204,10 @@ class Served:
         for path in paths:
             assert _deliver(self.state, _reading(path, self.run))
 
-    def status(self, endpoints: dict[str, str], gateway_state: str = "ok") -> None:
-        assert _deliver(self.state, _status(self.run, endpoints, gateway_state))
+    def status(
+        self, endpoints: dict[str, str], gateway_state: str = "ok", interval: float = 2.0
+    ) -> None:
+        assert _deliver(self.state, _status(self.run, endpoints, gateway_state, interval))
 
     def stop(self) -> None:
         self.loop.run(self._runner.cleanup())
@@ -354,6 +361,28 @@ def test_paths_without_a_body_answer_like_the_gateway(served: Served) -> None:
     assert http.get(f"{served.url}{AGGREGATES}", timeout=5).status_code == 200
     query = http.get(f"{served.url}{AGGREGATES}?foo=1", timeout=5)  # ignored, as there
     assert query.content == GATEWAY.get(AGGREGATES).body
+
+
+def test_a_reading_the_poller_has_not_renewed_for_three_reads_is_not_served(
+    served: Served,
+) -> None:
+    http = _http()
+    _login(http, served.url)
+    served.feed(AGGREGATES, "/api/status")
+    served.status({AGGREGATES: "ok"}, interval=2.0)
+    served.now[0] += 29.0  # within max(3 reads, health_max_age 30 s)
+    assert http.get(f"{served.url}{AGGREGATES}", timeout=5).status_code == 200
+    served.now[0] += 2.0
+    stale = http.get(f"{served.url}{AGGREGATES}", timeout=5)
+    assert (stale.status_code, stale.content) == (502, b"")
+    assert stale.headers["X-Pwbus-Problem"] == "the latest reading is 31 s old"
+    # a path whose cadence the poller did not say (or a slow one) is still served
+    assert http.get(f"{served.url}/api/status", timeout=5).status_code == 200
+    served.status({AGGREGATES: "ok", "/api/status": "ok"}, interval=300.0)
+    assert http.get(f"{served.url}{AGGREGATES}", timeout=5).status_code == 200
+    served.feed(AGGREGATES)  # a new reading: served again at any cadence
+    served.status({AGGREGATES: "ok"}, interval=2.0)
+    assert http.get(f"{served.url}{AGGREGATES}", timeout=5).status_code == 200
 
 
 def test_health_follows_the_proxys_rules(served: Served) -> None:

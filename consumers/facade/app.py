@@ -15,7 +15,9 @@ What a client sees, and why:
   of energy, the vitals protobuf...). While the poller reports the gateway's site
   controller stopped for that path: 502 with no body, as the gateway answers. A path the
   gateway answered 404 (the poller says ``missing``), or one the poller does not read: 404.
-  A path the poller reads but of which nothing arrived yet: 502 with no body (clients retry).
+  A path the poller reads but of which nothing arrived yet, or whose latest body is older
+  than three of the poller's reads of it (and than ``facade.health_max_age``): 502 with no
+  body, so a client shows "unavailable" and retries rather than showing old numbers as new.
 - Writes (any method but GET/HEAD: ``POST /api/operation``, islanding, the site name...) and
   the site-controller actions (``/api/sitemaster/run``, ``/stop``, ``/api/config/completed``)
   answer the 403 a gateway gives a customer. Nothing ever reaches the gateway.
@@ -54,6 +56,9 @@ ACTIONS = frozenset({"/api/sitemaster/run", "/api/sitemaster/stop", "/api/config
 #: The paths the poller reads by default (besides those a user adds, which arrive on the bus).
 POLLED = frozenset(e.path for e in contract.ENDPOINTS if e.poll is not None)
 
+#: A body older than this many of the poller's reads of its path (and than
+#: ``facade.health_max_age``) is not served: the gateway is not answering the poller.
+STALE_READS = 3
 _COMMON_HEADERS = {"Cache-Control": "no-cache, no-store", "X-Content-Type-Options": "nosniff"}
 _MAX_LOGIN_BODY = 8192
 _DENIED = "User does not have adequate access rights"
@@ -162,6 +167,12 @@ async def _serve(request: web.Request) -> web.Response:
         return _error(404, "endpoint not found", "Not Found")
     body = state.body(path)
     if body is not None:
+        age = state.age(path)
+        interval = state.endpoint_interval(path)
+        if interval is not None and age is not None:
+            limit = max(STALE_READS * interval, request.app[SETTINGS_MAX_AGE])
+            if age > limit:  # the poller has missed several reads: no fresh data to give
+                return _no_body(502, f"the latest reading is {age:.0f} s old")
         return web.Response(
             body=body.content, content_type=body.content_type, headers=_COMMON_HEADERS
         )

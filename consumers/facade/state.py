@@ -196,6 +196,15 @@ class FacadeState:
         state = entry.get("state") if isinstance(entry, dict) else None
         return state if isinstance(state, str) else None
 
+    def endpoint_interval(self, path: str) -> float | None:
+        """How often the poller reads ``path``, seconds (its status says); None: unknown."""
+        endpoints = (self.poller or {}).get("endpoints")
+        entry = endpoints.get(path) if isinstance(endpoints, dict) else None
+        interval = entry.get("interval") if isinstance(entry, dict) else None
+        if isinstance(interval, int | float) and not isinstance(interval, bool) and interval > 0:
+            return float(interval)
+        return None
+
     def gateways(self) -> GatewayView:
         """Which gateway is served, and which others were seen."""
         with self._lock:
