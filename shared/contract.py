@@ -36,10 +36,21 @@ METER_STREAM = "MeterStream"
 POLLER_STATUS = "poller.status"
 RESYNC = "control.resync"
 OCTOPUS_PLAN = "octopus.plan"
+#: A signed TEDAPI command for one gateway's poller to relay (``control.<DIN>.tedapi``), the
+#: poller's answer to it (sent to the command's ``reply_to``), and the dispatcher's report.
+CONTROL_TEDAPI = "control.tedapi"
+CONTROL_TEDAPI_REPLY = "control.tedapi.reply"
+DISPATCH_RESULT = "dispatch.result"
 
 _OCTOPUS_PREFIX = "octopus."
 #: Kinds scoped by an Octopus account instead of a gateway: ``octopus.<account>.<rest>``.
 ACCOUNT_KINDS = frozenset({OCTOPUS_PLAN})
+
+#: Kinds about one gateway that are not the poller's readings: ``<first>.<DIN>.<rest>`` for
+#: the kind ``<first>.<rest>``. Outside ``powerwall.#``, so the writer, the proxy and the
+#: displays never see commands or the dispatcher's reports; a poller binds exactly its own
+#: gateway's commands (``control.<DIN>.tedapi``).
+GATEWAY_SCOPED_KINDS = frozenset({CONTROL_TEDAPI, CONTROL_TEDAPI_REPLY, DISPATCH_RESULT})
 
 _CONTRACT_PREFIX = "powerwall."
 #: Kinds whose routing key is their bare name: Tesla-API's stream keeps Tesla-API's key, and
@@ -75,6 +86,9 @@ def routing_key(kind: str, gateway: str) -> str:
     word = gateway if gateway == ANY_GATEWAY else gateway_word(gateway)
     if kind in ACCOUNT_KINDS:  # the second argument is the Octopus account number
         return f"{_OCTOPUS_PREFIX}{word}.{kind[len(_OCTOPUS_PREFIX) :]}"
+    if kind in GATEWAY_SCOPED_KINDS:
+        first, _, rest = kind.partition(".")
+        return f"{first}.{word}.{rest}"
     return f"{_CONTRACT_PREFIX}{word}.{kind}"
 
 
@@ -95,10 +109,21 @@ def _split_account(key: str) -> tuple[str, str] | None:
     return (word, kind) if word and dot and kind in ACCOUNT_KINDS else None
 
 
+def _split_scoped(key: str) -> tuple[str, str] | None:
+    """(gateway word, kind) of a gateway-scoped key (``control.<DIN>.tedapi``); None for
+    any other string (a kind itself included: ``control.tedapi`` has no gateway word)."""
+    first, dot, tail = key.partition(".")
+    word, dot2, rest = tail.partition(".")
+    kind = f"{first}.{rest}"
+    if dot and dot2 and word and rest and kind in GATEWAY_SCOPED_KINDS and key != kind:
+        return word, kind
+    return None
+
+
 def kind_of(key: str) -> str:
     """The kind of a routing key (a kind, or any other string, is returned unchanged): the
     inverse of :func:`routing_key`, so it changes with it."""
-    parts = _split(key) or _split_account(key)
+    parts = _split(key) or _split_account(key) or _split_scoped(key)
     return key if parts is None else parts[1]
 
 
@@ -111,8 +136,9 @@ def account_of(key: str) -> str | None:
 
 def gateway_of(key: str) -> str | None:
     """The gateway word of a contract routing key (the DIN as :func:`gateway_word` made it,
-    or ``*`` in a pattern); None for the bare keys and anything else."""
-    parts = _split(key)
+    or ``*`` in a pattern), also of a gateway-scoped one (``control.<DIN>.tedapi``); None
+    for the bare keys and anything else."""
+    parts = _split(key) or _split_scoped(key)
     return None if parts is None else parts[0]
 
 
@@ -153,6 +179,27 @@ KINDS: tuple[Kind, ...] = (
         "octopus-plan.json",
         "an Octopus account's planned dispatches (pwbus octopus); keyed by account",
         envelope=False,  # its own versioned body: an account, no gateway
+    ),
+    Kind(
+        CONTROL_TEDAPI,
+        "control-tedapi.json",
+        "a signed TEDAPI (v1r) Max Backup command for one gateway's poller to relay, with "
+        "reply_to and correlation_id; keyed control.<DIN>.tedapi",
+        envelope=False,
+    ),
+    Kind(
+        CONTROL_TEDAPI_REPLY,
+        "control-tedapi-reply.json",
+        "the poller's answer to a control.tedapi command: the gateway's reply, or why not; "
+        "sent to the command's reply_to",
+        envelope=False,
+    ),
+    Kind(
+        DISPATCH_RESULT,
+        "dispatch-result.json",
+        "pwbus dispatch's decision, what it sent and what the gateway says now; keyed "
+        "dispatch.<DIN>.result",
+        envelope=False,
     ),
 )
 

@@ -79,6 +79,9 @@ class Counters:
     logins: int = 0
     login_failures: int = 0
     first: float = 0.0
+    #: Requests being answered now, and the most at once: a polite client never has two.
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly view."""
@@ -88,6 +91,7 @@ class Counters:
             "total": sum(self.by_path.values()),
             "logins": self.logins,
             "login_failures": self.login_failures,
+            "max_in_flight": self.max_in_flight,
         }
 
 
@@ -175,6 +179,20 @@ class GatewayServer:
         path = request.path
         if path.startswith(CONTROL_PREFIX):
             return await handler(request)
+        counters = self.counters
+        counters.in_flight += 1
+        counters.max_in_flight = max(counters.max_in_flight, counters.in_flight)
+        try:
+            return await self._answer(request, handler, path)
+        finally:
+            counters.in_flight -= 1
+
+    async def _answer(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+        path: str,
+    ) -> web.StreamResponse:
         now = self._clock()
         self.counters.by_path[path] += 1
         faults = self.faults

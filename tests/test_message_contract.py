@@ -687,6 +687,11 @@ def test_every_kind_maps_to_its_schema_and_validators_are_cached() -> None:
         "powerwall.*.api.anything.new": "api.json",
         "octopus.plan": "octopus-plan.json",
         "octopus.*.plan": "octopus-plan.json",
+        "control.tedapi": "control-tedapi.json",
+        "control.*.tedapi": "control-tedapi.json",
+        "control.tedapi.reply": "control-tedapi-reply.json",
+        "dispatch.result": "dispatch-result.json",
+        "dispatch.*.result": "dispatch-result.json",
     }
     assert {kind: schema_file_for(kind) for kind in expected} == expected
     assert validator_for("api.operation") is validator_for("powerwall.*.api.sitemaster")

@@ -28,6 +28,7 @@ from powerwall_bus.producers.poller.lock import FolderLock
 from powerwall_bus.producers.poller.outbox import Outbox
 from powerwall_bus.producers.poller.publisher import Publisher
 from powerwall_bus.producers.poller.reader import GatewayReader, intervals_for, messages_per_hour
+from powerwall_bus.producers.poller.relay import ControlRelay, Inbox
 from powerwall_bus.shared.gateway.client import GatewayClient
 from powerwall_bus.shared.settings import GatewaySettings, PollerSettings
 from powerwall_bus.shared.threads import ThreadFailures, guarded
@@ -85,6 +86,14 @@ class Poller:
             self._lock.release()
             raise
         self.health = Health(intervals_for(config.poller), time.time())
+        # Signed Max Backup commands from the bus, posted by the reader between its reads.
+        self.inbox = Inbox() if config.poller.relay_commands else None
+        self._relay_stop = threading.Event()  # set after the reader: its last answer goes out
+        self.relay = (
+            ControlRelay(config.amqp, self.client, self.inbox, self._relay_stop)
+            if self.inbox is not None
+            else None
+        )
         self.reader = GatewayReader(
             self.client,
             config.poller,
@@ -92,6 +101,7 @@ class Poller:
             self.health,
             self.stop_event,
             name=config.gateway.name,
+            inbox=self.inbox,
         )
         self.publisher = Publisher(
             config.amqp,
@@ -123,6 +133,12 @@ class Poller:
             target=guarded(self.publisher.run, "publisher", self.failures), name="publisher"
         )
         self._threads = [self._reader_thread, self._publisher_thread]
+        if self.relay is not None:
+            self._relay_thread = threading.Thread(
+                target=guarded(self.relay.run, "control-relay", self.failures),
+                name="control-relay",
+            )
+            self._threads.append(self._relay_thread)
         for thread in self._threads:
             thread.start()
         return self
@@ -130,9 +146,14 @@ class Poller:
     def stop(self, timeout: float = 15.0) -> None:
         """Stop reading, deliver what is left, close everything."""
         self.stop_event.set()
+        if self.inbox is not None:
+            self.inbox.wake()
         if self._threads:
             self._reader_thread.join(timeout)
             self.reader.publish_final_status()
+        self._relay_stop.set()
+        if self._threads and self.relay is not None:
+            self._relay_thread.join(timeout)
         self._publisher_stop.set()
         self.outbox.wake()
         if self._threads:

@@ -38,6 +38,7 @@ from powerwall_bus.producers.poller.error_policy import (
 )
 from powerwall_bus.producers.poller.health import Health
 from powerwall_bus.producers.poller.outbox import Outbox
+from powerwall_bus.producers.poller.relay import Answer, Inbox, Pending, execute
 from powerwall_bus.producers.poller.schedule import Schedule
 from powerwall_bus.producers.poller.trouble import TroubleLog
 from powerwall_bus.shared import contract
@@ -102,8 +103,10 @@ class GatewayReader:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         name: str = "",
+        inbox: Inbox | None = None,
     ) -> None:
         self._client = client
+        self._inbox = inbox  # signed commands to post between reads (relay.py); None: off
         self._name = name  # gateway.name: sent with every message, for consumers to follow
         self._settings = settings
         self._outbox = outbox
@@ -136,17 +139,61 @@ class GatewayReader:
         )
         while not self._stop.is_set():
             self._publish_status_if_due()
+            self._serve_commands()
             upcoming = self.schedule.next()
             if upcoming is None:
-                self._stop.wait(1.0)
+                self._pause(1.0)
                 continue
             endpoint, due = upcoming
             wait = due - self._clock()
-            # Wake at least every second for the status heartbeat.
-            if wait > 0 and (self._stop.wait(min(wait, 1.0)) or wait > 1.0):
+            # Wake at least every second for the status heartbeat, at once for a command.
+            if wait > 0:
+                self._pause(min(wait, 1.0))
                 continue
             self._read(endpoint)
         _LOGGER.info("gateway reader stopped")
+
+    def _pause(self, seconds: float) -> None:
+        if self._inbox is None:
+            self._stop.wait(seconds)
+        else:
+            self._inbox.wait(seconds)
+
+    # ------------------------------------------------------------------ commands
+
+    def _serve_commands(self) -> None:
+        """Post the signed commands waiting, one at a time, between two reads."""
+        if self._inbox is None:
+            return
+        while not self._stop.is_set():
+            pending = self._inbox.take()
+            if pending is None:
+                return
+            self._relay(pending)
+
+    def _relay(self, pending: Pending) -> None:
+        started = self._clock()
+        done = execute(self._client, pending, self._client.din or "", self._clock)
+        if isinstance(done.error, RateLimited):  # the 429 holds every request, reads too
+            self._health.cooldown(done.error.cooldown_until)
+            self.schedule.postpone_all(done.error.cooldown_until)
+        if done.refusal is None:
+            _LOGGER.info(
+                "relayed a signed %s command to the gateway (answered in %.2f s)",
+                pending.call.value,
+                self._clock() - started,
+            )
+        else:
+            _LOGGER.warning(
+                "a signed %s command was not relayed: %s, %s",
+                pending.call.value,
+                done.refusal.reason.value,
+                done.refusal.detail,
+            )
+        answer = Answer(pending.reply_to, pending.correlation_id, done.body, done.relayed)
+        self._inbox.answer(answer)  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------------ reads
 
     def _read(self, endpoint: str) -> None:
         started = self._clock()

@@ -65,6 +65,8 @@ LOGIN_PATH = "/api/login/Basic"
 LOGOUT_PATH = "/api/logout"
 STATUS_PATH = "/api/status"
 VITALS_PATH = "/api/devices/vitals"
+#: Signed TEDAPI (Max Backup) commands: a protobuf POST that needs no login.
+TEDAPI_PATH = "/tedapi/v1r"
 # Paths the gateway answers without a session.
 OPEN_PATHS = frozenset({STATUS_PATH, "/api/customer/registration"})
 #: The window of ``gateway.max_logins_per_hour``, seconds.
@@ -188,6 +190,26 @@ class GatewayClient:
             )
         raw = self.get_bytes(VITALS_PATH)
         return raw, decode_vitals(raw)
+
+    def post_tedapi(self, body: bytes) -> bytes:
+        """POST a signed ``RoutableMessage`` to /tedapi/v1r; the gateway's answer body.
+
+        No login and no session cookie: the RSA signature is the credential (a gateway
+        answers a refused signature with HTTP 200 and a fault inside, which the caller
+        reads). Like every request it is not sent during a 429 cool-down (RateLimited), and
+        a 429 it gets starts one; other failures are the usual typed errors.
+        """
+        with self._lock:
+            self._refuse_during_cooldown(TEDAPI_PATH)
+            response = self._send(
+                "POST",
+                TEDAPI_PATH,
+                authenticated=False,
+                data=body,
+                content_type="application/octet-stream",
+            )
+            self._raise_for_status(TEDAPI_PATH, response)
+            return bytes(response.content)
 
     def logout(self) -> None:
         """End the session on the gateway and forget it locally."""
@@ -393,8 +415,12 @@ class GatewayClient:
         *,
         authenticated: bool,
         json_body: dict[str, Any] | None = None,
+        data: bytes | None = None,
+        content_type: str | None = None,
     ) -> requests.Response:
         headers: dict[str, str] = {}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
         if authenticated:
             if self._settings.auth_mode == "token" and self._saved.token:
                 headers["Authorization"] = f"Bearer {self._saved.token}"
@@ -407,6 +433,7 @@ class GatewayClient:
                 self._origin + path,
                 headers=headers,
                 json=json_body,
+                data=data,
                 timeout=(self._settings.connect_timeout, self._settings.read_timeout),
                 allow_redirects=False,
             )

@@ -483,6 +483,13 @@ class PollerSettings:
         help="most resync answers a second, all requesters together (the rest are dropped "
         "and counted); each requester gets at most one a second",
     )
+    relay_commands: bool = setting(
+        True,
+        env=("PWBUS_POLL_RELAY_COMMANDS",),
+        help="relay signed Max Backup commands (control.<DIN>.tedapi, from pwbus dispatch "
+        "over the LAN) to the gateway between reads; only signed list/schedule/cancel calls "
+        "for this gateway pass, and the gateway checks the key is paired (no: never write)",
+    )
     outbox_on_disk: bool = setting(
         True,
         env=("PWBUS_POLL_OUTBOX_ON_DISK",),
@@ -835,6 +842,43 @@ class DispatchSettings:
         False,
         env=("PWBUS_DISPATCH_DRY_RUN",),
         help="decide and print what would be sent, send nothing",
+    )
+    channel: str = setting(
+        "lan",
+        env=("PWBUS_DISPATCH_CHANNEL",),
+        help="how signed commands reach the gateway: lan (through the gateway's poller on the "
+        "bus; the poller must run with poller.relay_commands on) or cloud",
+    )
+    gateway: str = setting(
+        "",
+        env=("PWBUS_DISPATCH_GATEWAY",),
+        help="the gateway's DIN (empty: the one poller on the bus says it in its status)",
+    )
+    account: str = setting(
+        "",
+        env=("PWBUS_DISPATCH_ACCOUNT",),
+        help="the Octopus account whose plan to follow (empty: octopus_energy.account_number, "
+        "else the only one on the bus)",
+    )
+    key_file: str = setting(
+        "",
+        env=("PWBUS_DISPATCH_KEY_FILE",),
+        help="the paired RSA private key, PEM (empty: tedapi_rsa_key.pem in the state folder, "
+        "where pwbus pair makes it)",
+    )
+    interval: float = setting(
+        60.0,
+        env=("PWBUS_DISPATCH_INTERVAL",),
+        help="decide again at least this often, also without a new plan, s (plan changes "
+        "are acted on at once)",
+        check=between(10.0, 3600.0, "seconds"),
+    )
+    command_timeout: float = setting(
+        20.0,
+        env=("PWBUS_DISPATCH_COMMAND_TIMEOUT",),
+        help="wait this long for the gateway's answer to one command, s (longer than the "
+        "poller's gateway timeouts, so its own answer comes first)",
+        check=between(2.0, 120.0, "seconds"),
     )
 
     def __post_init__(self) -> None:
