@@ -54,7 +54,6 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("powerwall_bus.consumers.console.command", "CONSOLE"),
     ("powerwall_bus.consumers.hat.command", "HAT"),
     ("powerwall_bus.consumers.dispatch.command", "DISPATCH"),
-    ("powerwall_bus.consumers.dispatch.command", "DISPATCH"),
     ("powerwall_bus.consumers.dispatch.pair_command", "PAIR"),
     ("powerwall_bus.consumers.gui.command", "GUI"),
     ("powerwall_bus.simulator.command", "SIMULATE"),
