@@ -272,6 +272,11 @@ class Dispatcher:
     # ------------------------------------------------------------------ the loop
 
     @property
+    def listening(self) -> threading.Event:
+        """Set while the plan (and status) subscription is up."""
+        return self._subscriber.connected
+
+    @property
     def failed(self) -> BaseException | None:
         """What ended the bus subscription, if anything did."""
         return self._subscriber.error
