@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from powerwall_bus.consumers.dispatch.channel import SignedChannel
@@ -13,6 +13,7 @@ from powerwall_bus.shared.command import Command, exchange_flag
 from powerwall_bus.shared.errors import ConfigError
 from powerwall_bus.shared.settings import (
     AmqpSettings,
+    CloudSettings,
     DispatchSettings,
     GatewaySettings,
     OctopusSettings,
@@ -30,6 +31,7 @@ class DispatchConfig:
     amqp: AmqpSettings
     state_dir: Path  # gateway.state_dir (PWBUS_STATE_DIR): the key, the decision memory
     account: str = ""  # the Octopus account whose plan to follow; "" = the only one
+    cloud: CloudSettings = field(default_factory=CloudSettings)  # the cloud road's account
 
     @property
     def key_file(self) -> Path:
@@ -49,10 +51,17 @@ def _lan(config: DispatchConfig, din: str) -> SignedChannel:
     return LanChannel(config.amqp, din)
 
 
+def _cloud(config: DispatchConfig, din: str) -> SignedChannel:
+    from powerwall_bus.consumers.dispatch.cloud import open_cloud_channel
+
+    return open_cloud_channel(config.cloud, config.state_dir, din)
+
+
 #: The roads a signed command can take to the gateway, by ``dispatch.channel`` name: one row
 #: per road, each opening a :class:`SignedChannel` for the gateway's DIN.
 CHANNELS: dict[str, Callable[[DispatchConfig, str], SignedChannel]] = {
     "lan": _lan,
+    "cloud": _cloud,
 }
 
 
@@ -111,6 +120,7 @@ def _load(sources: Sources, args: argparse.Namespace) -> DispatchConfig:
         amqp=load(AmqpSettings, "amqp", sources),
         state_dir=state_dir,
         account=account,
+        cloud=load(CloudSettings, "cloud", sources),
     )
 
 
