@@ -398,3 +398,12 @@ class CloudCommandRefused(CloudError):
 class PairingFailed(PwbusError):
     """``pwbus pair``: the key was not verified in time (no switch toggle, or the gateway's
     window closed), or the key to act on is unknown or ambiguous."""
+
+
+# --------------------------------------------------------------------------- tariff
+
+
+class TariffError(PwbusError):
+    """An Octopus tariff cannot become a valid Tesla tariff (its rates miss the day, its
+    type needs hours Octopus does not publish, the result fails the checks, the site does
+    not show it after the upload); the message says which and what to do."""

@@ -16,11 +16,22 @@ API does (facts: docs/messages.md "octopus.plan" and the research note's checkli
   ``flexPlannedDispatches(deviceId)`` (5 a minute per user, then KT-CT-1199),
   ``plannedDispatches`` / ``completedDispatches(accountNumber)`` (the legacy shape).
 
+* ``account(accountNumber)`` (aliased ``getTariff``): the account's current agreements in
+  the shape Tesla-API's tariff query reads (``properties > electricityMeterPoints > meters >
+  meterPoint > agreements > tariff``, ``__typename`` per tariff type); a wrong account is
+  KT-CT-4301.
+* REST ``GET /v1/products/{product}/electricity-tariffs/{tariff}/standard-unit-rates/`` and
+  ``standing-charges/``: public, DRF pagination with absolute ``next`` URLs (``page_size``
+  at most 1500), newest first, ``period_from`` inclusive / ``period_to`` exclusive; an
+  unknown tariff is 404 ``{"detail": "Not found."}``.
+
 The control API lives under ``/_octopus/`` (never a real path, never counted):
 ``GET counts``, ``POST reset``, ``POST plan`` (``{"dispatches": [...]}`` in the flex shape,
 or ``{"response": <a flexPlannedDispatches answer>}``), ``POST devices``, ``POST faults``
 (``{"set": {"NAME": times}, "clear": [...]}``, times -1: until cleared), ``POST
-tokens/expire``, ``POST flex`` (``{"available": false}``: the field is gone). Faults:
+tokens/expire``, ``POST flex`` (``{"available": false}``: the field is gone), ``POST
+agreements`` (``{"tariffs": [...]}``, the ``tariff`` objects), ``POST unit_rates``
+(``{"tariff": CODE, "results": [...], "standing_charges": [...]}``, REST items). Faults:
 ``waf403`` (an HTML 403), ``http429``, ``http500``, ``rate_limit`` (KT-CT-1199 on every
 request), ``no_plan`` (KT-CT-4340), ``refresh_expired`` / ``refresh_invalid`` (KT-CT-1134 /
 1135 on a refresh), ``device_gone`` (KT-CT-4301 for the device).
@@ -42,6 +53,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -256,6 +268,29 @@ def default_devices() -> list[dict[str, Any]]:
     ]
 
 
+def default_agreements() -> list[dict[str, Any]]:
+    """A flexible import tariff and a fixed export one, as ``account`` lists them."""
+    common = {"__typename": "StandardTariff"}
+    return [
+        {
+            **common,
+            "displayName": "Flexible Octopus",
+            "tariffCode": "E-1R-VAR-22-11-01-C",
+            "isExport": False,
+            "standingCharge": 49.5,
+            "unitRate": 24.5,
+        },
+        {
+            **common,
+            "displayName": "Outgoing Octopus",
+            "tariffCode": "E-1R-OUTGOING-VAR-24-10-26-C",
+            "isExport": True,
+            "standingCharge": 0.0,
+            "unitRate": 15.0,
+        },
+    ]
+
+
 @dataclass
 class Counts:
     """What reached the fake (control calls excluded)."""
@@ -308,6 +343,9 @@ class FakeOctopus:
         self.faults: dict[str, int] = {}
         self.counts = Counts()
         self._flex_calls: collections.deque[float] = collections.deque()
+        self.agreements: list[dict[str, Any]] = default_agreements()
+        self.unit_rates: dict[str, list[dict[str, Any]]] = {}
+        self.standing_charges: dict[str, list[dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ control
 
@@ -473,6 +511,14 @@ class FakeOctopus:
             )
         return legacy
 
+    def _account_tariffs(self, arguments: dict[str, Any]) -> Any:
+        self._account(arguments)
+        points = [
+            {"meters": [{"meterPoint": {"agreements": [{"tariff": dict(tariff)}]}}]}
+            for tariff in self.agreements
+        ]
+        return {"properties": [{"electricityMeterPoints": points}]}
+
     def _resolve(self, root: RootField, header: str) -> Any:
         if root.name == "obtainKrakenToken":
             return self._obtain(root.arguments)
@@ -483,6 +529,8 @@ class FakeOctopus:
             return self._devices(root.arguments)
         if root.name == "flexPlannedDispatches":
             return self._flex(root.arguments)
+        if root.name == "account":
+            return self._account_tariffs(root.arguments)
         if root.name in ("plannedDispatches", "completedDispatches"):
             return self._legacy(root.arguments) if root.name == "plannedDispatches" else []
         raise KeyError(root.name)
@@ -500,6 +548,11 @@ class FakeOctopus:
         app.router.add_post(CONTROL_PREFIX + "faults", self._control_faults)
         app.router.add_post(CONTROL_PREFIX + "tokens/expire", self._control_expire)
         app.router.add_post(CONTROL_PREFIX + "flex", self._control_flex)
+        app.router.add_post(CONTROL_PREFIX + "agreements", self._control_agreements)
+        app.router.add_post(CONTROL_PREFIX + "unit_rates", self._control_unit_rates)
+        rest = "/v1/products/{product}/electricity-tariffs/{tariff}/"
+        app.router.add_get(rest + "standard-unit-rates/", self._rest_rates)
+        app.router.add_get(rest + "standing-charges/", self._rest_rates)
         return app
 
     async def _graphql(self, request: web.Request) -> web.Response:
@@ -605,10 +658,67 @@ class FakeOctopus:
         self.expire_tokens()
         return web.json_response({"ok": True})
 
+    async def _rest_rates(self, request: web.Request) -> web.Response:
+        self.counts.http += 1
+        tariff = request.match_info["tariff"]
+        standing = request.path.endswith("standing-charges/")
+        table = self.standing_charges if standing else self.unit_rates
+        self.counts.fields["rest:" + request.path.rstrip("/").rsplit("/", 1)[-1]] += 1
+        if tariff not in self.unit_rates:
+            return web.json_response({"detail": "Not found."}, status=404)
+        try:
+            results, after, before = _rest_page(table.get(tariff, []), request.query, request.url)
+        except (KeyError, ValueError) as exc:
+            return web.json_response({"detail": f"Bad request: {exc}"}, status=400)
+        count = len(table.get(tariff, []))
+        return web.json_response(
+            {"count": count, "next": after, "previous": before, "results": results}
+        )
+
+    async def _control_agreements(self, request: web.Request) -> web.Response:
+        payload = await request.json()
+        self.agreements = list(payload["tariffs"])
+        return web.json_response({"tariffs": len(self.agreements)})
+
+    async def _control_unit_rates(self, request: web.Request) -> web.Response:
+        payload = await request.json()
+        code = str(payload["tariff"])
+        self.unit_rates[code] = list(payload["results"])
+        self.standing_charges[code] = list(payload.get("standing_charges") or [])
+        return web.json_response({"results": len(self.unit_rates[code])})
+
     async def _control_flex(self, request: web.Request) -> web.Response:
         payload = await request.json()
         self.flex_available = bool(payload.get("available", True))
         return web.json_response({"available": self.flex_available})
+
+
+def _rest_instant(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _rest_page(
+    items: list[dict[str, Any]], query: Any, url: Any
+) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """One DRF page of ``items`` (filtered, newest first) and the absolute next/previous URLs."""
+    start = _rest_instant(query["period_from"]) if "period_from" in query else None
+    end = _rest_instant(query["period_to"]) if "period_to" in query and start is not None else None
+    kept = []
+    for item in items:
+        begins = _rest_instant(item["valid_from"])
+        ends = _rest_instant(item["valid_to"]) if item.get("valid_to") else None
+        if start is not None and ends is not None and ends <= start:
+            continue
+        if end is not None and begins >= end:
+            continue
+        kept.append(item)
+    kept.sort(key=lambda item: item["valid_from"], reverse=True)
+    size = max(1, min(int(query.get("page_size", 100)), 1500))
+    page = max(1, int(query.get("page", 1)))
+    chunk = kept[(page - 1) * size : page * size]
+    after = url.update_query({"page": page + 1}) if page * size < len(kept) else None
+    before = url.update_query({"page": page - 1}) if page > 1 else None
+    return chunk, None if after is None else str(after), None if before is None else str(before)
 
 
 class FakeOctopusRunner:
