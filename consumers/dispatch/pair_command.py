@@ -70,8 +70,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         "--via",
         choices=("cloud", "lan"),
         default="cloud",
-        help="add-lan: the road of the signed request: lan (the bus and the poller) or "
-        "cloud (the device_command relay)",
+        help="add-lan: the road of the signed request: cloud (the device_command relay; the "
+        "default) or lan (the bus and the poller: the poller relays Max Backup calls only so "
+        "far, and refuses this one)",
     )
     parser.add_argument(
         "--din", default="", help="add-lan --via lan: the gateway's DIN (default: the cloud's site)"
