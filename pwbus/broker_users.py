@@ -14,8 +14,10 @@ bound with). This module writes them for each role (see :data:`ROLES` and
   and may publish ``control.resync`` and nothing else;
 * the **writer** owns its durable queue and dead-letter queue (dead letters go through the
   default exchange) and publishes nothing on the exchange;
-* a **dispatcher** publishes control commands (``control.*``) and reads nothing of the
-  exchange.
+* a **dispatcher** publishes control commands (``control.*``: the signed commands the
+  poller relays to the gateway, and resync requests) and its reports (``dispatch.*``), and
+  binds only the Octopus plans and the pollers' statuses; the poller binds exactly the
+  signed-command keys (``control.<DIN>.tedapi``) besides the resync requests.
 
 Three output forms: the ``rabbitmqctl`` commands as a shell script (the default), a
 RabbitMQ definitions file (``--format definitions``, loaded at boot by ``load_definitions``;
@@ -106,13 +108,14 @@ def role_permissions(
     dead = re.escape(dead_letter_queue or f"{writer_queue}.dead")
     own = re.escape(POLLER_QUEUE_PREFIX) + ".*"
     readings = (r"powerwall\..*", re.escape(METER_STREAM))
+    commands = r"control\.[^.]+\.tedapi"  # shared/control.command_key: one gateway's commands
     if role == "poller":
         return Permissions(
             configure=_any(ex, own, queue, dead),
             write=_any(ex, re.escape(DEFAULT_EXCHANGE), own, queue),
             read=_any(ex, own, queue),
             topic_write=_any(*readings),
-            topic_read=_any(re.escape(RESYNC), *readings),
+            topic_read=_any(re.escape(RESYNC), commands, *readings),
         )
     if role in ("proxy", "display"):
         return Permissions(
@@ -134,9 +137,9 @@ def role_permissions(
         return Permissions(
             configure=_any(ex, SERVER_NAMED),
             write=_any(ex, SERVER_NAMED),
-            read=_any(SERVER_NAMED),
-            topic_write=_any(r"control\..*"),
-            topic_read=NOTHING,
+            read=_any(ex, SERVER_NAMED),
+            topic_write=_any(r"control\..*", r"dispatch\..*"),
+            topic_read=_any(r"octopus\.[^.]+\.plan", r"powerwall\.[^.]+\.poller\.status"),
         )
     raise ConfigError("roles", f"unknown role {role!r}; known: {', '.join(ROLES)}")
 

@@ -285,6 +285,10 @@ def test_the_poller_publishes_readings_and_declares_its_queues(users: Users) -> 
         )
         channel.queue_bind(queue, exchange, routing_key=RESYNC)
         channel.basic_consume(queue, lambda *a: None, auto_ack=True)
+        # The control relay's queue: one gateway's signed commands (producers/poller/relay.py).
+        commands = f"pwbus.poller.{secrets.token_hex(6)}.control"
+        channel.queue_declare(commands, exclusive=True, auto_delete=True)
+        channel.queue_bind(commands, exchange, routing_key="control.X.tedapi")
         for key in ("powerwall.X.meters", "powerwall.X.poller.status", "MeterStream"):
             _publish(channel, exchange, key, user_id=poller)
         # A resync answer goes to the asker's queue through the default exchange.
@@ -335,10 +339,18 @@ def test_the_dispatcher_publishes_control_commands_only(users: Users) -> None:
         declare_exchange(channel, exchange)
         _publish(channel, exchange, "control.resync")
         _publish(channel, exchange, "control.anything")
+        _publish(channel, exchange, "dispatch.X.result")
+        # pwbus dispatch follows the plan and learns the DIN from the poller's status.
+        queue = channel.queue_declare("", exclusive=True).method.queue
+        channel.queue_bind(queue, exchange, routing_key="octopus.*.plan")
+        channel.queue_bind(queue, exchange, routing_key="powerwall.*.poller.status")
     for attempt in (
         lambda c: _publish(c, exchange, "powerwall.X.meters"),
         lambda c: c.queue_bind(
             c.queue_declare("", exclusive=True).method.queue, exchange, routing_key="powerwall.#"
+        ),
+        lambda c: c.queue_bind(
+            c.queue_declare("", exclusive=True).method.queue, exchange, routing_key="control.#"
         ),
     ):
         with users.channel("dispatcher") as channel:

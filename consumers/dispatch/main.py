@@ -216,12 +216,14 @@ class Dispatcher:
     # ------------------------------------------------------------------ bus input
 
     def _on_message(self, key: str, properties: pika.BasicProperties, body: bytes) -> None:
-        trusted = self.config.amqp.trusted_publisher
-        if properties.user_id != trusted:
-            return  # anyone may publish: take plans and statuses only from our publishers
-        if properties.type == POLLER_STATUS:
+        # Anyone may publish: take statuses only from the poller's broker user and plans only
+        # from pwbus octopus's (RabbitMQ vouches for user_id).
+        poller = self.config.amqp.trusted_publisher
+        if properties.type == POLLER_STATUS and properties.user_id == poller:
             self._on_status(body)
-        elif properties.type == OCTOPUS_PLAN:
+        elif properties.type == OCTOPUS_PLAN and properties.user_id == (
+            self.settings.plan_user or poller
+        ):
             self._on_plan(body)
 
     def _on_status(self, body: bytes) -> None:

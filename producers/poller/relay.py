@@ -44,6 +44,7 @@ from powerwall_bus.shared.amqp import BrokerLink
 from powerwall_bus.shared.contract import CONTROL_TEDAPI, CONTROL_TEDAPI_REPLY
 from powerwall_bus.shared.control import Reason, Refusal
 from powerwall_bus.shared.errors import (
+    BrokerRefused,
     GatewayError,
     GatewayHTTPError,
     GatewayTimeout,
@@ -275,6 +276,11 @@ class ControlRelay:
         self._din = str(self._client.din)
         try:
             self._link.run(self._open, self._serve)
+        except BrokerRefused as exc:
+            # The readings need not suffer for it (a broker user without the control key's
+            # topic read, say): one line, no relay, the poller goes on.
+            _LOGGER.error("signed commands are not relayed: %s", exc)
+            self._stop.wait()
         finally:
             self._connection = self._channel = None
             self.bound.clear()

@@ -873,6 +873,13 @@ class DispatchSettings:
         "are acted on at once)",
         check=between(10.0, 3600.0, "seconds"),
     )
+    plan_user: str = setting(
+        "",
+        env=("PWBUS_DISPATCH_PLAN_USER",),
+        help="take Octopus plans only from messages whose user_id (verified by RabbitMQ) is "
+        "this broker user, the one pwbus octopus runs as (empty: amqp.poller_user, else our "
+        "own, for single-user setups)",
+    )
     command_timeout: float = setting(
         20.0,
         env=("PWBUS_DISPATCH_COMMAND_TIMEOUT",),
