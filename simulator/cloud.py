@@ -19,6 +19,8 @@ battery exactly like one sent over the LAN:
   registered within ``pair_window`` seconds; later ones list as
   ``PENDING_VERIFICATION_TIMEOUT``), ``list_authorized_clients_request`` lists the gateway's
   keys; ``grpc_signed_command`` relays a signed message.
+* ``POST .../time_of_use_settings``: the tariff, shown back by ``site_info``
+  (:mod:`~powerwall_bus.simulator.cloud_tariff`).
 * ``POST .../device_command``: the Owner API relay. The signed ``RoutableMessage`` is
   checked with :func:`~powerwall_bus.shared.tedapi.responder.verify_signed` against the
   gateway's keys (a refused one never reaches the gateway) and then posted to the gateway's
@@ -59,6 +61,7 @@ from powerwall_bus.shared.tedapi.cloud import routable_message_from_body
 from powerwall_bus.shared.tedapi.commands import NOT_VERIFIED_TEXT
 from powerwall_bus.shared.tedapi.keys import fingerprint, public_key_from_der, public_pem
 from powerwall_bus.shared.tesla_cloud.relay import relay_answer
+from powerwall_bus.simulator.cloud_tariff import TariffStore
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -155,7 +158,10 @@ class FakeCloud:
         self.reserve = 20
         self.mode = "autonomous"
         self.registered: dict[bytes, float] = {}  # key -> when the cloud registered it
+        #: Every reserve or mode written: (time, field, value), the Fleet API road's trace.
+        self.history: list[tuple[float, str, object]] = []
         self._http: aiohttp.ClientSession | None = None
+        self.tariff = TariffStore()  # time_of_use_settings (simulator/cloud_tariff.py)
 
     # ------------------------------------------------------------------ control
 
@@ -277,6 +283,7 @@ class FakeCloud:
         app.router.add_post(site + "operation", self._operation)
         app.router.add_post(site + "command", self._command)
         app.router.add_post(site + "device_command", self._device_command)
+        app.router.add_post(site + "time_of_use_settings", self.tariff.handle)
         app.router.add_get(CONTROL_PREFIX + "counts", self._control_counts)
         app.router.add_get(CONTROL_PREFIX + "state", self._control_state)
         app.router.add_post(CONTROL_PREFIX + "reset", self._control_reset)
@@ -376,6 +383,7 @@ class FakeCloud:
                 "gateways": [{"din": self.din, "is_active": True}],
             },
         }
+        response.update(self.tariff.shown())
         return web.json_response({"response": response})
 
     async def _backup(self, request: web.Request) -> web.Response:
@@ -388,6 +396,7 @@ class FakeCloud:
         if self.backup_rule == "clamp80" and value > 80:
             value = 80  # the firmware cap: the request "succeeds" and the value returns to 80
         self.reserve = value
+        self.history.append((self._clock(), "backup_reserve_percent", value))
         return web.json_response({"response": {"code": 201, "message": "Updated"}})
 
     async def _operation(self, request: web.Request) -> web.Response:
@@ -396,6 +405,7 @@ class FakeCloud:
         if mode not in OPERATION_MODES:
             return _error(400, "invalid_field")
         self.mode = str(mode)
+        self.history.append((self._clock(), "default_real_mode", self.mode))
         return web.json_response({"response": {"code": 201, "message": "Updated"}})
 
     async def _command(self, request: web.Request) -> web.Response:
