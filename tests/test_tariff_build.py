@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from powerwall_bus.consumers.tariff.bands import band_prices, tesla_price
 from powerwall_bus.consumers.tariff.build import build, periods
@@ -400,3 +402,42 @@ def test_request_samples_are_accepted_or_refused_as_named(path: Path) -> None:
         assert problems == [], problems
     if "invalid_gap" in path.name:  # the team's: a missing toMinute leaves 23:00-23:30 open
         assert any("has no period for Mon 23:00" in problem for problem in problems)
+
+
+def test_flat_import_with_half_hourly_export_gives_the_sell_side_its_own_schedule() -> None:
+    built = build(_standard(24.5), _half_hourly(DAY, 1, _agile, export=True), today=DAY)
+    content = _content(built)
+    assert content["energy_charges"]["ALL"]["rates"]["ALL"] == 0.245
+    sell = content["sell_tariff"]
+    assert len(_summer(sell)) == 4
+    assert set(sell["energy_charges"]["Summer"]["rates"]) == set(_summer(sell))
+    assert validate_request(built.request) == []
+
+
+@given(
+    buy=st.lists(
+        st.sampled_from([-3.0, 0.0, 4.5, 7.0, 12.25, 19.9, 24.5, 31.0, 55.5]),
+        min_size=48,
+        max_size=48,
+    ),
+    sell=st.lists(st.sampled_from([0.0, 4.1, 15.0, 22.0]), min_size=48, max_size=48),
+)
+@settings(max_examples=60, deadline=None)
+def test_any_day_of_prices_builds_a_valid_tariff_within_its_error(
+    buy: list[float], sell: list[float]
+) -> None:
+    def priced(prices: list[float]) -> Callable[[datetime], float]:
+        return lambda local: prices[local.hour * 2 + local.minute // 30]
+
+    built = build(
+        _half_hourly(DAY, 1, priced(buy)),
+        _half_hourly(DAY, 1, priced(sell), export=True),
+        today=DAY,
+    )
+    assert validate_request(built.request) == []
+    banding = built.buy.banding
+    assert len(banding.bands) <= 4
+    for slot, price in enumerate(buy):
+        told = banding.price_of(banding.slots[slot]) * 100
+        assert abs(told - price) <= banding.worst_error + 1e-6
+        assert told >= 0
