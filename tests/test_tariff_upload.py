@@ -80,10 +80,18 @@ def test_upload_arrives_whole_and_is_read_back(
     assert stored.tou_settings["optimization_strategy"] == "economics"
     assert stored.problems == []  # the fake's own coverage check agrees with ours
     requests = cloud.fake.counts.requests
-    assert requests["time_of_use_settings"] == 1 and requests["site_info"] == 1
+    assert requests["time_of_use_settings"] == 1 and requests["site_info"] == 2
     out = capsys.readouterr().out
     assert f"uploaded to energy site {cloud.fake.site_id} and read back" in out
     assert "OFF_PEAK" in out and "23:30-05:30" in out
+    # The same tariff again: the site shows it already, nothing is sent (Tesla counts calls).
+    assert run_tariff(config, NOW) == 0
+    assert cloud.fake.tariff.uploads == 1
+    assert "already shows this tariff: nothing sent" in capsys.readouterr().out
+    # Another strategy is a change.
+    assert run_tariff(replace(config, strategy="balanced"), NOW) == 0
+    assert cloud.fake.tariff.uploads == 2
+    assert cloud.fake.tariff.tou_settings["optimization_strategy"] == "balanced"
 
 
 def test_an_expired_token_is_refreshed_and_the_new_one_kept(
@@ -141,11 +149,12 @@ def test_a_site_that_does_not_show_the_tariff_is_said(
     octopus: FakeOctopusRunner, cloud: FakeCloudRunner, tmp_path: Path
 ) -> None:
     config = _config(octopus, cloud, tmp_path)
-    cloud.fake.tariff.lag = 1  # the next site_info still shows the old (no) tariff
+    cloud.fake.tariff.lag = 2  # the next two site_info reads still show the old (no) tariff
     with pytest.raises(TariffError, match="does not show the new tariff yet"):
         run_tariff(config, NOW)
     assert cloud.fake.tariff.uploads == 1
-    assert run_tariff(config, NOW) == 0  # running again is harmless
+    assert run_tariff(config, NOW) == 0  # running again is harmless: it is there now
+    assert cloud.fake.tariff.uploads == 1
 
 
 def test_a_tariff_failing_the_checks_is_never_sent(

@@ -99,25 +99,40 @@ def make(config: TariffConfig, now: datetime) -> Built:
     return built
 
 
-def upload(cloud: Any, built: Built) -> dict[str, Any]:
-    """POST the tariff, then read ``site_info`` back; the site's answer when it matches."""
+def _shows(info: dict[str, Any], settings: dict[str, Any]) -> bool:
+    strategy = (info.get("tou_settings") or {}).get("optimization_strategy")
+    return bool(
+        info.get("tariff_content_v2") == settings["tariff_content_v2"]
+        and strategy == settings["optimization_strategy"]
+    )
+
+
+def upload(cloud: Any, built: Built) -> bool:
+    """POST the tariff unless the site already shows it, then read ``site_info`` back.
+
+    True when it was sent. Tesla counts every call, and its plans have limited tariff
+    changes per site (research note §3.3), so an unchanged tariff is not sent again.
+    """
     site = cloud.site()
+    sent = built.request["tou_settings"]
+    if _shows(cloud.site_info(), sent):
+        _LOGGER.info("energy site %s already has tariff %s", site.site_id, built.buy.code)
+        return False
     cloud.request("POST", TOU_PATH.format(site=site.site_id), built.request)
     _LOGGER.info("tariff %s sent to energy site %s", built.buy.code, site.site_id)
     info = cloud.site_info()
-    sent = built.request["tou_settings"]
     if info.get("tariff_content_v2") != sent["tariff_content_v2"]:
         raise TariffError(
             f"energy site {site.site_id} does not show the new tariff yet (the cloud may "
             "apply it late); check the Tesla app, or run pwbus tariff again later"
         )
-    strategy = (info.get("tou_settings") or {}).get("optimization_strategy")
-    if strategy not in (None, sent["optimization_strategy"]):
+    if not _shows(info, sent):
+        strategy = (info.get("tou_settings") or {}).get("optimization_strategy")
         raise TariffError(
             f"energy site {site.site_id} took the tariff but its optimization_strategy is "
             f"{strategy!r}, not {sent['optimization_strategy']!r}"
         )
-    return info
+    return True
 
 
 def _say(text: str) -> None:
@@ -137,9 +152,13 @@ def run_tariff(config: TariffConfig, now: datetime | None = None) -> int:
 
     cloud = TeslaCloud.from_settings(config.cloud, config.state_dir)
     try:
-        upload(cloud, built)
+        sent = upload(cloud, built)
     finally:
         cloud.close()
     _say(table(built))
-    _say(f"uploaded to energy site {cloud.site().site_id} and read back: the site shows it")
+    site = cloud.site().site_id
+    if sent:
+        _say(f"uploaded to energy site {site} and read back: the site shows it")
+    else:
+        _say(f"energy site {site} already shows this tariff: nothing sent")
     return 0
