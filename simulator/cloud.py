@@ -158,6 +158,8 @@ class FakeCloud:
         self.reserve = 20
         self.mode = "autonomous"
         self.registered: dict[bytes, float] = {}  # key -> when the cloud registered it
+        #: Every reserve or mode written: (time, field, value), the Fleet API road's trace.
+        self.history: list[tuple[float, str, object]] = []
         self._http: aiohttp.ClientSession | None = None
         self.tariff = TariffStore()  # time_of_use_settings (simulator/cloud_tariff.py)
 
@@ -394,6 +396,7 @@ class FakeCloud:
         if self.backup_rule == "clamp80" and value > 80:
             value = 80  # the firmware cap: the request "succeeds" and the value returns to 80
         self.reserve = value
+        self.history.append((self._clock(), "backup_reserve_percent", value))
         return web.json_response({"response": {"code": 201, "message": "Updated"}})
 
     async def _operation(self, request: web.Request) -> web.Response:
@@ -402,6 +405,7 @@ class FakeCloud:
         if mode not in OPERATION_MODES:
             return _error(400, "invalid_field")
         self.mode = str(mode)
+        self.history.append((self._clock(), "default_real_mode", self.mode))
         return web.json_response({"response": {"code": 201, "message": "Updated"}})
 
     async def _command(self, request: web.Request) -> web.Response:

@@ -26,6 +26,7 @@ from powerwall_bus.consumers.dispatch.cloud import (
     FLEET_HOLD_FILE,
     CloudChannel,
     FleetActuator,
+    FleetChannel,
     open_cloud_channel,
     open_fleet_actuator,
 )
@@ -372,3 +373,27 @@ def test_decisions_through_the_fleet_api(site: CloudSite, tmp_path: Path) -> Non
     assert decide(now.moment, plan, current, SETTINGS, decision.memory).actions == ()
     now.moment += timedelta(minutes=61)  # the dispatcher wakes after the hold's end
     assert actuator.current() is None and site.fake.mode == "autonomous"
+
+
+def test_fleet_channel_answers_like_a_gateway_and_acts_by_mode(
+    site: CloudSite, tmp_path: Path
+) -> None:
+    actuator = FleetActuator(site.client(tmp_path), tmp_path / "hold.json")
+    channel = FleetChannel(actuator, site.din)
+    site.fake.history.clear()
+    assert _call(channel, site.din, Kind.LIST) == BackupEvents(None)
+    start = datetime.fromtimestamp(int(time.time()), UTC)
+    first = BackupEvent(start, start + timedelta(minutes=30))
+    assert _call(channel, site.din, Kind.SCHEDULE, first) == Acknowledged(Kind.SCHEDULE)
+    assert _call(channel, site.din, Kind.LIST) == BackupEvents(first)
+    longer = BackupEvent(start, start + timedelta(minutes=60))
+    assert _call(channel, site.din, Kind.CANCEL) == Acknowledged(Kind.CANCEL)
+    assert _call(channel, site.din, Kind.SCHEDULE, longer) == Acknowledged(Kind.SCHEDULE)
+    assert _call(channel, site.din, Kind.LIST) == BackupEvents(longer)
+    assert [value for _, _, value in site.fake.history] == ["backup"]  # moved, not restored
+    assert _call(channel, site.din, Kind.CANCEL) == Acknowledged(Kind.CANCEL)
+    assert _call(channel, site.din, Kind.LIST) == BackupEvents(None)
+    assert [value for _, _, value in site.fake.history] == ["backup", "autonomous"]
+    with pytest.raises(TedapiFault, match="WRONG_PERSONALIZATION"):
+        _call(channel, "1232100-00-E--TG000000WRONG1", Kind.LIST)
+    channel.close()

@@ -196,3 +196,93 @@ def test_the_battery_holds_through_a_dispatch_through_the_cloud_and_is_released_
         assert secret not in everything
     for chunk in key_file.read_text().strip().splitlines()[1:-1][::8]:
         assert chunk not in everything
+
+
+class FastWorld:
+    """A simulated clock 30 times faster than the wall's (no gateway model to keep up)."""
+
+    def __init__(self, start: datetime) -> None:
+        self.start, self.t0 = start.timestamp(), time.time()
+
+    def now(self) -> float:
+        return self.start + (time.time() - self.t0) * 30.0
+
+    def iso(self, offset: float) -> str:
+        return datetime.fromtimestamp(self.start + offset, UTC).isoformat()
+
+
+def test_the_fleet_road_holds_by_mode_through_a_dispatch_and_restores_after(
+    bus: TestBus, tmp_path: Path
+) -> None:
+    """``--channel fleet``: the dispatcher's loop unchanged, the Fleet API acting; the
+    site's mode is backup through the hold and back to what it was after, nothing else."""
+    state = tmp_path / "state"
+    write_private_key(signing_key("unpaired"), state)  # signs, but nothing checks pairing
+    world = FastWorld(_night_start(time.time()))
+    din = "1232100-00-E--TG000000FLEET1"
+    octopus = FakeOctopus(flex_per_minute=10_000, clock=world.now)
+    octopus.set_plan(
+        [{"start": world.iso(90), "end": world.iso(135), "type": "SMART", "energyAddedKwh": "2.5"}]
+    )
+    results = Collector(
+        bus.settings.url, bus.settings.exchange, [routing_key(DISPATCH_RESULT, "*")]
+    )
+    cloud = FakeCloud(gateway_url="https://127.0.0.1:9", din=din, clock=world.now)
+    started: list[object] = []
+    with FakeOctopusRunner(octopus) as fake_octopus, FakeCloudRunner(cloud) as fake_cloud:
+        tokens = fake_cloud.call(cloud.issue)
+        TokenStore(state / TOKEN_FILE).save(tokens_from_answer(tokens, world.now()))
+        try:
+            started.append(
+                Dispatcher(
+                    DispatchConfig(
+                        dispatch=DispatchSettings(
+                            skip_offpeak=False,
+                            align_start=False,
+                            min_dispatch_minutes=0.0,
+                            interval=30.0,
+                            channel="fleet",
+                            gateway=din,
+                        ),
+                        amqp=bus.settings,
+                        state_dir=state,
+                        account=octopus.account,
+                        cloud=CloudSettings(api_url=fake_cloud.url, auth_url=fake_cloud.token_url),
+                    ),
+                    clock=world.now,
+                    wall=world.now,
+                ).start()
+            )
+            started.append(
+                OctopusProducer(
+                    OctopusConfig(
+                        OctopusSettings(
+                            api_key=octopus.api_key,
+                            account_number=octopus.account,
+                            url=fake_octopus.url,
+                            poll_interval=2.0,
+                            publish_every=2.0,
+                            timeout=5.0,
+                        ),
+                        bus.settings,
+                        tmp_path / "octopus",
+                    ),
+                    clock=world.now,
+                ).start()
+            )
+            hold_end = _epoch(world.iso(210))  # the half hour after the dispatch
+            assert _wait(lambda: len(cloud.history) >= 2, 15), cloud.history
+            time.sleep(0.5)  # a few more decisions: nothing else is written
+        finally:
+            for part in reversed(started):
+                part.stop()  # type: ignore[attr-defined]
+            results.close()
+    writes = [(moment, value) for moment, field, value in cloud.history]
+    assert [value for _, value in writes] == ["backup", "autonomous"], writes
+    assert _epoch(world.iso(85)) <= writes[0][0] < _epoch(world.iso(150))
+    assert hold_end <= writes[1][0] < hold_end + 120  # restored once the hold ended
+    documents = [json.loads(m.body) for m in results.messages()]
+    assert documents and {b["payload"]["channel"] for b in documents} == {"fleet"}
+    for message in results.messages():
+        assert validate_message(DISPATCH_RESULT, message.body) == []
+    assert not (state / "fleet-hold.json").exists()

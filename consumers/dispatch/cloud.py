@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,10 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from powerwall_bus.consumers.dispatch.decide import Action, Cancel, Schedule
-from powerwall_bus.shared.errors import CloudCommandRefused, CloudError, CloudNotFound
+from powerwall_bus.shared.errors import CloudCommandRefused, CloudError, CloudNotFound, TedapiFault
 from powerwall_bus.shared.max_backup import BackupEvent
 from powerwall_bus.shared.settings import CloudSettings
+from powerwall_bus.shared.tedapi import responder
 from powerwall_bus.shared.tedapi.cloud import device_command_body, signed_command_body
+from powerwall_bus.shared.tedapi.commands import Kind
+from powerwall_bus.shared.tedapi.signing import EXPIRES_AFTER
 from powerwall_bus.shared.tesla_cloud.client import TeslaCloud
 from powerwall_bus.shared.tesla_cloud.relay import routable_from_answer
 
@@ -49,9 +53,11 @@ __all__ = [
     "FLEET_METHODS",
     "CloudChannel",
     "FleetActuator",
+    "FleetChannel",
     "FleetHold",
     "open_cloud_channel",
     "open_fleet_actuator",
+    "open_fleet_channel",
 ]
 
 _LOGGER = logging.getLogger(__name__)
@@ -229,12 +235,13 @@ class FleetActuator:
 
     # ------------------------------------------------------------------ decide()'s view
 
-    def current(self) -> BackupEvent | None:
-        """The hold ``decide()`` takes as the gateway's event; an ended one is restored first."""
+    def current(self, now: datetime | None = None) -> BackupEvent | None:
+        """The hold ``decide()`` takes as the gateway's event; an ended one is restored first
+        (ended by ``now``, the caller's clock, else this actuator's)."""
         hold = self.saved()
         if hold is None:
             return None
-        if hold.end <= self._clock():
+        if hold.end <= (now or self._clock()):
             self._restore(hold, "its end has passed")
             return None
         return hold.event
@@ -319,3 +326,75 @@ def open_fleet_actuator(
     return FleetActuator(
         TeslaCloud.from_settings(settings, state_dir), state_dir / FLEET_HOLD_FILE, method=method
     )
+
+
+class FleetChannel:
+    """The Fleet API road as a :class:`SignedChannel`, so the dispatcher's loop runs unchanged.
+
+    The dispatcher signs its Max Backup calls as for the gateway (any key will do: nothing
+    here is paired); each is checked like a relay checks it (signed by the key it names, for
+    this gateway, not expired) and carried out by a :class:`FleetActuator`, and the answer is
+    the one a gateway would give: the hold as the backup event of a list, an acknowledgement
+    of a schedule or a cancel. A cancel is held back until the next call: a schedule (the
+    dispatcher cancels before every schedule) then moves the hold's end without restoring
+    in between; a list (the dispatcher reads back after acting) restores first.
+    """
+
+    name = "fleet"
+
+    def __init__(
+        self,
+        actuator: FleetActuator,
+        din: str,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._actuator = actuator
+        self._din = din
+        self._clock = clock
+        self._cancel_pending = False
+
+    def _finish_cancel(self) -> None:
+        hold = self._actuator.saved()
+        if self._cancel_pending and hold is not None:
+            self._actuator.apply([Cancel(hold.event, "cancelled by the dispatcher")])
+        self._cancel_pending = False
+
+    def send(self, routable: bytes, *, timeout: float) -> bytes:
+        """The gateway-like answer to one signed Max Backup call, acted on through the cloud."""
+        try:
+            request = responder.inspect_request(routable, self._din, self._clock())
+        except TedapiFault as fault:
+            return responder.fault_reply(fault.fault)
+        uuid = request.request_uuid
+        if request.kind is Kind.LIST:
+            self._finish_cancel()
+            # The dispatcher's own clock, as it signed: its hold ends when it says so.
+            signed_at = datetime.fromtimestamp(request.expires_at - EXPIRES_AFTER, UTC)
+            event = self._actuator.current(signed_at)
+            return responder.backup_events_reply(self._din, event, uuid)
+        if request.kind is Kind.CANCEL:
+            self._cancel_pending = self._actuator.saved() is not None
+            return responder.acknowledgement_reply(self._din, Kind.CANCEL, uuid)
+        assert request.event is not None  # a schedule always carries its event
+        wanted = Schedule(request.event.start, request.event.end, "scheduled by the dispatcher")
+        hold = self._actuator.saved()
+        if self._cancel_pending and hold is not None:
+            self._actuator.apply([Cancel(hold.event, "moved by the dispatcher"), wanted])
+        else:
+            self._actuator.apply([wanted])
+        self._cancel_pending = False
+        return responder.acknowledgement_reply(self._din, Kind.SCHEDULE, uuid)
+
+    def close(self) -> None:
+        """Carry out a cancel still held back, then close the cloud client."""
+        try:
+            self._finish_cancel()
+        except CloudError as exc:
+            _LOGGER.warning("could not restore after a cancel: %s", exc)
+        self._actuator.close()
+
+
+def open_fleet_channel(settings: CloudSettings, state_dir: Path, din: str) -> FleetChannel:
+    """The Fleet API road for the dispatcher (method ``cloud.fleet_method``)."""
+    return FleetChannel(open_fleet_actuator(settings, state_dir, settings.fleet_method), din)

@@ -57,11 +57,18 @@ def _cloud(config: DispatchConfig, din: str) -> SignedChannel:
     return open_cloud_channel(config.cloud, config.state_dir, din)
 
 
+def _fleet(config: DispatchConfig, din: str) -> SignedChannel:
+    from powerwall_bus.consumers.dispatch.cloud import open_fleet_channel
+
+    return open_fleet_channel(config.cloud, config.state_dir, din)
+
+
 #: The roads a signed command can take to the gateway, by ``dispatch.channel`` name: one row
 #: per road, each opening a :class:`SignedChannel` for the gateway's DIN.
 CHANNELS: dict[str, Callable[[DispatchConfig, str], SignedChannel]] = {
     "lan": _lan,
     "cloud": _cloud,
+    "fleet": _fleet,
 }
 
 

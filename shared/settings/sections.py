@@ -847,7 +847,9 @@ class DispatchSettings:
         "lan",
         env=("PWBUS_DISPATCH_CHANNEL",),
         help="how signed commands reach the gateway: lan (through the gateway's poller on the "
-        "bus; the poller must run with poller.relay_commands on) or cloud",
+        "bus; the poller must run with poller.relay_commands on) or cloud (the [cloud] "
+        "account's relay); fleet: no signed command reaches it, the Fleet API holds the "
+        "battery by mode or reserve instead (cloud.fleet_method)",
     )
     gateway: str = setting(
         "",
@@ -1242,6 +1244,15 @@ class CloudSettings:
         env=("PWBUS_CLOUD_PAIR_POLL",),
         check=between(0.1, 60.0, "seconds"),
         help="pwbus pair register: ask the paired-key list this often while waiting, s",
+    )
+
+    fleet_method: str = setting(
+        "mode",
+        env=("PWBUS_CLOUD_FLEET_METHOD",),
+        check=one_of("mode", "reserve"),
+        help="pwbus dispatch --channel fleet holds the battery by the operation mode (backup, "
+        "then the mode it had) or by the backup reserve (100 %, then the reserve it had; "
+        "recent firmware caps a cloud reserve at 80 %)",
     )
 
     @property
