@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from powerwall_bus.consumers.tariff.build import build
 from powerwall_bus.consumers.tariff.command import TariffConfig
 from powerwall_bus.consumers.tariff.main import make, run_tariff
 from powerwall_bus.consumers.tariff.octopus import OctopusRates, rest_base
@@ -280,7 +281,75 @@ def test_the_command_line(octopus: FakeOctopusRunner, tmp_path: Path) -> None:
     assert bad.stderr.strip().splitlines() == [
         "pwbus tariff: configuration: tariff.date: '15/01/2026' is not YYYY-MM-DD"
     ]
+    alone = _pwbus(["--dry-run", "--export-tariff", "E-1R-OUTGOING-C"], env)
+    assert alone.returncode == 2
+    assert alone.stderr.strip().splitlines() == [
+        "pwbus tariff: configuration: tariff.export_tariff: goes with --tariff"
+    ]
     gone = _pwbus(["--dry-run", "--tariff", "E-1R-NOPE-C"], env)
     assert gone.returncode == 1
     assert len(gone.stderr.strip().splitlines()) == 1
     assert "does not know tariff E-1R-NOPE-C" in gone.stderr
+
+
+OWN = Path(__file__).resolve().parent / "data" / "tariff"
+SHARED_REST = SHARED_FIXTURES / "octopus" / "rest"
+
+
+def _rest_sets() -> list[list[Path]]:
+    """Unit-rate samples, pages of one answer together."""
+    own = [[path] for path in sorted(OWN.glob("standard_unit_rates.iog.*.response.json"))]
+    shared: dict[str, list[Path]] = {}
+    for path in sorted(SHARED_REST.glob("standard_unit_rates.iog.*.response.json")):
+        shared.setdefault(path.name.split(".page")[0], []).append(path)
+    return own + list(shared.values())
+
+
+REST_SETS = _rest_sets()
+
+
+@pytest.mark.conformance
+@pytest.mark.parametrize(
+    "paths",
+    REST_SETS,
+    ids=[
+        f"{'own' if s[0].is_relative_to(OWN) else 'shared'}/{s[0].name.split('.page')[0]}"
+        for s in REST_SETS
+    ],
+)
+def test_rest_unit_rate_samples_build_the_intelligent_go_night(
+    paths: list[Path], octopus: FakeOctopusRunner
+) -> None:
+    results = []
+    for path in paths:
+        results.extend(json.loads(path.read_text(encoding="utf-8"))["results"])
+    code = "E-1R-INTELLI-VAR-24-10-29-C"
+    octopus.call(octopus.fake.unit_rates.__setitem__, code, results)
+    starts = sorted(datetime.fromisoformat(r["valid_from"].replace("Z", "+00:00")) for r in results)
+    rates = OctopusRates(rest_base(octopus.url), page_size=2)
+    try:
+        tariff = rates.tariff(
+            code,
+            is_export=False,
+            start=starts[0],
+            end=starts[-1] + timedelta(days=1),
+            now=starts[0],
+        )
+    finally:
+        rates.close()
+    built = build(tariff, None, today=date(2020, 1, 1))  # not covered: the latest whole day
+    content = built.request["tou_settings"]["tariff_content_v2"]
+    periods = content["seasons"]["Summer"]["tou_periods"]
+    assert periods["OFF_PEAK"]["periods"][0] == {
+        "fromDayOfWeek": 0,
+        "toDayOfWeek": 6,
+        "fromHour": 23,
+        "fromMinute": 30,
+        "toHour": 5,
+        "toMinute": 30,
+    }
+    assert content["energy_charges"]["Summer"]["rates"] == {"OFF_PEAK": 0.07, "ON_PEAK": 0.292}
+    assert rates.requests >= len(results) // 2  # every page was fetched
+    if "dst_autumn" in paths[0].name:
+        assert built.window.day == date(2026, 10, 25)
+        assert any("50 half-hours" in note for note in built.notes)
