@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -110,8 +111,9 @@ def _tedapi_requests(sim: SimulatorRunner) -> int:
 
 
 def test_list_schedule_cancel_go_through_and_the_gateways_answer_comes_back(
-    own_sim: SimulatorRunner, bus: TestBus, relayed: Poller
+    own_sim: SimulatorRunner, bus: TestBus, relayed: Poller, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="powerwall_bus.producers.poller")
     channel = LanChannel(bus.settings, _din(own_sim))
     try:
         listed = parse_response(channel.send(_request(own_sim, Kind.LIST), timeout=10))
@@ -130,6 +132,9 @@ def test_list_schedule_cancel_go_through_and_the_gateways_answer_comes_back(
         channel.close()
     assert _tedapi_requests(own_sim) == 4
     assert relayed.relay is not None and relayed.relay.counts["relayed"] == 4
+    # One line per change to Max Backup; the routine lists stay out of the log.
+    relayed_lines = [r.getMessage() for r in caplog.records if "relayed a signed" in r.getMessage()]
+    assert [line.split()[3] for line in relayed_lines] == ["schedule", "cancel"]
 
 
 def test_a_gateway_fault_is_the_gateways_answer_not_a_refusal(

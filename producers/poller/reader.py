@@ -62,6 +62,7 @@ from powerwall_bus.shared.messages import (
 )
 from powerwall_bus.shared.retry import Backoff
 from powerwall_bus.shared.settings import PollerSettings
+from powerwall_bus.shared.tedapi.commands import Kind
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -178,7 +179,9 @@ class GatewayReader:
             self._health.cooldown(done.error.cooldown_until)
             self.schedule.postpone_all(done.error.cooldown_until)
         if done.refusal is None:
-            _LOGGER.info(
+            # A list (once a minute per dispatcher) is routine; a change to Max Backup is news.
+            _LOGGER.log(
+                logging.DEBUG if pending.call is Kind.LIST else logging.INFO,
                 "relayed a signed %s command to the gateway (answered in %.2f s)",
                 pending.call.value,
                 self._clock() - started,
