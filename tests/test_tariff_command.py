@@ -109,6 +109,27 @@ TYPES: dict[str, tuple[list[dict[str, Any]], tuple[str, ...], dict[str, float]]]
         (),
         {"OFF_PEAK": 0.07, "ON_PEAK": 0.292},
     ),
+    # Four-rate Intelligent Go: the car's EV_DEVICE rates (a 13:00-14:00 smart charge at 7p)
+    # sit beside the home's STANDARD ones and must not price the battery.
+    "ev-four-rate": (
+        [
+            {
+                **_common("HalfHourlyTariff", "E-1R-INTELLI-FLEX-26-01-01-C"),
+                "unitRates": [
+                    *({**rate, "rateType": "STANDARD"} for rate in _iog_rates(NOW.date(), 2)),
+                    {
+                        "value": 7.0,
+                        "validFrom": "2026-01-15T13:00:00+00:00",
+                        "validTo": "2026-01-15T14:00:00+00:00",
+                        "rateType": "EV_DEVICE",
+                    },
+                ],
+            },
+            OUTGOING,
+        ],
+        (),
+        {"OFF_PEAK": 0.07, "ON_PEAK": 0.292},
+    ),
 }
 
 
@@ -140,6 +161,10 @@ def test_every_agreement_type_dry_runs(
         assert (
             content["seasons"]["Summer"]["tou_periods"]["OFF_PEAK"]["periods"][0]["fromHour"] == 0
         )
+    if kind.startswith("ev"):
+        periods = content["seasons"]["Summer"]["tou_periods"]["ON_PEAK"]["periods"]
+        assert [(p["fromHour"], p["toHour"]) for p in periods] == [(5, 23)]
+        assert "the car's own (EV_DEVICE) rates are left out" in rest
     assert octopus.fake.counts.fields["account"] == 1
     assert (tmp_path / f"octopus-tokens-{ACCOUNT}.json").exists()  # kept, as pwbus octopus does
 

@@ -52,14 +52,13 @@ AGREEMENTS_QUERY = f"""query Agreements($accountNumber: String!) {{
         meters(includeInactive: false) {{
           meterPoint {{
             agreements(includeInactive: false, excludeFuture: true) {{
-              validFrom validTo
               tariff {{
                 __typename
                 ... on StandardTariff {{ {_TARIFF_FIELDS} unitRate }}
                 ... on DayNightTariff {{ {_TARIFF_FIELDS} dayRate nightRate }}
                 ... on ThreeRateTariff {{ {_TARIFF_FIELDS} dayRate nightRate offPeakRate }}
                 ... on HalfHourlyTariff {{
-                  {_TARIFF_FIELDS} unitRates {{ value validFrom validTo }}
+                  {_TARIFF_FIELDS} unitRates {{ value validFrom validTo rateType }}
                 }}
               }}
             }}
@@ -151,17 +150,26 @@ def tariff_from_graphql(
         since = datetime(2000, 1, 1, tzinfo=UTC)
         return made("standard", (Rate(since, None, _number(tariff, "unitRate")),))
     if kind == "HalfHourlyTariff":
-        rates = []
-        for item in tariff.get("unitRates") or []:
+        rates: list[Rate] = []
+        notes: tuple[str, ...] = ()
+        items = [i for i in tariff.get("unitRates") or [] if isinstance(i, Mapping)]
+        # Four-rate Intelligent Go lists the car's own (EV_DEVICE) rates beside the home's
+        # (STANDARD): the house pays the standard ones, so only those price the battery.
+        home = [i for i in items if i.get("rateType") in (None, "STANDARD")]
+        for item in home:
             try:
                 start = parse_instant(str(item["validFrom"]))
                 end = parse_instant(str(item["validTo"])) if item.get("validTo") else None
                 rates.append(Rate(start, end, float(item["value"])))
             except (KeyError, TypeError, ValueError):
                 raise OctopusApiError(f"Octopus tariff {code}: a unit rate is unreadable") from None
+        if len(home) < len(items):
+            notes = (
+                f"{code}: the car's own (EV_DEVICE) rates are left out; the home pays the others",
+            )
         if not rates:
             raise OctopusApiError(f"Octopus tariff {code} came without unit rates")
-        return made("half-hourly", tuple(rates))
+        return made("half-hourly", tuple(rates), notes)
     if kind in WINDOWED:
         needed = [name for name in WINDOWED[kind] if name not in windows]
         if needed:
