@@ -29,7 +29,7 @@ from powerwall_bus.consumers.tariff.show import table
 from powerwall_bus.shared.errors import TariffError
 from powerwall_bus.shared.octopus.transport import error_for
 
-__all__ = ["TOU_PATH", "read_tariffs", "run_tariff", "upload"]
+__all__ = ["TOU_PATH", "make", "read_tariffs", "run_tariff", "upload"]
 
 _LOGGER = logging.getLogger(__name__)
 TOU_PATH = "/api/1/energy_sites/{site}/time_of_use_settings"
