@@ -16,11 +16,14 @@ import pytest
 from powerwall_bus.consumers.mysql import migrate as mig
 from powerwall_bus.consumers.mysql.connection import connect
 from powerwall_bus.consumers.mysql.migrate import Migration, MigrationError
-from powerwall_bus.consumers.mysql.users import users_sql
+from powerwall_bus.consumers.mysql.users import SUMMARY_TABLES, users_sql
 from powerwall_bus.shared.errors import ConfigError, DatabaseError, DatabaseUnavailable
 from powerwall_bus.shared.settings import MysqlSettings
 
 REPO = Path(__file__).resolve().parents[1]
+#: The first migration alone: the runner's own tests add numbered files after it.
+FIRST = mig.available_migrations()[:1]
+LATEST = len(mig.available_migrations())
 TABLES = {
     "battery_block_readings",
     "gateways",
@@ -120,7 +123,7 @@ def test_split_statements_keeps_multi_line_statements_and_drops_comments() -> No
 
 def test_migrate_creates_the_schema_and_records_the_version(conn: Any) -> None:
     assert mig.current_version(conn) == 0
-    assert mig.migrate(conn) == 1
+    assert mig.migrate(conn, FIRST) == 1
     assert tables(conn) == TABLES
     ((version, file_name, total, applied, finished, ordered, checksum),) = version_rows(conn)
     assert (version, file_name, total, applied, finished, ordered) == (
@@ -136,19 +139,19 @@ def test_migrate_creates_the_schema_and_records_the_version(conn: Any) -> None:
 
 
 def test_migrate_twice_is_a_no_op(conn: Any) -> None:
-    assert mig.migrate(conn) == 1
+    assert mig.migrate(conn, FIRST) == 1
     first = version_rows(conn)
-    assert mig.migrate(conn) == 1
+    assert mig.migrate(conn, FIRST) == 1
     assert version_rows(conn) == first
     assert tables(conn) == TABLES
 
 
 def test_a_new_migration_is_applied_after_the_first(conn: Any) -> None:
     migrations = [
-        *mig.available_migrations(),
+        *FIRST,
         Migration(2, "0002_extra.sql", "CREATE TABLE extra (id INT PRIMARY KEY);\n"),
     ]
-    assert mig.migrate(conn) == 1
+    assert mig.migrate(conn, FIRST) == 1
     assert mig.migrate(conn, migrations) == 2
     assert "extra" in tables(conn)
     assert [row[:2] for row in version_rows(conn)] == [
@@ -170,7 +173,7 @@ FIXED = Migration(
 
 
 def test_a_failing_statement_is_reported_and_leaves_a_partial_record(conn: Any) -> None:
-    migrations = [*mig.available_migrations(), BROKEN]
+    migrations = [*FIRST, BROKEN]
     with pytest.raises(MigrationError, match=r"0002_broken\.sql failed at statement 2 of 2"):
         mig.migrate(conn, migrations)
     assert "half" in tables(conn)  # DDL is not transactional: statement 1 stays applied
@@ -180,24 +183,24 @@ def test_a_failing_statement_is_reported_and_leaves_a_partial_record(conn: Any) 
 
 def test_a_partially_applied_migration_is_detected_on_the_next_run(conn: Any) -> None:
     with pytest.raises(MigrationError):
-        mig.migrate(conn, [*mig.available_migrations(), BROKEN])
+        mig.migrate(conn, [*FIRST, BROKEN])
     # even with the file fixed, nothing runs until a human looked at the database
     with pytest.raises(MigrationError, match=r"0002_broken\.sql is partially applied \(1 of 2"):
-        mig.migrate(conn, [*mig.available_migrations(), FIXED])
+        mig.migrate(conn, [*FIRST, FIXED])
     cursor = conn.cursor()
     cursor.execute("ALTER TABLE half ADD COLUMN x INT")  # finished by hand
     cursor.execute("UPDATE schema_version SET applied_at = UTC_TIMESTAMP(3) WHERE version = 2")
     conn.commit()
     cursor.close()
-    assert mig.migrate(conn, [*mig.available_migrations(), FIXED]) == 2
+    assert mig.migrate(conn, [*FIRST, FIXED]) == 2
 
 
 def test_a_migration_that_failed_on_its_first_statement_is_retried(conn: Any) -> None:
     first_fails = Migration(2, "0002_x.sql", "ALTER TABLE nowhere ADD COLUMN x INT;\n")
     with pytest.raises(MigrationError, match="failed at statement 1 of 1"):
-        mig.migrate(conn, [*mig.available_migrations(), first_fails])
+        mig.migrate(conn, [*FIRST, first_fails])
     fixed = Migration(2, "0002_x.sql", "ALTER TABLE gateways ADD COLUMN note VARCHAR(10) NULL;\n")
-    assert mig.migrate(conn, [*mig.available_migrations(), fixed]) == 2
+    assert mig.migrate(conn, [*FIRST, fixed]) == 2
     assert version_rows(conn)[1][:5] == (2, "0002_x.sql", 1, 1, 1)
 
 
@@ -227,7 +230,7 @@ def test_connect_errors_are_one_line_and_name_no_password(mysql_db: MysqlSetting
 def test_cli_db_migrate(mysql_db: MysqlSettings) -> None:
     done = pwbus("db", "migrate", url=url_of(mysql_db))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().endswith("schema version 1")
+    assert done.stdout.strip().endswith(f"schema version {LATEST}")
     again = pwbus("db", "migrate", url=url_of(mysql_db))
     assert again.returncode == 0
     assert again.stdout == done.stdout
@@ -307,9 +310,12 @@ def test_users_script_grants_least_privilege(
             cursor.execute(forbidden)
         assert denied.value.errno == 1142, forbidden  # command denied to user
     # the writer may check that the schema is current (its `migrate` setting) ...
-    assert mig.migrate(as_writer) == 1
+    assert mig.migrate(as_writer) == LATEST
     # ... but not apply a migration: that needs an administrator
-    extra = [*mig.available_migrations(), Migration(2, "0002_x.sql", "CREATE TABLE x (i INT);")]
+    extra = [
+        *mig.available_migrations(),
+        Migration(LATEST + 1, f"{LATEST + 1:04d}_x.sql", "CREATE TABLE x (i INT);"),
+    ]
     with pytest.raises(MigrationError, match="run `pwbus db migrate` as a database administrator"):
         mig.migrate(as_writer, extra)
     as_writer.close()
@@ -341,10 +347,14 @@ def test_users_script_is_printed_without_apply(mysql_db: MysqlSettings) -> None:
     assert "IDENTIFIED BY 'w''1';" in script  # the quote is doubled
     assert f"GRANT SELECT ON `{mysql_db.database}`.* TO 'pwbus_report'@'%';" in script
     grants = [s for s in mig.split_statements(script) if s.startswith("GRANT")]
-    assert len(grants) == 11  # schema_version, the 9 data tables, the reader's database
+    # schema_version, the 9 data tables, the 4 summaries, the reader's database
+    assert len(grants) == 15
     for grant in grants:
-        privileges = grant.removeprefix("GRANT ").split(" ON ")[0]
-        assert privileges in ("SELECT", "SELECT, INSERT"), grant
+        privileges, _, target = grant.removeprefix("GRANT ").partition(" ON ")
+        if any(f"`{table}`" in target for table in SUMMARY_TABLES):
+            assert privileges == "SELECT, INSERT, DELETE", grant  # buckets are recomputed
+        else:
+            assert privileges in ("SELECT", "SELECT, INSERT"), grant
     assert "${" not in script
 
 

@@ -47,7 +47,7 @@ from typing import Any
 import mysql.connector
 import pytest
 
-from powerwall_bus.consumers.mysql import plots, reports
+from powerwall_bus.consumers.mysql import plots, reports, summaries
 from powerwall_bus.consumers.mysql.connection import connect
 from powerwall_bus.consumers.mysql.migrate import migrate
 from powerwall_bus.consumers.mysql.reports import ReportParams, ReportResult
@@ -197,6 +197,7 @@ def report_db(mysql_admin_url: str) -> Iterator[MysqlSettings]:
     connection = connect(settings)
     migrate(connection)
     load_data_set(connection)
+    summaries.summarize(connection)  # a bulk load: the reports read the summaries
     connection.close()
     yield settings
     cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
@@ -504,7 +505,8 @@ def test_completeness_matches_the_hand_computation(db: Any) -> None:
     assert result.rows == (
         # 24 hourly samples expected; 05:00 missing: 23/24 = 95.8 %, longest gap 04:00-06:00
         ("2024-03-01", "GW-A", 23, 24, 95.8, 7200.0),
-        ("2024-03-01", "GW-B", 2, 24, 8.3, 3600.0),
+        # GW-B's first reading is at 10:00: the 10 hours before it are not missing, 2/14
+        ("2024-03-01", "GW-B", 2, 14, 14.3, 3600.0),
         # the day without data is listed, at 0 %
         ("2024-03-02", "GW-A", 0, 24, 0.0, None),
         ("2024-03-02", "GW-B", 0, 24, 0.0, None),
@@ -733,7 +735,7 @@ def test_cli_report_json_and_table(report_db: MysqlSettings) -> None:
     )
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].startswith("completeness: 2024-03-01 to 2024-03-02")
+    assert lines[0].startswith("completeness: 2024-03-01 to 2024-03-01 (1 day)")
     assert lines[1].split() == list(
         ("day", "gateway", "samples", "expected", "completeness_pct", "longest_gap_s")
     )
@@ -774,7 +776,7 @@ def test_cli_unknown_report_is_one_line(report_db: MysqlSettings) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--from", "2024-3-1", "--to", "2024-03-02"), "from: expected a date YYYY-MM-DD"),
+        (("--from", "2024-3-1", "--to", "2024-03-02"), "from: expected YYYY-MM-DD or one of today"),
         (("--from", "2024-03-02", "--to", "2024-03-01"), "to: must be a later date"),
         (("--from", "2024-03-01", "--to", "2024-03-02", "--format", "xml"), "format: must be"),
         (("--from", "2024-03-01", "--to", "2024-03-02", "--plot", "x.png"), "has no chart"),

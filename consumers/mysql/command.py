@@ -107,16 +107,26 @@ class UserAccounts:
 
 @dataclass(frozen=True)
 class DbCommand:
-    """``pwbus db migrate`` or ``pwbus db users``."""
+    """``pwbus db migrate``, ``summarize``, ``prune`` or ``users``."""
 
     mysql: MysqlSettings
     action: str
     users: UserAccounts | None = None
+    date_from: str | None = None
+    date_to: str | None = None
 
 
 def _db_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="db_action", metavar="ACTION", required=True)
     actions.add_parser("migrate", help="apply the schema migrations (as an administrator)")
+    summarize = actions.add_parser(
+        "summarize",
+        help="rebuild the summaries from the raw readings (after an import or a restore)",
+        description="Recomputes the summaries of every UTC day in [--from, --to) that has raw"
+        " readings; days without raw readings keep theirs. Running it twice changes nothing.",
+    )
+    summarize.add_argument("--from", dest="date_from", metavar="DATE", help="(the first day)")
+    summarize.add_argument("--to", dest="date_to", metavar="DATE", help="exclusive (no limit)")
     users = actions.add_parser(
         "users",
         help="print (or --apply) the SQL creating the writer and report users",
@@ -140,7 +150,12 @@ def _password(sources: Sources, env_name: str, who: str) -> str:
 def _db_load(sources: Sources, args: argparse.Namespace) -> DbCommand:
     mysql = load(MysqlSettings, "mysql", sources)
     if args.db_action != "users":
-        return DbCommand(mysql, args.db_action)
+        return DbCommand(
+            mysql,
+            args.db_action,
+            date_from=getattr(args, "date_from", None),
+            date_to=getattr(args, "date_to", None),
+        )
     accounts = UserAccounts(
         writer_password=_password(sources, WRITER_PASSWORD_ENV, "writer"),
         reader_password=_password(sources, READER_PASSWORD_ENV, "reader"),
@@ -153,6 +168,10 @@ def _db_load(sources: Sources, args: argparse.Namespace) -> DbCommand:
 
 
 def _db_run(command: DbCommand) -> int:
+    if command.action == "summarize":
+        from powerwall_bus.consumers.mysql.history import run_summarize
+
+        return run_summarize(command.mysql, command.date_from, command.date_to)
     if command.users is None:
         from powerwall_bus.consumers.mysql.migrate import run_migrate
 
@@ -173,7 +192,7 @@ def _db_run(command: DbCommand) -> int:
 
 DB = Command(
     name="db",
-    help="the MySQL/MariaDB history database: migrate, users",
+    help="the MySQL/MariaDB history database: migrate, summarize, users",
     add_arguments=_db_arguments,
     load=_db_load,
     run=_db_run,
@@ -189,20 +208,31 @@ class ReportCommand:
 
     mysql: MysqlSettings
     name: str
-    date_from: str
-    date_to: str
+    date_from: str | None = None
+    date_to: str | None = None
     gateway: str | None = None
     format: str = "table"
     plot: str | None = None
     timezone: str = "UTC"
     interval: float = 2.0
+    raw: bool = False
 
 
 def _report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME", help=", ".join(REPORT_NAMES))
-    parser.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", required=True)
     parser.add_argument(
-        "--to", dest="date_to", metavar="YYYY-MM-DD", required=True, help="exclusive"
+        "--from",
+        dest="date_from",
+        metavar="DATE",
+        help="YYYY-MM-DD, today, yesterday, 7d, this-month, last-month, this-year, last-year"
+        " (default per report: 7d; hourly and outages 30d; monthly this-year)",
+    )
+    parser.add_argument(
+        "--to",
+        dest="date_to",
+        metavar="DATE",
+        help="a date is exclusive, a word's range is included (default: the end of --from's"
+        " range, or today included)",
     )
     parser.add_argument("--gateway", metavar="DIN", help="one gateway (default: each)")
     parser.add_argument(
@@ -219,6 +249,11 @@ def _report_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="expected sample interval (2)",
     )
+    parser.add_argument(
+        "--raw",
+        action="store_true",
+        help="read the raw readings instead of the summaries (slow; to check them)",
+    )
 
 
 def _report_load(sources: Sources, args: argparse.Namespace) -> ReportCommand:
@@ -232,6 +267,7 @@ def _report_load(sources: Sources, args: argparse.Namespace) -> ReportCommand:
         plot=args.plot,
         timezone=args.timezone,
         interval=args.interval,
+        raw=bool(args.raw),
     )
 
 

@@ -11,7 +11,9 @@ unknown database, a value it will not store), as translated by
 :meth:`Database.write` stores one batch of :class:`~consumers.mysql.rows.Rows` in **one
 transaction**: it resolves gateway DINs and vitals device/signal names to their dictionary
 ids (cached; new names are added in the same transaction and cached only after the commit),
-then ``INSERT IGNORE`` s each table with multi-row statements, then commits. Every primary
+then ``INSERT IGNORE`` s each table with multi-row statements, recomputes the summary
+buckets the batch touched (:func:`~consumers.mysql.summaries.refresh`: from the raw rows,
+so a redelivered batch leaves them as they were), then commits. Every primary
 key is (gateway or device/signal, time[, meter/serial]), so writing a redelivered message
 again is a no-op.
 
@@ -36,6 +38,7 @@ import mysql.connector.errors as mysql_errors
 
 from powerwall_bus.consumers.mysql.connection import connect, translated
 from powerwall_bus.consumers.mysql.rows import MeterRow, Rows, SoeRow, VitalsRow
+from powerwall_bus.consumers.mysql.summaries import refresh, touched
 from powerwall_bus.shared.errors import DatabaseError, DatabaseUnavailable
 from powerwall_bus.shared.settings import MysqlSettings
 
@@ -85,9 +88,12 @@ def _chunks(items: Sequence[T], size: int = STATEMENT_ROWS) -> Iterator[Sequence
 class Database:
     """One connection to the history database, reopened on demand, with id caches."""
 
-    def __init__(self, settings: MysqlSettings, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, settings: MysqlSettings, *, timeout: float = 10.0, summaries: bool = True
+    ) -> None:
         self.settings = settings
         self.timeout = timeout
+        self.summaries = summaries  # keep the summary tables current in each batch
         self._connection: Any = None
         self._gateways: dict[str, int] = {}
         self._devices: dict[tuple[int, str], int] = {}
@@ -158,6 +164,14 @@ class Database:
             with contextlib.suppress(Exception):
                 connection.close()
 
+    def hold_migration_lock(self) -> bool:
+        """Hold the migration lock on this connection while it lives, so `pwbus db migrate`
+        refuses to copy tables under the writer (consumers.mysql.migrate); False when
+        another session holds it."""
+        from powerwall_bus.consumers.mysql.migrate import hold_lock
+
+        return bool(self._run("taking the migration lock", hold_lock))
+
     def grid_status_seed(self) -> list[tuple[str, dt.datetime, str]]:
         """(gateway DIN, time, status) of the newest grid status change per gateway."""
 
@@ -199,6 +213,8 @@ class Database:
                 gateways = self._gateway_ids(cursor, rows, learned)
                 devices, signals = self._vitals_ids(cursor, rows.vitals, gateways, learned)
                 inserted = self._insert_all(cursor, rows, gateways, devices, signals)
+                if inserted and self.summaries:
+                    refresh(cursor, touched(rows, gateways))
             finally:
                 cursor.close()
             connection.commit()

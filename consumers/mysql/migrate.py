@@ -13,7 +13,18 @@ Migrations need DDL privileges (CREATE, ALTER, INDEX, DROP, REFERENCES on the da
 (``pwbus db users``, :mod:`~consumers.mysql.users`) can run :func:`migrate` too as long as
 there is nothing to do: the up-to-date check only reads ``schema_version``.
 
-Concurrent runs (two writers starting at once) are serialised with ``GET_LOCK``.
+Concurrent runs (two writers starting at once) are serialised with ``GET_LOCK`` on the
+migration lock (:func:`lock_name`). A running writer holds that lock on its own connection
+for as long as it runs (:func:`hold_lock`), so ``pwbus db migrate`` by hand refuses to run
+a pending migration under a writer's feet (a table being copied would miss what the writer
+adds meanwhile); with nothing pending it just says the version. A writer starting with
+``writer.migrate`` migrates before it takes the lock.
+
+Two kinds of statement go beyond SQL. ``PWBUS STEP name`` runs a Python step of
+:mod:`~consumers.mysql.upgrade` (copying a large table in chunks, building summaries: work
+that says what it is doing with progress lines). A file whose comments hold the line
+``-- resumable: ...`` is written so every statement may run again; a run that stopped half
+way is resumed at the statement that was running, instead of refused.
 """
 
 from __future__ import annotations
@@ -37,6 +48,8 @@ from powerwall_bus.shared.settings import MysqlSettings
 _LOGGER = logging.getLogger(__name__)
 
 _FILE_NAME = re.compile(r"^(\d{4})_[A-Za-z0-9_]+\.sql$")
+_STEP = re.compile(r"^PWBUS STEP ([a-z_]+)$")
+_RESUMABLE = "-- resumable:"
 _LOCK_TIMEOUT_S = 60
 VERSION_TABLE = "schema_version"
 
@@ -82,6 +95,11 @@ class Migration:
     def checksum(self) -> str:
         """SHA-256 of the file's text, recorded with the version."""
         return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
+
+    @property
+    def resumable(self) -> bool:
+        """True when every statement of the file may run again (see the module docstring)."""
+        return any(line.strip().startswith(_RESUMABLE) for line in self.sql.splitlines())
 
     def statements(self) -> list[str]:
         """The file's statements, in order (see :func:`split_statements`)."""
@@ -176,7 +194,56 @@ def current_version(connection: Connection) -> int:
     return max(done, default=0)
 
 
-def migrate(connection: Connection, migrations: Sequence[Migration] | None = None) -> int:
+def lock_name(database: str) -> str:
+    """The migration lock of one database (GET_LOCK names are at most 64 characters)."""
+    return f"pwbus.migrate.{database}"[:64]
+
+
+def _database(cursor: Any) -> str:
+    cursor.execute("SELECT DATABASE()")
+    (database,) = cursor.fetchone()
+    if not database:
+        raise MigrationError("no database selected")
+    return str(database)
+
+
+def hold_lock(connection: Connection) -> bool:
+    """Take the migration lock on this connection and keep it (until the connection ends):
+    a running writer does, so no migration copies tables under its feet. False when
+    another session holds it."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute("SELECT GET_LOCK(%s, 0)", (lock_name(_database(cursor)),))
+        (locked,) = cursor.fetchone()
+    finally:
+        cursor.close()
+    return locked == 1
+
+
+def lock_holder(connection: Connection) -> int | None:
+    """The connection id holding the migration lock, or None."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute("SELECT IS_USED_LOCK(%s)", (lock_name(_database(cursor)),))
+        (holder,) = cursor.fetchone()
+    finally:
+        cursor.close()
+    return None if holder is None else int(holder)
+
+
+def pending(connection: Connection, migrations: Sequence[Migration] | None = None) -> list[str]:
+    """The file names of the migrations not (fully) applied yet."""
+    todo = list(migrations) if migrations is not None else available_migrations()
+    applied = applied_versions(connection)
+    return [m.file_name for m in todo if not (m.version in applied and applied[m.version][4])]
+
+
+def migrate(
+    connection: Connection,
+    migrations: Sequence[Migration] | None = None,
+    *,
+    wait: float = _LOCK_TIMEOUT_S,
+) -> int:
     """Apply the pending migrations in order and return the schema version now in place.
 
     Running it again is a no-op. Raises :class:`MigrationError` when a migration fails or
@@ -185,16 +252,18 @@ def migrate(connection: Connection, migrations: Sequence[Migration] | None = Non
     (:func:`consumers.mysql.connection.translated`).
     """
     todo = list(migrations) if migrations is not None else available_migrations()
+    if todo and not pending(connection, todo):
+        return current_version(connection)  # up to date: no lock needed (a writer holds it)
     cursor = connection.cursor()
-    cursor.execute("SELECT DATABASE()")
-    (database,) = cursor.fetchone()
-    if not database:
-        raise MigrationError("no database selected")
-    lock = f"pwbus.migrate.{database}"[:64]
-    cursor.execute("SELECT GET_LOCK(%s, %s)", (lock, _LOCK_TIMEOUT_S))
+    database = _database(cursor)
+    lock = lock_name(database)
+    cursor.execute("SELECT GET_LOCK(%s, %s)", (lock, wait))
     (locked,) = cursor.fetchone()
     if locked != 1:
-        raise MigrationError(f"another migration of {database!r} is still running")
+        raise MigrationError(
+            f"the migration lock of {database!r} is held by another session (a running"
+            " writer, or another migration): stop the writer (`pwbus mysql`) and try again"
+        )
     try:
         try:
             return _migrate_locked(connection, cursor, todo)
@@ -216,8 +285,16 @@ def migrate(connection: Connection, migrations: Sequence[Migration] | None = Non
 
 def _migrate_locked(connection: Connection, cursor: Any, todo: list[Migration]) -> int:
     applied = applied_versions(connection)
+    resume: dict[int, int] = {}
+    resumable = {m.version for m in todo if m.resumable}
     for version, (file_name, _checksum, total, done, finished) in sorted(applied.items()):
         if finished:
+            continue
+        if version in resumable:
+            _LOGGER.info(
+                "migration %s stopped after %d of %d statements: resuming", file_name, done, total
+            )
+            resume[version] = done
             continue
         if done == 0:
             _LOGGER.warning("migration %s stopped before its first statement: retrying", file_name)
@@ -248,21 +325,31 @@ def _migrate_locked(connection: Connection, cursor: Any, todo: list[Migration]) 
     if not _version_table_exists(cursor):
         cursor.execute(_CREATE_VERSION_TABLE)
     for migration in todo:
-        if migration.version in applied:
+        if migration.version in applied and migration.version not in resume:
             continue
         statements = migration.statements()
-        cursor.execute(
-            f"INSERT INTO {VERSION_TABLE} (version, file_name, checksum, statements,"
-            " statements_applied, started_at) VALUES (%s, %s, %s, %s, 0, UTC_TIMESTAMP(3))",
-            (migration.version, migration.file_name, migration.checksum, len(statements)),
-        )
-        connection.commit()
-        _LOGGER.info("applying migration %s", migration.file_name)
+        if migration.version not in resume:
+            cursor.execute(
+                f"INSERT INTO {VERSION_TABLE} (version, file_name, checksum, statements,"
+                " statements_applied, started_at) VALUES (%s, %s, %s, %s, 0, UTC_TIMESTAMP(3))",
+                (migration.version, migration.file_name, migration.checksum, len(statements)),
+            )
+            connection.commit()
+            _LOGGER.info("applying migration %s", migration.file_name)
+        skip = resume.get(migration.version, 0)
         for number, statement in enumerate(statements, start=1):
+            if number <= skip:
+                continue
             try:
-                cursor.execute(statement)
-                if cursor.with_rows:
-                    cursor.fetchall()
+                step = _STEP.match(statement)
+                if step:
+                    from powerwall_bus.consumers.mysql.upgrade import run_step
+
+                    run_step(connection, step.group(1))
+                else:
+                    cursor.execute(statement)
+                    if cursor.with_rows:
+                        cursor.fetchall()
             except mysql_errors.Error as exc:
                 if getattr(exc, "errno", None) in _PRIVILEGE_ERRNOS:
                     raise
@@ -288,11 +375,22 @@ def _migrate_locked(connection: Connection, cursor: Any, todo: list[Migration]) 
 
 
 def run_migrate(settings: MysqlSettings) -> int:
-    """``pwbus db migrate``: apply what is pending, print the version in place; 0."""
-    connection = connect(settings)
+    """``pwbus db migrate``: apply what is pending, print the version in place; 0.
+
+    Refuses (at once, not after a wait) while a writer holds the migration lock.
+    """
+    connection = connect(settings, io_timeout=None)
     try:
         with translated(settings, "applying migrations"):
-            version = migrate(connection)
+            todo = pending(connection)
+            holder = lock_holder(connection) if todo else None
+            if holder is not None:
+                raise MigrationError(
+                    f"{len(todo)} migration(s) pending ({', '.join(todo)}), but connection"
+                    f" {holder} holds the migration lock (a running writer, `pwbus mysql`):"
+                    " stop the writer, run `pwbus db migrate`, then start it again"
+                )
+            version = migrate(connection, wait=0 if todo else _LOCK_TIMEOUT_S)
     finally:
         with contextlib.suppress(Exception):
             connection.close()

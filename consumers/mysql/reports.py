@@ -110,16 +110,20 @@ def report_names() -> list[str]:
     )
 
 
-def load_report(name: str) -> str:
-    """The SQL of one report; an unknown name is a :class:`ConfigError` listing the known."""
+def load_report(name: str, *, raw: bool = False) -> str:
+    """The SQL of one report (``raw``: its version over the raw readings, ``reports/raw/``);
+    an unknown name is a :class:`ConfigError` listing the known."""
     names = report_names()
     if name not in names:
         raise ConfigError("report", f"unknown report {name!r}; known: {', '.join(names)}")
-    return (
-        resources.files("powerwall_bus.schema")
-        .joinpath("reports", f"{name}.sql")
-        .read_text("utf-8")
-    )
+    parts = ("reports", "raw", f"{name}.sql") if raw else ("reports", f"{name}.sql")
+    return resources.files("powerwall_bus.schema").joinpath(*parts).read_text("utf-8")
+
+
+def hour_aligned(spans: Sequence[tuple[datetime, datetime, int]]) -> bool:
+    """True when every offset and every change between offsets falls on a whole UTC hour,
+    so hourly summaries split days exactly (else the reports read meter_minutes)."""
+    return all(not (offset % 3600 or start.minute or start.second) for start, _end, offset in spans)
 
 
 def describe_report(sql: str) -> str:
@@ -202,12 +206,19 @@ def offset_spans(
     return spans
 
 
+def _spans(params: ReportParams) -> list[tuple[datetime, datetime, int]]:
+    tz = params.zone
+    start = local_midnight(params.start, tz)
+    end = local_midnight(params.end, tz)
+    return offset_spans(tz, start - timedelta(days=7), end + timedelta(days=1))
+
+
 def session_variables(params: ReportParams, gateway_id: int | None) -> dict[str, Any]:
     """The values of the session variables every report reads."""
     tz = params.zone
     start = local_midnight(params.start, tz)
     end = local_midnight(params.end, tz)
-    spans = offset_spans(tz, start - timedelta(days=7), end + timedelta(days=1))
+    spans = _spans(params)
     days = []
     day = params.start
     while day < params.end:
@@ -260,11 +271,20 @@ def gateway_id(connection: Connection, din: str) -> int:
     raise ConfigError("gateway", f"no gateway {din!r} in the database; known: {known}")
 
 
-def run_report(connection: Connection, name: str, params: ReportParams) -> ReportResult:
-    """Run one report and return its rows with plain Python values."""
-    statement = report_statement(load_report(name))
+def run_report(
+    connection: Connection, name: str, params: ReportParams, *, raw: bool = False
+) -> ReportResult:
+    """Run one report and return its rows with plain Python values.
+
+    It reads the summaries, hourly ones when the time zone allows (:func:`hour_aligned`),
+    else per minute; ``raw`` runs the version over the raw readings instead (slow; kept to
+    check the summaries against).
+    """
+    statement = report_statement(load_report(name, raw=raw))
     gid = gateway_id(connection, params.gateway) if params.gateway else None
     variables = session_variables(params, gid)
+    if not raw and not hour_aligned(_spans(params)):
+        statement = statement.replace("meter_hours", "meter_minutes")
     cursor = connection.cursor()
     try:
         assignments = ", ".join(f"@{key} = %({key})s" for key in variables)
@@ -379,12 +399,16 @@ def render(result: ReportResult, output_format: str) -> str:
 
 
 def report_title(result: ReportResult) -> str:
-    """The title of table and chart, e.g. ``daily: 2024-03-01 to 2024-03-04 (exclusive), UTC``."""
+    """The title of table and chart: the resolved range, e.g. ``daily: 2024-03-01 to
+    2024-03-03 (3 days), UTC`` (both days included)."""
     params = result.params
     if params is None:
         return result.name
     where = f", gateway {params.gateway}" if params.gateway else ""
-    return f"{result.name}: {params.start} to {params.end} (exclusive), {params.timezone}{where}"
+    days = (params.end - params.start).days
+    last = params.end - timedelta(days=1)
+    count = "1 day" if days == 1 else f"{days} days"
+    return f"{result.name}: {params.start} to {last} ({count}), {params.timezone}{where}"
 
 
 # --------------------------------------------------------------------------- command
@@ -398,9 +422,13 @@ def run_report_command(args: ReportCommand) -> int:
     load_report(args.name)  # an unknown name fails before connecting
     if args.format not in FORMATS:
         raise ConfigError("format", f"must be one of {', '.join(FORMATS)}")
+    from powerwall_bus.consumers.mysql.dates import DEFAULT_RANGES, resolve
+
+    today = datetime.now(zone(args.timezone)).date()
+    start, end = resolve(args.date_from, args.date_to, today, DEFAULT_RANGES.get(args.name, "7d"))
     params = ReportParams(
-        start=parse_date(args.date_from, "from"),
-        end=parse_date(args.date_to, "to"),
+        start=start,
+        end=end,
         timezone=args.timezone,
         gateway=args.gateway,
         interval_s=args.interval,
@@ -413,7 +441,7 @@ def run_report_command(args: ReportCommand) -> int:
     connection = connect(settings)
     try:
         with translated(settings, f"running report {args.name}"):
-            result = run_report(connection, args.name, params)
+            result = run_report(connection, args.name, params, raw=args.raw)
     finally:
         with contextlib.suppress(Exception):
             connection.close()

@@ -1,7 +1,8 @@
 """``pwbus db users``: the two least-privilege accounts of the history database.
 
 ``schema/users.sql`` creates (or re-creates, to change a password) the writer's account,
-which may only SELECT and INSERT on the tables it fills (and read ``schema_version``, so its
+which may only SELECT and INSERT on the tables it fills, plus DELETE on the summaries it
+recomputes bucket by bucket (and read ``schema_version``, so its
 ``migrate`` setting can check that the schema is current), and the reports' account, which
 may only SELECT. Account names, host pattern and database are checked against a strict
 pattern and the passwords are quoted, so the script is safe to print and to run.
@@ -35,6 +36,8 @@ WRITER_TABLES: tuple[str, ...] = (
     "vitals_readings",
     "poller_events",
 )
+#: The summary tables the writer keeps current: it recomputes buckets (DELETE, INSERT).
+SUMMARY_TABLES: tuple[str, ...] = ("meter_minutes", "meter_hours", "soe_minutes", "block_hours")
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 _HOST = re.compile(r"^[A-Za-z0-9_.%:-]{1,255}$")
 
@@ -68,6 +71,9 @@ def users_sql(
     grants = "\n".join(
         f"GRANT SELECT, INSERT ON `{database}`.`{table}` TO '{writer}'@'{host}';"
         for table in WRITER_TABLES
+    ) + "".join(
+        f"\nGRANT SELECT, INSERT, DELETE ON `{database}`.`{table}` TO '{writer}'@'{host}';"
+        for table in SUMMARY_TABLES
     )
     return string.Template(template).substitute(
         database=database,

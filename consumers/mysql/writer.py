@@ -275,6 +275,11 @@ class Writer:
                 self._migrated = True
                 _LOGGER.info("database schema at version %d", version)
             self.tracker = GridStatusTracker(self.db.grid_status_seed())
+            if not self.db.hold_migration_lock():
+                _LOGGER.warning(
+                    "another session holds the migration lock (a second writer?): run one"
+                    " writer per database"
+                )
         except DatabaseError as exc:
             if not self._ever_connected_database:
                 raise  # wrong settings: fail loudly at start

@@ -11,11 +11,14 @@
 -- samples = readings of the site meter that day (one per /api/meters/aggregates sample).
 -- expected = the day's length / @interval_s; the length comes from the calendar, so a day
 -- with a daylight-saving change has 23 or 25 hours, and a day that has not ended yet counts
--- only up to now (a day entirely in the future expects nothing: NULL %).
+-- only up to now (a day entirely in the future expects nothing: NULL %). Time before the
+-- gateway's first reading (from the start of its minute) is not expected either: a gateway
+-- installed at noon is not half missing on its first day.
 -- completeness_pct = 100 * samples / expected (above 100 when samples come faster).
 -- A day without any sample has a row with 0 samples and 0 %.
 -- longest_gap_s = the longest time between two consecutive samples, counted on the day of
--- the later one (as energy deltas are); NULL with fewer than two samples in the range.
+-- the later one (as energy deltas are: the first sample of the range is measured from the
+-- last one before it, however long ago); NULL without an earlier sample.
 WITH
 tz AS (
     SELECT z.start_ts, z.end_ts, z.offset_s
@@ -35,9 +38,17 @@ sel AS (
     SELECT g.id AS gateway_id, g.din FROM gateways AS g
     WHERE (@gateway_id IS NULL OR g.id = @gateway_id) AND g.first_seen < @to_ts
 ),
+firsts AS (
+    SELECT sel.gateway_id, CAST(DATE_FORMAT((SELECT MIN(m.ts) FROM meter_readings AS m
+        WHERE m.gateway_id = sel.gateway_id AND m.meter = 'site'), '%Y-%m-%d %H:%i:00')
+        AS DATETIME) AS first_ts
+    FROM sel
+),
 site AS (
     SELECT m.gateway_id, m.ts,
-        LAG(m.ts) OVER (PARTITION BY m.gateway_id ORDER BY m.ts) AS prev_ts
+        COALESCE(LAG(m.ts) OVER (PARTITION BY m.gateway_id ORDER BY m.ts),
+            (SELECT MAX(b.ts) FROM meter_readings AS b WHERE b.gateway_id = m.gateway_id
+               AND b.meter = 'site' AND b.ts < @from_ts)) AS prev_ts
     FROM meter_readings AS m
     WHERE m.meter = 'site' AND m.ts >= @from_ts AND m.ts < @to_ts
       AND (@gateway_id IS NULL OR m.gateway_id = @gateway_id)
@@ -52,10 +63,10 @@ per_day AS (
     GROUP BY s.gateway_id, day
 ),
 expected AS (
-    SELECT cal.day,
-        GREATEST(0, TIMESTAMPDIFF(SECOND, cal.start_ts, LEAST(cal.end_ts, UTC_TIMESTAMP(3))))
-            / @interval_s AS samples
-    FROM cal
+    SELECT cal.day, f.gateway_id,
+        GREATEST(0, TIMESTAMPDIFF(SECOND, GREATEST(cal.start_ts, COALESCE(f.first_ts, cal.start_ts)),
+            LEAST(cal.end_ts, UTC_TIMESTAMP(3)))) / @interval_s AS samples
+    FROM cal CROSS JOIN firsts AS f
 )
 SELECT
     DATE_FORMAT(cal.day, '%Y-%m-%d') AS day,
@@ -65,7 +76,7 @@ SELECT
     ROUND(100 * COALESCE(d.samples, 0) / NULLIF(x.samples, 0), 1) AS completeness_pct,
     ROUND(d.longest_gap, 1) AS longest_gap_s
 FROM cal
-JOIN expected AS x ON x.day = cal.day
 CROSS JOIN sel
+JOIN expected AS x ON x.day = cal.day AND x.gateway_id = sel.gateway_id
 LEFT JOIN per_day AS d ON d.gateway_id = sel.gateway_id AND d.day = cal.day
 ORDER BY cal.day, sel.din
