@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from powerwall_bus.shared.command import Command
 from powerwall_bus.shared.errors import ConfigError
-from powerwall_bus.shared.settings import SimulatorSettings, load
+from powerwall_bus.shared.settings import GatewaySettings, SimulatorSettings, Sources, load
 from powerwall_bus.shared.tls import unverified_client_context
 from powerwall_bus.simulator.faults import FaultSet, describe_faults
 
