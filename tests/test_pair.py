@@ -193,7 +193,15 @@ def test_pwbus_pair_end_to_end_shows_fingerprints_only(
     status, _, err = _run(["pair", "init"])  # never replaces a key
     assert status == 1 and err.count("\n") == 1 and "already exists" in err
     site.client(state)  # the tokens a login left in the state folder
-    toggler = threading.Timer(0.5, lambda: site.control("toggle", {}))
+    monkeypatch.setenv("PWBUS_CLOUD_PAIR_TIMEOUT", "30")
+
+    def toggle_once_registered() -> None:  # the user at the Powerwall, after the prompt
+        deadline = time.monotonic() + 30
+        while not site.fake.registered and time.monotonic() < deadline:
+            time.sleep(0.05)
+        site.control("toggle", {})
+
+    toggler = threading.Thread(target=toggle_once_registered)
     toggler.start()
     status, out, err = _run(["pair", "register", "--description", "cli test"])
     toggler.join()
