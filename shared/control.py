@@ -52,6 +52,7 @@ class Reason(enum.StrEnum):
     MALFORMED = "malformed"  # not a control.tedapi body
     NOT_SIGNED = "not_signed"  # undecodable, or no valid RSA signature by the key it names
     EXPIRED = "expired"  # its signature's expires_at has passed
+    REPLAYED = "replayed"  # this very signature was relayed already
     WRONG_GATEWAY = "wrong_gateway"  # signed for another DIN
     NOT_MAX_BACKUP = "not_max_backup"  # signed, but not list/schedule/cancel of Max Backup
     COOLDOWN = "cooldown"  # the gateway's 429 cool-down: nothing is sent until retry_at

@@ -201,7 +201,10 @@ def test_the_battery_holds_through_a_dispatch_over_the_lan_and_is_released_after
                     b["payload"]["after"] is None and _epoch(b["time"]) > hold_end for b in bodies()
                 )
 
-            assert _wait(released, 25), bodies()
+            assert _wait(released, 25), [
+                (b["time"], b["payload"]["summary"], b["payload"]["after"], b["payload"]["error"])
+                for b in bodies()
+            ]
             # A few readings after the release, then everything down.
             assert _wait(lambda: world.now() > hold_end + 40, 10)
         finally:

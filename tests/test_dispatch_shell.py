@@ -196,3 +196,32 @@ def test_a_missing_key_is_one_line_and_exit_2(tmp_path: Path) -> None:
     text = result.stderr.decode()
     assert "dispatch.key_file" in text and "pwbus pair" in text
     assert "Traceback" not in text and len(text.strip().splitlines()) == 1
+
+
+def test_a_gateway_that_cannot_be_read_is_reported_once_not_acted_on(
+    bus: TestBus, tmp_path: Path
+) -> None:
+    """No poller takes commands for the DIN: one result says so, with the plan and no action."""
+    state = tmp_path / "state"
+    write_private_key(signing_key("paired"), state)
+    din = "1232100-00-E--TG000000000077"
+    results = Collector(
+        bus.settings.url, bus.settings.exchange, [routing_key(DISPATCH_RESULT, din)]
+    )
+    config = DispatchConfig(_settings(gateway=din, interval=10.0), bus.settings, state, ACCOUNT)
+    dispatcher = Dispatcher(config).start()
+    try:
+        assert wait_until(dispatcher.listening.is_set, 10)
+        for extra in range(3):  # the same trouble again and again: still one message
+            key, body = _plan_body(datetime.now(UTC), 40 + extra)
+            _publish(bus, key, body)
+            time.sleep(0.5)
+        assert wait_until(lambda: len(results.messages()) >= 1, 10)
+        time.sleep(1.0)
+    finally:
+        dispatcher.stop()
+        results.close()
+    (only,) = [json.loads(m.body)["payload"] for m in results.messages()]
+    assert only["trigger"] == "start" and only["actions"] == [] and only["before"] is None
+    assert "no poller takes commands" in only["error"]
+    assert only["plan"]["account"] == ACCOUNT

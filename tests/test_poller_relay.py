@@ -259,6 +259,29 @@ def test_malformed_commands_and_other_kinds_are_refused_and_one_without_reply_to
     assert _tedapi_requests(own_sim) == 0
 
 
+def test_a_signed_command_reaches_the_gateway_once(
+    own_sim: SimulatorRunner, bus: TestBus, relayed: Poller
+) -> None:
+    """Anyone on the bus may have seen a command: sending a cancel again, even with another
+    (unsigned) uuid, is refused without reaching the gateway (a list may repeat)."""
+    din = _din(own_sim)
+    signed = _request(own_sim, Kind.CANCEL, request_uuid="00000000-0000-4000-8000-000000000001")
+    first = _raw_command(bus, control.command_body(din, signed, time.time()), din=din)
+    assert first is not None and first["outcome"] == "answered"
+    again = signed.replace(
+        b"00000000-0000-4000-8000-000000000001", b"00000000-0000-4000-8000-000000000002"
+    )
+    assert again != signed
+    for body in (signed, again):
+        second = _raw_command(bus, control.command_body(din, body, time.time()), din=din)
+        assert second is not None and second["refusal"]["reason"] == "replayed"  # type: ignore[index]
+    assert _tedapi_requests(own_sim) == 1
+    listing = _request(own_sim, Kind.LIST)
+    for _ in range(2):
+        answer = _raw_command(bus, control.command_body(din, listing, time.time()), din=din)
+        assert answer is not None and answer["outcome"] == "answered"
+
+
 def test_no_poller_for_the_gateway_is_said_at_once(bus: TestBus) -> None:
     channel = LanChannel(bus.settings, "1232100-00-E--TG000000000000")
     started = time.monotonic()

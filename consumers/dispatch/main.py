@@ -209,6 +209,7 @@ class Dispatcher:
         )
         self._threads: list[threading.Thread] = []
         self._last_summary: str | None = None
+        self._last_after: BackupEvent | None = None
         self._last_error: str | None = None
         self.cycles = 0
         self.results: list[Report] = []  # the latest reports (tests, --dry-run)
@@ -354,7 +355,11 @@ class Dispatcher:
         try:
             before = self._read(din)
         except PwbusError as exc:
-            self._trouble(f"cannot read the gateway's Max Backup: {exc}")
+            unread = Decision((), self._memory, "the gateway could not be read: nothing decided")
+            failure = f"cannot read the gateway's Max Backup: {exc}"
+            now = self._now()
+            channel = self.settings.channel
+            self._tell(Report(now, din, channel, trigger, message, None, unread, error=failure))
             return None
         decision = decide(self._now(), plan, before, self.settings, self._memory)
         done = self._act(din, decision.actions)
@@ -451,13 +456,20 @@ class Dispatcher:
         if sent:
             for done in report.done:
                 _LOGGER.info("%s: %s", done.outcome, _action_text(done.action))
-        if changed or sent:
+        unread = report.error is not None and not sent  # only a failed read errs so
+        if (changed or sent) and not unread:
             _LOGGER.info("decided: %s", decision.summary)
-        if changed or sent or report.trigger == "start":
+        # What the gateway says is news too: a hold ending by itself changes no decision.
+        moved = not unread and report.after != self._last_after
+        if moved and not (changed or sent):
+            _LOGGER.info("the gateway's Max Backup is now %s", _event_text(report.after))
+        if changed or sent or moved or report.trigger == "start":
             self.results = [*self.results[-9:], report]
             if self._results is not None:
                 self._results.put(result_message(report, self._sequence))
         self._last_summary = decision.summary
+        if not unread:
+            self._last_after = report.after
 
     # ------------------------------------------------------------------ memory
 
@@ -479,6 +491,12 @@ class Dispatcher:
             os.replace(spare, path)
         except OSError as exc:
             _LOGGER.warning("cannot save the decision memory %s: %s", path, exc)
+
+
+def _event_text(event: BackupEvent | None) -> str:
+    if event is None:
+        return "off"
+    return f"on {event.start:%H:%M:%S}-{event.end:%H:%M:%S} UTC"
 
 
 def _action_text(action: Action) -> str:

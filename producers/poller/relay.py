@@ -234,6 +234,45 @@ def execute(
     return Executed(control.reply_body(own_din, clock(), call=verdict.value, response=answer))
 
 
+def _expiry(request: bytes) -> float:
+    message = responder.schema.RoutableMessage()
+    message.ParseFromString(request)
+    return float(message.signature_data.rsa_data.expires_at)
+
+
+def signature_of(request: bytes) -> bytes:
+    """The RSA signature of a request :func:`judge` accepted (what makes it unique: the same
+    envelope and expiry always sign the same, and nobody else can make another)."""
+    message = responder.schema.RoutableMessage()
+    message.ParseFromString(request)
+    return bytes(message.signature_data.rsa_data.signature)
+
+
+class Replays:
+    """Signatures relayed and not yet expired: a schedule or cancel goes to the gateway once.
+
+    Anyone on the bus could otherwise send a command they saw again within its 12 s (the
+    uuid is not signed, so it is no help): a cancel replayed after a new schedule would end
+    the hold. A list is a read and may repeat (two in the same second sign the same bytes).
+    Bounded: expired signatures are dropped.
+    """
+
+    def __init__(self, limit: int = 1000) -> None:
+        self._seen: dict[bytes, float] = {}
+        self._limit = limit
+
+    def first(self, signature: bytes, expires_at: float, now: float) -> bool:
+        """True the first time ``signature`` is offered (and remember it till it expires)."""
+        if len(self._seen) >= self._limit or signature in self._seen:
+            self._seen = {s: at for s, at in self._seen.items() if at >= now}
+        if signature in self._seen:
+            return False
+        if len(self._seen) >= self._limit:
+            return False  # a flood of valid signatures: refuse rather than forget
+        self._seen[signature] = expires_at
+        return True
+
+
 class ControlRelay:
     """Consume this gateway's control queue; judge, hand over, answer (its own thread)."""
 
@@ -256,6 +295,7 @@ class ControlRelay:
         self._channel: BlockingChannel | None = None
         self._din = ""
         self._refusals = Throttle(60.0)
+        self._replays = Replays()
         self._link = BrokerLink(
             settings,
             "pwbus-poller-control",
@@ -363,6 +403,12 @@ class ControlRelay:
         verdict = judge(command.request, self._din, self._clock())
         if isinstance(verdict, Refusal):
             self._reply(reply_to, correlation_id, refusal=verdict)
+            return
+        now = self._clock()
+        signature, expires_at = signature_of(command.request), _expiry(command.request)
+        if verdict is not Kind.LIST and not self._replays.first(signature, expires_at, now):
+            refusal = Refusal(Reason.REPLAYED, "this signed command was relayed already")
+            self._reply(reply_to, correlation_id, call=verdict.value, refusal=refusal)
             return
         remaining = self._client.cooldown_remaining
         if remaining > 0:  # answered now: the command would be stale by the cool-down's end
