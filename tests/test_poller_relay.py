@@ -282,6 +282,27 @@ def test_a_signed_command_reaches_the_gateway_once(
         assert answer is not None and answer["outcome"] == "answered"
 
 
+def test_a_poller_with_the_relay_off_takes_no_command(
+    own_sim: SimulatorRunner, bus: TestBus, tmp_path: Path
+) -> None:
+    config = PollerConfig(
+        gateway=GatewaySettings(host=own_sim.address, password=PASSWORD, state_dir=tmp_path),
+        amqp=bus.settings,
+        poller=PollerSettings(relay_commands=False, slow_endpoints=()),
+    )
+    poller = Poller(config).start()
+    channel = LanChannel(bus.settings, _din(own_sim))
+    try:
+        assert poller.relay is None
+        assert wait_until(lambda: sim_counts(own_sim)["requests"].get("/api/status"), 10)
+        with pytest.raises(RelayUnavailable, match="no poller takes commands"):
+            channel.send(_request(own_sim, Kind.CANCEL), timeout=5)
+    finally:
+        channel.close()
+        poller.stop()
+    assert _tedapi_requests(own_sim) == 0
+
+
 def test_no_poller_for_the_gateway_is_said_at_once(bus: TestBus) -> None:
     channel = LanChannel(bus.settings, "1232100-00-E--TG000000000000")
     started = time.monotonic()
