@@ -27,6 +27,7 @@ returns a ``mandatory`` command to its sender at once (``consumers/dispatch/lan.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -140,6 +141,8 @@ class Inbox:
         self._answers: collections.deque[Answer] = collections.deque()
         self._lock = threading.Lock()
         self._arrived = threading.Event()
+        #: Wakes the relay thread's broker loop when an answer is left (set by the relay).
+        self.notify: Callable[[], None] | None = None
 
     def offer(self, pending: Pending) -> bool:
         """Queue a command for the reader; False when the inbox is full."""
@@ -167,9 +170,12 @@ class Inbox:
         self._arrived.set()
 
     def answer(self, answer: Answer) -> None:
-        """Leave a reply for the relay thread to send."""
+        """Leave a reply for the relay thread to send (and wake it: no tick to wait for)."""
         with self._lock:
             self._answers.append(answer)
+            notify = self.notify
+        if notify is not None:
+            notify()
 
     def answers(self) -> list[Answer]:
         """The replies to send now (relay thread)."""
@@ -322,6 +328,7 @@ class ControlRelay:
             _LOGGER.error("signed commands are not relayed: %s", exc)
             self._stop.wait()
         finally:
+            self._inbox.notify = None
             self._connection = self._channel = None
             self.bound.clear()
         _LOGGER.info(
@@ -332,6 +339,7 @@ class ControlRelay:
 
     def _state(self, up: bool) -> str | None:
         if not up:
+            self._inbox.notify = None
             self._connection = self._channel = None
             self.bound.clear()
             return None
@@ -354,7 +362,17 @@ class ControlRelay:
         )
         channel.basic_consume(queue=queue, on_message_callback=self._on_command, auto_ack=True)
         self._connection, self._channel = connection, channel
+        self._inbox.notify = self._wake
         self.bound.set()
+
+    def _wake(self) -> None:
+        """From the reader thread: send the answers now (pika's one thread-safe call)."""
+        connection = self._connection
+        if connection is None:
+            return
+        # A connection on its way out: the answer goes out after reconnecting.
+        with contextlib.suppress(pika.exceptions.ConnectionWrongStateError):
+            connection.add_callback_threadsafe(self._send_answers)
 
     def _serve(self) -> None:
         assert self._connection is not None
