@@ -204,15 +204,22 @@ CASES = [
          settings={"hysteresis_minutes": 0}),
     Case("dispatch removed, first seen", "10:20", "13:00-14:00", current="10:15-11:00",
          ours=True),
-    Case("dispatch removed, settled", "10:20", "13:00-14:00", "cancel 10:15-11:00",
-         current="10:15-11:00", ours=True, release_since="10:14"),
+    Case("dispatch removed, settled: kept to the end of its half hour", "10:20",
+         "13:00-14:00", "cancel 10:15-11:00; schedule 10:20-10:30", current="10:15-11:00",
+         ours=True, release_since="10:14"),
+    Case("dispatch ended and dropped from the plan: the half hour runs out", "10:10", "",
+         current="09:30-10:30", ours=True, release_since="09:50",
+         summary="ends with this half hour"),
+    Case("dispatch removed at 10:29:30: under 60 s left, released", "10:29:30", "13:00-14:00",
+         "cancel 10:15-11:00", current="10:15-11:00", ours=True, release_since="10:14"),
     # -- an empty plan while Octopus re-plans
     Case("empty plan, bridged", "10:20", "", current="10:15-11:00", ours=True,
          summary="10 min bridge"),
     Case("empty plan, still bridged", "10:20", "", current="10:15-11:00", ours=True,
          release_since="10:11"),
-    Case("empty plan, after the bridge", "10:20", "", "cancel 10:15-11:00",
-         current="10:15-11:00", ours=True, release_since="10:10"),
+    Case("empty plan, after the bridge", "10:20", "",
+         "cancel 10:15-11:00; schedule 10:20-10:30", current="10:15-11:00", ours=True,
+         release_since="10:10"),
     Case("empty plan, hold ends soon", "10:20", "", current="10:15-10:24", ours=True,
          release_since="09:00", summary="left to run out"),
     Case("no plan known", "10:20", "", current="10:15-11:00", ours=True,
@@ -373,8 +380,11 @@ def test_an_empty_plan_bridged_then_released() -> None:
     full, empty = plan("10:00-12:00"), plan("")
     steps = [("10:00", full)] + [(f"10:{m:02d}", empty) for m in (3, 6, 9, 12, 13)]
     gateway, per_step = _poll_through(steps)
-    assert per_step == ["schedule 10:00-12:00", "", "", "", "", "cancel 10:00-12:00"]
-    assert gateway.event is None
+    # Released after the bridge, but not inside the half hour it runs in (whole half hours).
+    assert per_step == [
+        "schedule 10:00-12:00", "", "", "", "", "cancel 10:00-12:00; schedule 10:13-10:30",
+    ]  # fmt: skip
+    assert gateway.event == event("10:13", "10:30")
 
 
 def test_an_empty_plan_that_comes_back_keeps_the_hold_and_restarts_the_bridge() -> None:

@@ -41,7 +41,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from powerwall_bus.consumers.dispatch.holds import Hold, charging_type, plan_holds
+from powerwall_bus.consumers.dispatch.holds import (
+    Hold,
+    ceil_half_hour,
+    charging_type,
+    offpeak_windows,
+    plan_holds,
+)
 from powerwall_bus.shared.errors import MalformedMessage
 from powerwall_bus.shared.max_backup import MIN_DURATION, BackupEvent
 from powerwall_bus.shared.octopus.plan import DispatchPlan, parse_time
@@ -354,7 +360,26 @@ def _ours_held(here: _Situation, live: BackupEvent) -> Decision:
 
 
 def _release(here: _Situation, live: BackupEvent, shorter: BackupEvent | None) -> Decision:
-    """End or shorten our hold, once the plan has asked for it long enough."""
+    """End or shorten our hold, once the plan has asked for it long enough.
+
+    Never inside the half hour it is running in: Octopus bills whole half hours, so the rest
+    of that half hour is as cheap as its start (and Octopus drops a dispatch from the plan
+    once it has ended, which must not cut that half hour short).
+    """
+    end_of_half_hour = ceil_half_hour(here.now)
+    # Only a hold we made for a dispatch, running now, outside the regular off-peak window
+    # (cheap anyway) keeps its half hour.
+    running = (
+        live.start <= here.now + CLOCK_SLACK
+        and _same(live, here.memory.ours)
+        and not offpeak_windows(here.now, end_of_half_hour, here.settings)
+    )
+    if running and live.end <= end_of_half_hour:
+        summary = (
+            f"the hold ends with this half hour at {clock(live.end)} UTC (whole half hours): "
+            "left to run out"
+        )
+        return here.decision((), Memory(live, None, here.keep_until), summary, None)
     empty = not here.plan.dispatches
     settings = here.settings
     wait = settings.bridge if empty else settings.hysteresis
@@ -374,10 +399,16 @@ def _release(here: _Situation, live: BackupEvent, shorter: BackupEvent | None) -
         memory = Memory(live, since, here.keep_until)
         return here.decision((), memory, summary, since + wait)
     for_how_long = f"for {_minutes(here.now - since)}"
+    why = None
+    if running and (shorter is None or shorter.end < end_of_half_hour):
+        rest = BackupEvent(_next_second(here.now), end_of_half_hour)
+        if rest.duration >= MIN_DURATION:
+            shorter = rest
+            why = f"the rest of the half hour until {clock(rest.end)} UTC (whole half hours)"
     if shorter is None:
         cancel = Cancel(live, f"the plan {asked} ({for_how_long}): hold released")
         return here.decision((cancel,), Memory(None, None, here.keep_until), cancel.reason, None)
     cancel = Cancel(live, f"the plan {asked} ({for_how_long}): cancel before the shorter hold")
     summary = f"holding until {clock(shorter.end)} UTC"
-    actions = (cancel, here.schedule(shorter))
+    actions = (cancel, here.schedule(shorter, why))
     return here.decision(actions, Memory(shorter, None, here.keep_until), summary, None)
