@@ -768,6 +768,7 @@ UNITS = {
     "pwbus-proxy.service": ["proxy"],
     "pwbus-mysql.service": ["mysql"],
     "pwbus-octopus.service": ["octopus"],
+    "pwbus-dispatch.service": ["dispatch"],
     "pwbus-hat.service": ["hat", "--backend", "unicornhathd"],
     "pwbus-stack.service": ["stack"],
 }
