@@ -40,6 +40,10 @@ __all__ = [
     "reply_body",
 ]
 
+#: The calls a relayed command may carry: Max Backup (list, schedule, cancel) and the
+#: paired-keys calls (``pwbus pair add-lan`` and friends).
+CALLS = ("list", "schedule", "cancel", "list-clients", "add-client", "remove-client")
+
 #: A command body larger than this is refused unread (a signed Max Backup call is ~1.3 kB).
 MAX_COMMAND_BYTES = 64 * 1024
 _MAX_DETAIL = 300
@@ -85,7 +89,7 @@ class Reply:
     """A ``control.tedapi.reply``: the gateway's answer (``response``) or a refusal."""
 
     gateway: str
-    call: str | None  # list / schedule / cancel, once the signature was checked
+    call: str | None  # one of CALLS, once the signature was checked
     response: bytes | None
     refusal: Refusal | None
 
@@ -186,8 +190,8 @@ def parse_reply(body: bytes) -> Reply:
     """Read a ``control.tedapi.reply`` body; raises MalformedMessage."""
     document = _document(body, CONTROL_TEDAPI_REPLY)
     call = document.get("call")
-    if call is not None and call not in ("list", "schedule", "cancel"):
-        raise MalformedMessage(f"call {call!r} is not list, schedule or cancel")
+    if call is not None and call not in CALLS:
+        raise MalformedMessage(f"call {call!r} is not one of {', '.join(CALLS)}")
     outcome = document.get("outcome")
     if outcome == "answered":
         return Reply(document["gateway"], call, _unb64(document.get("response"), "response"), None)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pika
 import pytest
@@ -24,7 +25,7 @@ import pytest
 from powerwall_bus.consumers.dispatch.lan import LanChannel
 from powerwall_bus.producers.poller.command import PollerConfig
 from powerwall_bus.producers.poller.main import Poller
-from powerwall_bus.producers.poller.relay import Reason, judge
+from powerwall_bus.producers.poller.relay import judge
 from powerwall_bus.shared import control
 from powerwall_bus.shared.certs import server_context
 from powerwall_bus.shared.contract import (
@@ -32,28 +33,33 @@ from powerwall_bus.shared.contract import (
     CONTROL_TEDAPI_REPLY,
     routing_key,
 )
+from powerwall_bus.shared.control import Reason, Refusal
 from powerwall_bus.shared.errors import MalformedMessage, RelayRefused, RelayUnavailable
 from powerwall_bus.shared.max_backup import BackupEvent
 from powerwall_bus.shared.messages import iso_time
 from powerwall_bus.shared.schemas import validate_message
 from powerwall_bus.shared.settings import AmqpSettings, GatewaySettings, PollerSettings
-from powerwall_bus.shared.tedapi import clients
+from powerwall_bus.shared.tedapi import clients, schema
 from powerwall_bus.shared.tedapi.commands import (
     Acknowledged,
     BackupEvents,
     Kind,
     build_request,
     parse_response,
+    sign_request,
 )
 from powerwall_bus.shared.tedapi.keys import public_der
 from powerwall_bus.simulator.endpoints import SimulatedGateway
 from powerwall_bus.simulator.faults import FaultSet
 from powerwall_bus.simulator.server import GatewayServer, SimulatorRunner
 from powerwall_bus.simulator.site import SiteOptions
-from tests.conftest import TestBus, sim_counts
+from tests.conftest import sim_counts
 from tests.support.collector import Collector
 from tests.support.tedapi_keys import signing_key
 from tests.support.waiting import wait_until
+
+if TYPE_CHECKING:  # imported by name, pytest would try to collect it as a test class
+    from tests.conftest import TestBus
 
 PASSWORD = "relay-Test-1"
 TEDAPI = "/tedapi/v1r"
@@ -152,6 +158,35 @@ def test_a_gateway_fault_is_the_gateways_answer_not_a_refusal(
     assert _tedapi_requests(own_sim) == 1
 
 
+def test_paired_key_calls_go_through_so_pair_add_lan_works_over_the_lan(
+    own_sim: SimulatorRunner, bus: TestBus, relayed: Poller
+) -> None:
+    """``pwbus pair add-lan --via lan``: a second key added by trusted signature, listed and
+    removed, all relayed by the poller; a replayed add is refused."""
+    from powerwall_bus.consumers.dispatch import pair
+
+    din, signer = _din(own_sim), signing_key("paired")
+    newcomer = public_der(signing_key("second machine"))
+    channel = LanChannel(bus.settings, din)
+    try:
+        added = pair.add_lan_key(channel, signer, din, newcomer, "kitchen pi", now=time.time())
+        assert added.public_key == newcomer
+        assert newcomer in {key.der for key in own_sim.server.signed.paired()}
+        listed = pair.signed_list(channel, signer, din, now=time.time())
+        assert newcomer in {client.public_key for client in listed.clients}
+        add = clients.build_client_request(
+            clients.ClientKind.ADD, din, signer, time.time(), public_key=newcomer
+        )
+        channel.send(add, timeout=10)
+        with pytest.raises(RelayRefused) as replayed:
+            channel.send(add, timeout=10)
+        assert replayed.value.reason == Reason.REPLAYED.value
+        pair.remove_key(channel, signer, din, newcomer, now=time.time())
+        assert newcomer not in {key.der for key in own_sim.server.signed.paired()}
+    finally:
+        channel.close()
+
+
 # --------------------------------------------------------------------------- refusals
 
 
@@ -163,11 +198,14 @@ def _forged(body: bytes) -> bytes:
     return body[:at] + bytes([body[at] ^ 0x01]) + body[at + 1 :]
 
 
-def _client_list(sim: SimulatorRunner) -> bytes:
-    """Validly signed, but a paired-keys call, not Max Backup."""
-    return clients.build_client_request(
-        clients.ClientKind.LIST, _din(sim), signing_key("paired"), time.time()
-    )
+def _signed_other(sim: SimulatorRunner) -> bytes:
+    """Validly signed, for this gateway, but asking nothing the relay passes (an envelope
+    with neither a Max Backup nor a paired-keys call)."""
+    envelope = schema.MessageEnvelope()
+    envelope.delivery_channel = schema.DELIVERY_CHANNEL_HERMES_COMMAND
+    envelope.sender.authorized_client = schema.AUTHORIZED_CLIENT_CUSTOMER_MOBILE_APP
+    envelope.recipient.din = _din(sim)
+    return sign_request(envelope.SerializeToString(), _din(sim), signing_key("paired"), time.time())
 
 
 @pytest.mark.parametrize(
@@ -188,7 +226,7 @@ def test_bodies_that_are_not_signed_max_backup_calls_never_reach_the_gateway(
         "forged": lambda: _forged(_request(own_sim, Kind.LIST)),
         "expired": lambda: _request(own_sim, Kind.CANCEL, now=time.time() - 60),
         "wrong_din": lambda: _request(own_sim, Kind.CANCEL, din="1232100-00-E--TG000000000000"),
-        "not_max_backup": lambda: _client_list(own_sim),
+        "not_max_backup": lambda: _signed_other(own_sim),
     }
     channel = LanChannel(bus.settings, _din(own_sim))
     try:
@@ -383,9 +421,13 @@ def test_the_relay_check_names_each_refusal() -> None:
     now = time.time()
     assert judge(build_request(Kind.LIST, din, key, now), din, now) is Kind.LIST
     late = judge(build_request(Kind.LIST, din, key, now), din, now + 30)
-    assert not isinstance(late, Kind) and late.reason is Reason.EXPIRED
+    assert isinstance(late, Refusal) and late.reason is Reason.EXPIRED
     other = judge(build_request(Kind.LIST, din, key, now), din + "X", now)
-    assert not isinstance(other, Kind) and other.reason is Reason.WRONG_GATEWAY
+    assert isinstance(other, Refusal) and other.reason is Reason.WRONG_GATEWAY
+    add = clients.build_client_request(
+        clients.ClientKind.ADD, din, key, now, public_key=public_der(signing_key("other"))
+    )
+    assert judge(add, din, now) is clients.ClientKind.ADD
 
 
 def test_command_and_reply_bodies_round_trip_and_validate() -> None:

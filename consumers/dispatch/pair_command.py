@@ -71,8 +71,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         choices=("cloud", "lan"),
         default="cloud",
         help="add-lan: the road of the signed request: cloud (the device_command relay; the "
-        "default) or lan (the bus and the poller: the poller relays Max Backup calls only so "
-        "far, and refuses this one)",
+        "default) or lan (over the bus to the poller, which posts it to the gateway on your "
+        "network; no cloud needed but for the DIN, see --din)",
     )
     parser.add_argument(
         "--din", default="", help="add-lan --via lan: the gateway's DIN (default: the cloud's site)"

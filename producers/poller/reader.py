@@ -38,7 +38,7 @@ from powerwall_bus.producers.poller.error_policy import (
 )
 from powerwall_bus.producers.poller.health import Health
 from powerwall_bus.producers.poller.outbox import Outbox
-from powerwall_bus.producers.poller.relay import Answer, Inbox, Pending, execute
+from powerwall_bus.producers.poller.relay import READ_ONLY, Answer, Inbox, Pending, execute
 from powerwall_bus.producers.poller.schedule import Schedule
 from powerwall_bus.producers.poller.trouble import TroubleLog
 from powerwall_bus.shared import contract
@@ -62,7 +62,6 @@ from powerwall_bus.shared.messages import (
 )
 from powerwall_bus.shared.retry import Backoff
 from powerwall_bus.shared.settings import PollerSettings
-from powerwall_bus.shared.tedapi.commands import Kind
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -179,9 +178,9 @@ class GatewayReader:
             self._health.cooldown(done.error.cooldown_until)
             self.schedule.postpone_all(done.error.cooldown_until)
         if done.refusal is None:
-            # A list (once a minute per dispatcher) is routine; a change to Max Backup is news.
+            # A list (once a minute per dispatcher) is routine; a change is news.
             _LOGGER.log(
-                logging.DEBUG if pending.call is Kind.LIST else logging.INFO,
+                logging.DEBUG if pending.call in READ_ONLY else logging.INFO,
                 "relayed a signed %s command to the gateway (answered in %.2f s)",
                 pending.call.value,
                 self._clock() - started,

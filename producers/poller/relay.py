@@ -5,8 +5,11 @@ LAN sends its signed TEDAPI message here (``control.<DIN>.tedapi``, see
 :mod:`powerwall_bus.shared.control`). Nothing else on the bus can make the poller write
 to the gateway: this relay takes only that kind, only for its own gateway, and only a
 body that :func:`~powerwall_bus.shared.tedapi.responder.inspect_request` finds to be a
-signed Max Backup call (list, schedule, cancel) whose signature by the key it names is
-valid and not expired. Whether that key is paired, the gateway decides.
+signed Max Backup call (list, schedule, cancel), or that
+:func:`~powerwall_bus.shared.tedapi.responder.inspect_client_request` finds to be a signed
+paired-keys call (list, add a key by trusted signature, remove: what ``pwbus pair add-lan``
+sends), whose signature by the key it names is valid and not expired. Whether that key is
+paired, the gateway decides.
 
 Two threads share the work, each with what it owns:
 
@@ -59,6 +62,7 @@ from powerwall_bus.shared.messages import CONTENT_TYPE
 from powerwall_bus.shared.retry import Backoff
 from powerwall_bus.shared.settings import AmqpSettings
 from powerwall_bus.shared.tedapi import responder
+from powerwall_bus.shared.tedapi.clients import ClientKind
 from powerwall_bus.shared.tedapi.commands import Kind
 from powerwall_bus.shared.throttle import Throttle
 from powerwall_bus.shared.topology import declare_exchange
@@ -90,7 +94,7 @@ class Pending:
     """An accepted command waiting for the reader, and where its answer goes."""
 
     request: bytes
-    call: Kind
+    call: Call
     reply_to: str
     correlation_id: str | None
 
@@ -105,18 +109,29 @@ class Answer:
     relayed: bool = False  # the gateway answered (whatever it said)
 
 
-def judge(request: bytes, own_din: str, now: float) -> Kind | Refusal:
-    """The Max Backup call ``request`` carries, or why it must not reach the gateway (pure).
+#: What a relayed command may ask: a Max Backup call or a paired-keys call.
+Call = Kind | ClientKind
+
+#: The calls that read and change nothing: relayed again when repeated (see Replays).
+READ_ONLY: frozenset[Call] = frozenset({Kind.LIST, ClientKind.LIST})
+
+
+def judge(request: bytes, own_din: str, now: float) -> Call | Refusal:
+    """The call ``request`` carries, or why it must not reach the gateway (pure).
 
     The relay's check, not the gateway's: the signature must be valid for the key the
-    message names (pairing is the gateway's business), for this gateway, unexpired.
+    message names (pairing is the gateway's business), for this gateway, unexpired, and the
+    call a Max Backup or a paired-keys one.
     """
     try:
         return responder.inspect_request(request, own_din, now).kind
     except TedapiFault as fault:
         reason = _FAULT_REASONS.get(fault.fault, Reason.NOT_SIGNED)
         if fault.fault == responder.FAULT_DECODING and _signed_but_other(request, own_din, now):
-            reason = Reason.NOT_MAX_BACKUP
+            try:
+                return responder.inspect_client_request(request, own_din, now).kind
+            except TedapiFault:
+                reason = Reason.NOT_MAX_BACKUP
         return Refusal(reason, f"{fault.name} (fault {fault.fault})")
 
 
@@ -424,7 +439,7 @@ class ControlRelay:
             return
         now = self._clock()
         signature, expires_at = signature_of(command.request), _expiry(command.request)
-        if verdict is not Kind.LIST and not self._replays.first(signature, expires_at, now):
+        if verdict not in READ_ONLY and not self._replays.first(signature, expires_at, now):
             refusal = Refusal(Reason.REPLAYED, "this signed command was relayed already")
             self._reply(reply_to, correlation_id, call=verdict.value, refusal=refusal)
             return

@@ -232,6 +232,22 @@ def inspect_request(body: bytes, din: str, now: float) -> VerifiedRequest:
     return verify_request(body, din, {signer}, now)
 
 
+def inspect_client_request(body: bytes, din: str, now: float) -> ClientCall:
+    """:func:`inspect_request` for the paired-keys calls (list, add by trusted signature,
+    remove): signed by the key it names, for this gateway, unexpired. Anything else is
+    ``DECODING``."""
+    message = schema.RoutableMessage()
+    try:
+        message.ParseFromString(body)
+    except DecodeError:
+        raise _fault(FAULT_DECODING) from None
+    signer = bytes(message.signature_data.signer_identity.public_key)
+    call = client_call(verify_signed(body, din, {signer}, now).envelope)
+    if call is None:
+        raise _fault(FAULT_DECODING)
+    return call
+
+
 # --------------------------------------------------------------------------- replies
 
 
