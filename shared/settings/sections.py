@@ -370,11 +370,6 @@ class SimulatorSettings:
         env=("PWBUS_SIM_PAIRED_KEYS",),
         help="PEM files of the RSA keys accepted for signed TEDAPI (v1r) commands",
     )
-    paired_keys: tuple[str, ...] = setting(
-        (),
-        env=("PWBUS_SIM_PAIRED_KEYS",),
-        help="PEM files of the RSA keys accepted for signed TEDAPI (v1r) commands",
-    )
     cloud_port: int | None = setting(
         None,
         env=("PWBUS_SIM_CLOUD_PORT",),
@@ -570,8 +565,7 @@ class ProxySettings:
         5.0,
         env=("PWBUS_PROXY_HEADER_TIMEOUT",),
         check=between(1.0, 300.0, "seconds"),
-        help="close a connection whose request headers are not complete within this many "
-        "seconds",
+        help="close a connection whose request headers are not complete within this many seconds",
     )
     keepalive_timeout: float = setting(
         30.0,
