@@ -17,7 +17,10 @@ bound with). This module writes them for each role (see :data:`ROLES` and
 * a **dispatcher** publishes control commands (``control.*``: the signed commands the
   poller relays to the gateway, and resync requests) and its reports (``dispatch.*``), and
   binds only the Octopus plans and the pollers' statuses; the poller binds exactly the
-  signed-command keys (``control.<DIN>.tedapi``) besides the resync requests.
+  signed-command keys (``control.<DIN>.tedapi``) besides the resync requests;
+* the **octopus** producer publishes the Octopus plans (``octopus.<account>.plan``) and
+  nothing else, and reads nothing (set ``PWBUS_DISPATCH_PLAN_USER=pwbus-octopus`` for the
+  dispatcher, which takes plans only from that user).
 
 Three output forms: the ``rabbitmqctl`` commands as a shell script (the default), a
 RabbitMQ definitions file (``--format definitions``, loaded at boot by ``load_definitions``;
@@ -57,9 +60,10 @@ ROLES: dict[str, str] = {
     "display": "pwbus-display",
     "writer": "pwbus-writer",
     "dispatcher": "pwbus-dispatcher",
+    "octopus": "pwbus-octopus",
 }
 #: The roles made when ``--roles`` is not given.
-DEFAULT_ROLES: tuple[str, ...] = ("poller", "proxy", "writer", "dispatcher")
+DEFAULT_ROLES: tuple[str, ...] = ("poller", "proxy", "writer", "dispatcher", "octopus")
 FORMATS = ("commands", "definitions")
 #: producers/poller/publisher.RESYNC_QUEUE_PREFIX (checked equal by a test; that module
 #: imports pika).
@@ -140,6 +144,14 @@ def role_permissions(
             read=_any(ex, SERVER_NAMED),
             topic_write=_any(r"control\..*", r"dispatch\..*"),
             topic_read=_any(r"octopus\.[^.]+\.plan", r"powerwall\.[^.]+\.poller\.status"),
+        )
+    if role == "octopus":
+        return Permissions(
+            configure=_any(ex),
+            write=_any(ex),
+            read=NOTHING,
+            topic_write=_any(r"octopus\.[^.]+\.plan"),
+            topic_read=NOTHING,
         )
     raise ConfigError("roles", f"unknown role {role!r}; known: {', '.join(ROLES)}")
 

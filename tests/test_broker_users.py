@@ -34,7 +34,7 @@ from powerwall_bus.shared.topology import (
 from tests import conftest
 from tests.support.waiting import wait_until
 
-ROLES = ("poller", "proxy", "writer", "dispatcher")
+ROLES = ("poller", "proxy", "writer", "dispatcher", "octopus")
 
 
 def _pwbus(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
@@ -399,3 +399,19 @@ def _connect(url: str) -> pika.BlockingConnection | None:
         return pika.BlockingConnection(pika.URLParameters(url))
     except pika.exceptions.AMQPError:
         return None
+
+
+def test_the_octopus_producer_publishes_plans_and_nothing_else(users: Users) -> None:
+    exchange = users.bus.settings.exchange
+    with users.channel("octopus") as channel:
+        declare_exchange(channel, exchange)
+        _publish(channel, exchange, "octopus.A-1234ABCD.plan", user_id=users.names["octopus"])
+    for attempt in (
+        lambda c: _publish(c, exchange, "powerwall.X.meters"),
+        lambda c: _publish(c, exchange, "control.X.tedapi"),
+        lambda c: c.queue_declare("", exclusive=True),
+    ):
+        with users.channel("octopus") as channel:
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+                attempt(channel)
+            _refused(refused)
