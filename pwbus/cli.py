@@ -55,6 +55,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("powerwall_bus.consumers.hat.command", "HAT"),
     ("powerwall_bus.consumers.dispatch.command", "DISPATCH"),
     ("powerwall_bus.consumers.dispatch.pair_command", "PAIR"),
+    ("powerwall_bus.consumers.dispatch.tedapi_command", "TEDAPI"),
     ("powerwall_bus.consumers.tariff.command", "TARIFF"),
     ("powerwall_bus.consumers.gui.command", "GUI"),
     ("powerwall_bus.simulator.command", "SIMULATE"),
