@@ -61,6 +61,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("powerwall_bus.simulator.command", "SIMULATE"),
     ("powerwall_bus.simulator.command", "SIMCTL"),
     ("powerwall_bus.broker_users", "BROKER"),
+    ("powerwall_bus.cloud_command", "CLOUD"),
     ("powerwall_bus.docs", "DOCS"),
     ("powerwall_bus.cli", "CONFIG"),
 )

@@ -372,6 +372,17 @@ class CloudTokenExpired(CloudAuthError):
     (internal; callers see it only when the retry is refused the same way)."""
 
 
+class CloudLoginRefused(CloudAuthError):
+    """``pwbus cloud login`` will not trade this callback for tokens: not a callback URL of
+    our request, a ``state`` that is not ours (a forged or stale login), another issuer, or
+    Tesla's own ``error`` in it. The user's input is wrong, so the command exits 2."""
+
+
+class CloudTokenInvalid(CloudAuthError):
+    """A token that fails verification: not a JWT, another issuer or audience, expired,
+    or a signature that none of the issuer's keys made."""
+
+
 class CloudForbidden(CloudError):
     """402 (the Fleet API application has no billing set up) or 403 (the token lacks a
     scope, e.g. ``energy_cmds``): fixed in the Tesla developer or account settings."""

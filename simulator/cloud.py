@@ -7,6 +7,14 @@ battery exactly like one sent over the LAN:
 
 * ``POST /oauth2/v3/token`` (form, ``grant_type=refresh_token``): single-use refresh tokens
   (a used one answers 401 ``login_required``), a new pair with ``expires_in`` every time.
+* The login (``pwbus cloud login``): ``GET /oauth2/v3/authorize`` (authorization code +
+  PKCE S256) logs the fake user in at once and answers 302 to ``redirect_uri`` with ``code``,
+  ``state`` and ``issuer``, as Tesla's callback does; ``grant_type=authorization_code`` trades
+  a code (single-use, 5 minutes, only with the verifier of its challenge and the same
+  ``redirect_uri``) for a pair whose access token is an RS256 JWT (``iss`` the fake's
+  ``/oauth2/v3``, ``aud`` its base URL and ``/oauth2/v3/userinfo``, ``exp``, ``scp``), and its
+  refreshes stay JWTs; ``GET /oauth2/v3/discovery/keys`` is the JWKS of the signing key.
+* ``sites``: more energy sites listed by ``products`` (only ``site_id`` answers the rest).
 * Bearer tokens: none or unknown answers 401 ``invalid bearer token``, an expired one 401
   ``token expired (401)``; reads need the ``energy_device_data`` scope, writes
   ``energy_cmds`` (403 ``Unauthorized missing scopes``).
@@ -44,15 +52,20 @@ import base64
 import binascii
 import collections
 import contextlib
+import hashlib
+import json
 import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from powerwall_bus.shared.errors import TedapiDecodeError, TedapiError, TedapiFault, TedapiKeyError
 from powerwall_bus.shared.loop_thread import LoopThread
@@ -67,6 +80,10 @@ _LOGGER = logging.getLogger(__name__)
 
 CONTROL_PREFIX = "/_sim/"
 TOKEN_PATH = "/oauth2/v3/token"
+AUTHORIZE_PATH = "/oauth2/v3/authorize"
+JWKS_PATH = "/oauth2/v3/discovery/keys"
+CODE_TTL = 300.0  # an authorization code works once, within 5 minutes
+JWT_KID = "fake-cloud-1"
 DEFAULT_SCOPES = ("openid", "offline_access", "energy_device_data", "energy_cmds")
 BACKUP_RULES = ("accept", "clamp80", "reject81_99")
 OPERATION_MODES = ("self_consumption", "autonomous", "backup")
@@ -120,6 +137,22 @@ class Grant:
 
     expires: float
     scopes: tuple[str, ...]
+    base: str = ""  # the fake's base URL when its access tokens are JWTs (a login's grants)
+
+
+@dataclass
+class AuthorizationCode:
+    """A code the authorize endpoint handed out, and what its exchange must present."""
+
+    challenge: str
+    redirect_uri: str
+    client_id: str
+    scopes: tuple[str, ...]
+    expires: float
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 class FakeCloud:
@@ -139,6 +172,7 @@ class FakeCloud:
         pair_window: float = PAIR_WINDOW,
         retry_after: int = 2,
         clock: Callable[[], float] = time.time,
+        sites: tuple[tuple[int, str, str], ...] = (),
     ) -> None:
         self.gateway_url = gateway_url.rstrip("/")
         self.din = din
@@ -162,15 +196,61 @@ class FakeCloud:
         self.history: list[tuple[float, str, object]] = []
         self._http: aiohttp.ClientSession | None = None
         self.tariff = TariffStore()  # time_of_use_settings (simulator/cloud_tariff.py)
+        self.sites = sites  # more (site_id, DIN, name) for products
+        self.codes: dict[str, AuthorizationCode] = {}
+        self._jwt_key: rsa.RSAPrivateKey | None = None
 
     # ------------------------------------------------------------------ control
 
-    def issue(self, scopes: tuple[str, ...] = DEFAULT_SCOPES) -> dict[str, Any]:
-        """A new token pair, as the token endpoint answers it (tests and demos log in here)."""
+    @property
+    def jwt_key(self) -> rsa.RSAPrivateKey:
+        """The key that signs the login's JWTs (made on first use)."""
+        if self._jwt_key is None:
+            self._jwt_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return self._jwt_key
+
+    def jwks(self) -> dict[str, Any]:
+        """The JWKS document of :attr:`jwt_key`."""
+        numbers = self.jwt_key.public_key().public_numbers()
+
+        def number(value: int) -> str:
+            return _b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+        key = {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": JWT_KID}
+        return {"keys": [{**key, "n": number(numbers.n), "e": number(numbers.e)}]}
+
+    def mint_jwt(self, claims: dict[str, Any], kid: str = JWT_KID) -> str:
+        """An RS256 JWT of ``claims`` signed by :attr:`jwt_key`."""
+        header = {"alg": "RS256", "typ": "JWT", "kid": kid}
+        signed = ".".join(
+            _b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
+        )
+        signature = self.jwt_key.sign(signed.encode("ascii"), padding.PKCS1v15(), hashes.SHA256())
+        return f"{signed}.{_b64url(signature)}"
+
+    def _access_jwt(self, base: str, scopes: tuple[str, ...], now: float) -> str:
+        claims = {
+            "iss": f"{base}/oauth2/v3",
+            "aud": [f"{base}/", f"{base}/oauth2/v3/userinfo"],
+            "sub": "00000000-0000-0000-0000-00000000fa6e",
+            "scp": list(scopes),
+            "iat": int(now),
+            "exp": int(now + self.token_ttl),
+            "jti": secrets.token_urlsafe(12),  # two tokens minted in one second still differ
+        }
+        return self.mint_jwt(claims)
+
+    def issue(self, scopes: tuple[str, ...] = DEFAULT_SCOPES, *, base: str = "") -> dict[str, Any]:
+        """A new token pair, as the token endpoint answers it (tests and demos log in here).
+        With ``base`` (the fake's URL) the access token is a signed JWT, as after a login."""
         now = self._clock()
-        access, refresh = "fake." + secrets.token_urlsafe(32), "EU_" + secrets.token_urlsafe(32)
-        self.access[access] = Grant(now + self.token_ttl, tuple(scopes))
-        self.refresh[refresh] = Grant(now + self.refresh_ttl, tuple(scopes))
+        if base:
+            access = self._access_jwt(base, tuple(scopes), now)
+        else:
+            access = "fake." + secrets.token_urlsafe(32)
+        refresh = "EU_" + secrets.token_urlsafe(32)
+        self.access[access] = Grant(now + self.token_ttl, tuple(scopes), base)
+        self.refresh[refresh] = Grant(now + self.refresh_ttl, tuple(scopes), base)
         return {
             "access_token": access,
             "refresh_token": refresh,
@@ -275,6 +355,8 @@ class FakeCloud:
         """The aiohttp application."""
         app = web.Application(middlewares=[self._middleware], client_max_size=256 * 1024)
         app.router.add_post(TOKEN_PATH, self._token)
+        app.router.add_get(AUTHORIZE_PATH, self._authorize)
+        app.router.add_get(JWKS_PATH, self._jwks)
         app.router.add_get("/api/1/users/region", self._region)
         app.router.add_get("/api/1/products", self._products)
         site = "/api/1/energy_sites/{site_id}/"
@@ -311,7 +393,7 @@ class FakeCloud:
     async def _checked(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if request.path == TOKEN_PATH:
+        if request.path in (TOKEN_PATH, AUTHORIZE_PATH, JWKS_PATH):
             return await handler(request)
         for name in ("rate_limited", "server_error", "offline", "wrong_region", "payment_required"):
             if self._fire(name):
@@ -341,6 +423,8 @@ class FakeCloud:
 
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
+        if form.get("grant_type") == "authorization_code":
+            return self._code_exchange(request, {k: str(v) for k, v in form.items()})
         if form.get("grant_type") != "refresh_token":
             return _error(400, "unsupported_grant_type")
         if form.get("client_id") != self.client_id:
@@ -349,7 +433,46 @@ class FakeCloud:
         grant = self.refresh.pop(str(form.get("refresh_token") or ""), None)  # single-use
         if self._fire("refresh_invalid") or grant is None or self._clock() >= grant.expires:
             return _error(401, FAULTS["refresh_invalid"][1])
-        return web.json_response(self.issue(grant.scopes))
+        return web.json_response(self.issue(grant.scopes, base=grant.base))
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        """The user logs in (at once: a fake) and the browser goes to ``redirect_uri``."""
+        query = request.query
+        redirect_uri = query.get("redirect_uri", "")
+        if query.get("client_id") != self.client_id or not redirect_uri:
+            return _error(400, "invalid_client")
+        challenge = query.get("code_challenge", "")
+        if query.get("response_type") != "code" or query.get("code_challenge_method") != "S256":
+            return _error(400, "invalid_request")
+        if len(challenge) != 43:  # base64url of a SHA-256, unpadded
+            return _error(400, "invalid_request")
+        code = secrets.token_urlsafe(24)
+        scopes = tuple(query.get("scope", "").split()) or DEFAULT_SCOPES
+        scopes = tuple(dict.fromkeys((*scopes, "energy_device_data", "energy_cmds")))
+        self.codes[code] = AuthorizationCode(
+            challenge, redirect_uri, self.client_id, scopes, self._clock() + CODE_TTL
+        )
+        base = f"{request.scheme}://{request.host}"
+        back = {"code": code, "state": query.get("state", ""), "issuer": f"{base}/oauth2/v3"}
+        separator = "&" if "?" in redirect_uri else "?"
+        raise web.HTTPFound(redirect_uri + separator + urlencode(back))
+
+    def _code_exchange(self, request: web.Request, form: dict[str, str]) -> web.Response:
+        found = self.codes.pop(form.get("code", ""), None)  # single-use
+        if found is None or self._clock() >= found.expires:
+            return _error(400, "invalid_grant")
+        if form.get("client_id") != found.client_id:
+            return _error(401, "invalid_client")
+        verifier = form.get("code_verifier", "").encode("ascii", "replace")
+        if _b64url(hashlib.sha256(verifier).digest()) != found.challenge:
+            return _error(400, "invalid_grant")  # PKCE: not the verifier of the challenge
+        if form.get("redirect_uri") != found.redirect_uri:
+            return _error(400, "invalid_grant")
+        base = f"{request.scheme}://{request.host}"
+        return web.json_response(self.issue(found.scopes, base=base))
+
+    async def _jwks(self, request: web.Request) -> web.Response:
+        return web.json_response(self.jwks())
 
     async def _region(self, request: web.Request) -> web.Response:
         base = f"{request.scheme}://{request.host}"
@@ -368,7 +491,12 @@ class FakeCloud:
             "components": {"battery": True, "solar": True, "grid": True},
         }
         car = {"id": 100021, "vehicle_id": 99021, "vin": "5YJ3FAKE000000001", "display_name": "Car"}
-        return web.json_response({"response": [car, site], "count": 2})
+        more = [
+            {**site, "energy_site_id": site_id, "gateway_id": din, "site_name": name}
+            for site_id, din, name in self.sites
+        ]
+        entries = [car, site, *more]
+        return web.json_response({"response": entries, "count": len(entries)})
 
     async def _site_info(self, request: web.Request) -> web.Response:
         response = {
