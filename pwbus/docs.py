@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,8 +70,9 @@ def _facade_rows() -> list[tuple[str, str, str]]:
         path = route.resource.canonical if route.resource is not None else ""
         if path == "/{tail}" or route.method == "HEAD":
             continue  # the catch-all (the rows below say what it answers); HEAD twins GET
-        handler = getattr(route.handler, "__name__", "")
-        rows.append((f"{route.method} {path}", "own route", _first_line(route.handler) or handler))
+        request = f"{route.method} {path}"
+        said = _bullet(facade.__doc__ or "", request) or _first_line(route.handler)
+        rows.append((request, "own route", said))
     for endpoint in contract.ENDPOINTS:
         if endpoint.poll is None:
             continue
@@ -82,6 +84,18 @@ def _facade_rows() -> list[tuple[str, str, str]]:
         rows.append((f"GET {path}", "refused", "403, as a gateway answers a customer"))
     rows.append(("any other method", "refused", "403, as a gateway answers a customer"))
     return rows
+
+
+def _bullet(doc: str, request: str) -> str:
+    """What the module docstring's bullet on ``request`` says, to its first semicolon
+    (the facade documents each of its routes as ``- ``GET /path``: what it answers``)."""
+    for bullet in doc.split("\n- ")[1:]:
+        text = " ".join(bullet.split("\n\n", 1)[0].split())
+        head = f"``{request}``"
+        if text.startswith(head):
+            said = text[len(head) :].split("; ", 1)[0].strip(" :.")
+            return re.sub(r":\w+:`", "`", said.replace("``", "`"))  # Sphinx roles: plain code
+    return ""
 
 
 def _first_line(handler: Any) -> str:
