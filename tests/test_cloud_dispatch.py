@@ -31,6 +31,7 @@ from powerwall_bus.consumers.dispatch.cloud import (
     open_fleet_actuator,
 )
 from powerwall_bus.consumers.dispatch.decide import Action, Cancel, Schedule, decide
+from powerwall_bus.consumers.dispatch.holds import ceil_half_hour
 from powerwall_bus.shared.errors import (
     CloudCommandRefused,
     CloudNotFound,
@@ -351,8 +352,9 @@ def test_decisions_through_the_relay_hold_then_release_the_battery(
     # a restarted dispatcher (no memory) decides from the gateway's word: nothing sent twice
     again = decide(datetime.now(UTC), plan, listed.manual, SETTINGS)
     assert again.actions == ()
-    # the plan empties: the hold is ended, the battery carries the house again
-    later = datetime.now(UTC)
+    # the plan empties: the hold is ended, the battery carries the house again (decided at
+    # a half-hour boundary: inside a half hour the hold would run to its end, whole half hours)
+    later = ceil_half_hour(datetime.now(UTC))
     ended = decide(later, _plan(later), listed.manual, SETTINGS, decision.memory)
     assert [type(a) for a in ended.actions] == [Cancel]
     _send(channel, channel.din, ended.actions)
