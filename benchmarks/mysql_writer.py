@@ -121,7 +121,10 @@ def preload(amqp: AmqpSettings, writer: WriterSettings, naive_queue: str, batch:
     channel.queue_bind(naive_queue, amqp.exchange, routing_key=meters)
     for message in batch:
         channel.basic_publish(
-            amqp.exchange, message.routing_key, message.body, properties_for(message)
+            amqp.exchange,
+            message.routing_key,
+            message.body,
+            properties_for(message, user_id=amqp.username),
         )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

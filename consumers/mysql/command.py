@@ -114,6 +114,7 @@ class DbCommand:
     users: UserAccounts | None = None
     date_from: str | None = None
     date_to: str | None = None
+    writer: WriterSettings | None = None  # prune: the retention settings
 
 
 def _db_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,6 +128,14 @@ def _db_arguments(parser: argparse.ArgumentParser) -> None:
     )
     summarize.add_argument("--from", dest="date_from", metavar="DATE", help="(the first day)")
     summarize.add_argument("--to", dest="date_to", metavar="DATE", help="exclusive (no limit)")
+    actions.add_parser(
+        "prune",
+        help="apply retention now: drop raw days older than the retention settings, print them",
+        description="Keeps writer.raw_retention_days ($PWBUS_RAW_RETENTION_DAYS) and"
+        " writer.vitals_retention_days ($PWBUS_VITALS_RETENTION_DAYS) whole UTC days of raw"
+        " readings (0: all), creates daily partitions ahead, never removes raw days that"
+        " have no summaries yet. Summaries are kept forever.",
+    )
     users = actions.add_parser(
         "users",
         help="print (or --apply) the SQL creating the writer and report users",
@@ -155,6 +164,7 @@ def _db_load(sources: Sources, args: argparse.Namespace) -> DbCommand:
             args.db_action,
             date_from=getattr(args, "date_from", None),
             date_to=getattr(args, "date_to", None),
+            writer=load(WriterSettings, "writer", sources) if args.db_action == "prune" else None,
         )
     accounts = UserAccounts(
         writer_password=_password(sources, WRITER_PASSWORD_ENV, "writer"),
@@ -168,6 +178,11 @@ def _db_load(sources: Sources, args: argparse.Namespace) -> DbCommand:
 
 
 def _db_run(command: DbCommand) -> int:
+    if command.action == "prune":
+        from powerwall_bus.consumers.mysql.history import run_prune
+
+        assert command.writer is not None
+        return run_prune(command.mysql, command.writer)
     if command.action == "summarize":
         from powerwall_bus.consumers.mysql.history import run_summarize
 
@@ -192,7 +207,7 @@ def _db_run(command: DbCommand) -> int:
 
 DB = Command(
     name="db",
-    help="the MySQL/MariaDB history database: migrate, summarize, users",
+    help="the MySQL/MariaDB history database: migrate, summarize, prune, users",
     add_arguments=_db_arguments,
     load=_db_load,
     run=_db_run,

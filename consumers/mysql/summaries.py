@@ -121,6 +121,7 @@ def _previous(meter: str, energy: bool) -> str:
 
 
 def _meter_minutes_select() -> str:
+    meters = ", ".join(f"'{m}'" for m in METERS)  # a range scan of the primary key per meter
     previous = " UNION ALL ".join([_previous(m, True) for m in METERS] + [_previous("site", False)])
     energy = []
     for meter in METERS:
@@ -170,7 +171,8 @@ FROM (
                 SELECT meter, ts, instant_power AS p, energy_imported AS e_in,
                     energy_exported AS e_out, 1 AS inside
                 FROM meter_readings
-                WHERE gateway_id = %(g)s AND ts >= %(a)s AND ts < %(b)s
+                WHERE gateway_id = %(g)s AND meter IN ({meters})
+                  AND ts >= %(a)s AND ts < %(b)s
                 UNION ALL {previous}
             ) AS r
         ) AS h
@@ -360,8 +362,9 @@ def summarize(
     """Rebuild the summaries of the UTC days [start, end) that have raw rows; counts.
 
     Days without raw rows (pruned, or never written) keep their summaries. A gateway's
-    oldest raw day keeps its meter summaries when older ones exist: its first sample's
-    predecessor was pruned, so its first delta could no longer be recomputed. Commits day
+    oldest raw day keeps its meter summaries when it has some and older ones exist: its
+    first sample's predecessor was pruned, so its first delta could no longer be recomputed
+    (a day without summaries yet is built, its first delta unknown). Commits day
     by day, so it can be stopped and run again.
     """
     say = progress or (lambda line: _LOGGER.info("%s", line))
@@ -380,11 +383,15 @@ def summarize(
                     d for d in days if (start is None or d >= start) and (end is None or d < end)
                 )
                 if table == "meter_readings" and wanted and wanted[0] == min(days):
+                    midnight = dt.datetime.combine(wanted[0], dt.time())
                     cursor.execute(
-                        "SELECT 1 FROM meter_minutes WHERE gateway_id = %s AND bucket < %s LIMIT 1",
-                        (gateway, dt.datetime.combine(wanted[0], dt.time())),
+                        "SELECT (SELECT 1 FROM meter_minutes WHERE gateway_id = %s"
+                        " AND bucket < %s LIMIT 1), (SELECT 1 FROM meter_minutes"
+                        " WHERE gateway_id = %s AND bucket >= %s AND bucket < %s LIMIT 1)",
+                        (gateway, midnight, gateway, midnight, midnight + DAY),
                     )
-                    if cursor.fetchall():
+                    earlier, already = cursor.fetchone()
+                    if earlier and already:
                         say(
                             f"summarize: kept the summaries of gateway {gateway} on {wanted[0]}"
                             " (its oldest raw day: the reading before it was pruned)"

@@ -49,6 +49,14 @@ every database connect; a batch works on a copy that replaces the tracker only a
 commit, so a batch written twice yields the same rows. (Run one writer per database: two
 writers on one queue would each track grid status on their own.)
 
+Summaries and retention: each batch's transaction also recomputes the summary buckets it
+touched (:mod:`~consumers.mysql.summaries`), and with ``writer.retention`` a thread of its
+own (:class:`~consumers.mysql.retention.RetentionKeeper`, its own connection) creates daily
+partitions ahead and drops raw days past ``writer.raw_retention_days`` /
+``writer.vitals_retention_days`` once a UTC day, never holding up a batch for long. While it
+runs, the writer holds the migration lock, so `pwbus db migrate` refuses to copy tables
+under it.
+
 Stopping (``stop()``, SIGTERM in ``pwbus mysql``): the batch in memory is written once
 more if the database answers, otherwise abandoned unacknowledged; the connections are
 closed and :meth:`Writer.run` returns.
@@ -68,6 +76,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 
 from powerwall_bus.consumers.mysql.checks import MessageCheck
 from powerwall_bus.consumers.mysql.command import WriterConfig
+from powerwall_bus.consumers.mysql.connection import connect
 from powerwall_bus.consumers.mysql.db import Database
 from powerwall_bus.consumers.mysql.queues import (
     DEAD_AT_HEADER,
@@ -78,6 +87,7 @@ from powerwall_bus.consumers.mysql.queues import (
     declare_topology,
     one_line,
 )
+from powerwall_bus.consumers.mysql.retention import RetentionKeeper
 from powerwall_bus.consumers.mysql.rows import (
     STORED_KINDS,
     GridStatusTracker,
@@ -244,13 +254,24 @@ class Writer:
             settings.batch_size,
             settings.batch_wait,
         )
+        keeper: RetentionKeeper | None = None
         try:
             try:
                 self._prepare_database()
             except DatabaseUnavailable as exc:
                 self._database_unavailable(exc, held=0)
+            if settings.retention:
+                mysql = self.config.mysql
+                keeper = RetentionKeeper(
+                    lambda: connect(mysql, io_timeout=None),
+                    settings.raw_retention_days,
+                    settings.vitals_retention_days,
+                )
+                keeper.start()
             self._broker.run(self._open_broker, self._consume)
         finally:
+            if keeper is not None:
+                keeper.stop()
             self._connection = self._channel = None
             self.db.close()
             self.ready.clear()

@@ -690,6 +690,25 @@ class WriterSettings:
     migrate: bool = setting(
         True, env=("PWBUS_MYSQL_MIGRATE",), help="apply schema migrations at start"
     )
+    raw_retention_days: int = setting(
+        7,
+        env=("PWBUS_RAW_RETENTION_DAYS",),
+        check=between(0, 36500, "days (0: kept forever)"),
+        help="raw readings (meters, SoE, battery blocks, poller events) are kept this many"
+        " whole UTC days before today; summaries are kept forever (0: raw kept forever)",
+    )
+    vitals_retention_days: int = setting(
+        3,
+        env=("PWBUS_VITALS_RETENTION_DAYS",),
+        check=between(0, 36500, "days (0: kept forever)"),
+        help="vitals readings are kept this many whole UTC days before today (0: forever)",
+    )
+    retention: bool = setting(
+        True,
+        env=("PWBUS_MYSQL_RETENTION",),
+        help="the writer creates daily partitions ahead and applies retention once a day"
+        " (off: run `pwbus db prune` yourself)",
+    )
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ def writer_settings(queue: str, dead: str, **overrides: Any) -> WriterSettings:
         "batch_wait": 0.2,
         "retry_max": 2.0,
         "migrate": False,
+        "retention": False,  # test data is dated days back: the raw rows must stay
     }
     values.update(overrides)
     return WriterSettings(**values)

@@ -1,0 +1,12 @@
+-- powerwall-bus schema, version 3: raw tables partitioned by UTC day, for retention.
+-- resumable: every statement may run again (a run that stopped half way is resumed)
+--
+-- meter_readings, soe_readings, battery_block_readings, poller_events and vitals_readings
+-- move to RANGE COLUMNS(ts) partitions (consumers/mysql/retention.py): p_past for any older
+-- date, one partition per day from 31 days ago to 3 days ahead, p_future for any later
+-- date, so rows of every date are accepted. Each table is copied day by day into
+-- <table>__new (INSERT IGNORE, resumed at the newest day copied, a progress line per day),
+-- then swapped in with one RENAME. Stop the writer first: `pwbus db migrate` refuses while
+-- a writer holds the migration lock (a writer migrating at its own start has not begun
+-- writing yet). grid_status_changes and the summaries stay unpartitioned (small, forever).
+PWBUS STEP partition_raw;
