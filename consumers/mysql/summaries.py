@@ -122,7 +122,9 @@ def _previous(meter: str, energy: bool) -> str:
 
 def _meter_minutes_select() -> str:
     meters = ", ".join(f"'{m}'" for m in METERS)  # a range scan of the primary key per meter
-    previous = " UNION ALL ".join([_previous(m, True) for m in METERS] + [_previous("site", False)])
+    # the reading before the range, per meter (its counters, and the site gap)
+    previous = " UNION ALL ".join(_previous(m, False) for m in METERS)
+    both = "b.energy_imported IS NOT NULL AND b.energy_exported IS NOT NULL"
     energy = []
     for meter in METERS:
         for direction in ("in", "out"):
@@ -140,7 +142,7 @@ def _meter_minutes_select() -> str:
             f"COUNT({case}) AS {meter}_p_n",
         ]
     return f"""
-SELECT %(g)s, bucket,
+SELECT %(g)s, '2000-01-01' + INTERVAL minute_key MINUTE AS bucket,
     SUM(meter = 'site') AS samples,
     MAX(CASE WHEN meter = 'site' THEN TIMESTAMPDIFF(MICROSECOND, lag_ts, ts) END) / 1000000
         AS max_gap_s,
@@ -149,37 +151,51 @@ SELECT %(g)s, bucket,
     MIN(CASE WHEN meter = 'site' AND p = p_top THEN ts END) AS site_max_at,
     MIN(CASE WHEN meter = 'site' AND p = p_bottom THEN ts END) AS site_min_at
 FROM (
-    SELECT meter, ts, p, lag_ts,
-        CAST(DATE_FORMAT(ts, '%Y-%m-%d %H:%i:00') AS DATETIME) AS bucket,
-        CASE WHEN NOT has_e OR lag_in IS NULL THEN NULL
-             WHEN e_in >= lag_in THEN e_in - lag_in
-             WHEN lag_in - e_in <= 1 THEN 0
+    SELECT meter, ts, p, lag_ts, minute_key,
+        CASE WHEN NOT has_e OR prev_in IS NULL THEN NULL
+             WHEN e_in >= prev_in THEN e_in - prev_in
+             WHEN prev_in - e_in <= 1 THEN 0
              ELSE e_in END AS d_in,
-        CASE WHEN NOT has_e OR lag_out IS NULL THEN NULL
-             WHEN e_out >= lag_out THEN e_out - lag_out
-             WHEN lag_out - e_out <= 1 THEN 0
+        CASE WHEN NOT has_e OR prev_out IS NULL THEN NULL
+             WHEN e_out >= prev_out THEN e_out - prev_out
+             WHEN prev_out - e_out <= 1 THEN 0
              ELSE e_out END AS d_out,
-        MAX(p) OVER (PARTITION BY meter, DATE_FORMAT(ts, '%Y%m%d%H%i')) AS p_top,
-        MIN(p) OVER (PARTITION BY meter, DATE_FORMAT(ts, '%Y%m%d%H%i')) AS p_bottom
+        MAX(p) OVER (PARTITION BY meter, minute_key) AS p_top,
+        MIN(p) OVER (PARTITION BY meter, minute_key) AS p_bottom
     FROM (
-        SELECT meter, ts, p, e_in, e_out, inside, has_e,
-            LAG(e_in) OVER (PARTITION BY meter, has_e ORDER BY ts) AS lag_in,
-            LAG(e_out) OVER (PARTITION BY meter, has_e ORDER BY ts) AS lag_out,
-            LAG(ts) OVER (PARTITION BY meter ORDER BY ts) AS lag_ts
+        SELECT l.*,
+            -- the previous reading lacked a counter (rare): look the last one up
+            CASE WHEN lag_has_e = 0 AND has_e THEN (SELECT b.energy_imported
+                FROM meter_readings AS b WHERE b.gateway_id = %(g)s AND b.meter = l.meter
+                  AND b.ts < l.ts AND {both} ORDER BY b.ts DESC LIMIT 1)
+                ELSE lag_in END AS prev_in,
+            CASE WHEN lag_has_e = 0 AND has_e THEN (SELECT b.energy_exported
+                FROM meter_readings AS b WHERE b.gateway_id = %(g)s AND b.meter = l.meter
+                  AND b.ts < l.ts AND {both} ORDER BY b.ts DESC LIMIT 1)
+                ELSE lag_out END AS prev_out
         FROM (
-            SELECT r.*, (r.e_in IS NOT NULL AND r.e_out IS NOT NULL) AS has_e FROM (
-                SELECT meter, ts, instant_power AS p, energy_imported AS e_in,
-                    energy_exported AS e_out, 1 AS inside
-                FROM meter_readings
-                WHERE gateway_id = %(g)s AND meter IN ({meters})
-                  AND ts >= %(a)s AND ts < %(b)s
-                UNION ALL {previous}
-            ) AS r
-        ) AS h
-    ) AS l
-    WHERE inside = 1
+            SELECT meter, ts, p, e_in, e_out, inside, has_e,
+                TIMESTAMPDIFF(MINUTE, '2000-01-01', ts) AS minute_key,
+                LAG(e_in) OVER w AS lag_in,
+                LAG(e_out) OVER w AS lag_out,
+                LAG(has_e) OVER w AS lag_has_e,
+                LAG(ts) OVER w AS lag_ts
+            FROM (
+                SELECT r.*, (r.e_in IS NOT NULL AND r.e_out IS NOT NULL) AS has_e FROM (
+                    SELECT meter, ts, instant_power AS p, energy_imported AS e_in,
+                        energy_exported AS e_out, 1 AS inside
+                    FROM meter_readings
+                    WHERE gateway_id = %(g)s AND meter IN ({meters})
+                      AND ts >= %(a)s AND ts < %(b)s
+                    UNION ALL {previous}
+                ) AS r
+            ) AS h
+            WINDOW w AS (PARTITION BY meter ORDER BY ts)
+        ) AS l
+        WHERE inside = 1
+    ) AS k
 ) AS d
-GROUP BY bucket
+GROUP BY minute_key
 """
 
 
