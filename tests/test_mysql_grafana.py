@@ -19,10 +19,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import mysql.connector
 import pytest
 
 from powerwall_bus.consumers.mysql import reports
@@ -107,16 +109,35 @@ def _data() -> list[Rows]:
     return batches
 
 
-@pytest.fixture
-def db(mysql_db: MysqlSettings) -> Iterator[Any]:
-    connection = connect(mysql_db)
+@pytest.fixture(scope="module")
+def grafana_db(mysql_admin_url: str) -> Iterator[MysqlSettings]:
+    """One database holding the data, shared by this module's (read-only) tests."""
+    admin = MysqlSettings(url=mysql_admin_url)
+    name = f"pwbus_t_{uuid.uuid4().hex[:12]}"
+    server = mysql.connector.connect(
+        host=admin.host, port=admin.port, user=admin.user, password=admin.password
+    )
+    cursor = server.cursor()
+    cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    settings = MysqlSettings(url=mysql_admin_url, database=name)
+    connection = connect(settings)
     migrate(connection)
-    writer = Database(mysql_db)
+    connection.close()
+    writer = Database(settings)
     try:
         for rows in _data():
             writer.write(rows)
     finally:
         writer.close()
+    yield settings
+    cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    server.close()
+
+
+@pytest.fixture
+def db(grafana_db: MysqlSettings) -> Iterator[Any]:
+    """A connection as Grafana's data source opens one (session time zone +00:00)."""
+    connection = connect(grafana_db)
     cursor = connection.cursor()
     cursor.execute("SET SESSION time_zone = '+00:00'")
     cursor.close()
