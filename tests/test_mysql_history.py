@@ -17,6 +17,7 @@ import logging
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -289,3 +290,32 @@ def test_layout_planning_is_pure() -> None:
     assert "p_past VALUES LESS THAN ('2026-12-01 00:00:00')" in clause
     assert "p20261201 VALUES LESS THAN ('2026-12-02 00:00:00')" in clause
     assert clause.endswith("PARTITION p_future VALUES LESS THAN (MAXVALUE))")
+
+
+def test_the_keeper_turns_itself_off_without_alter_privileges(
+    mysql_db: MysqlSettings, db: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    mig.migrate(db)
+    user = f"pwbus_k_{uuid.uuid4().hex[:8]}"
+    cursor = db.cursor()
+    cursor.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'Keeper-pw1'")
+    cursor.execute(f"GRANT SELECT, INSERT, DELETE ON `{mysql_db.database}`.* TO '{user}'@'%'")
+    try:
+        auth = f"mysql://{user}:Keeper-pw1@{mysql_db.host}:{mysql_db.port}/{mysql_db.database}"
+        limited = MysqlSettings(url=auth)
+        keeper = retention.RetentionKeeper(
+            lambda: connect(limited),
+            raw_days=7,
+            vitals_days=3,
+            clock=lambda: TODAY + dt.timedelta(days=10),  # partitions to add: needs ALTER
+            retry_s=0.05,
+        )
+        caplog.set_level(logging.WARNING)
+        keeper.start()
+        keeper._thread.join(20)
+        assert not keeper._thread.is_alive()  # it stopped by itself
+        warnings = [r.getMessage() for r in caplog.records if "retention is off" in r.getMessage()]
+        assert len(warnings) == 1 and "pwbus db prune" in warnings[0]
+    finally:
+        cursor.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+        cursor.close()

@@ -32,6 +32,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import mysql.connector.errors as mysql_errors
+
 from powerwall_bus.consumers.mysql.summaries import DAY
 
 _LOGGER = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ FIRST_DAYS_BACK = 31  # a new layout starts its daily partitions this many days 
 DELETE_CHUNK = 5000
 LOCK_WAIT_S = 5
 _DAILY = re.compile(r"^p(\d{8})$")
+_PRIVILEGE_ERRNOS = frozenset({1142, 1227})  # table / global privilege missing
 
 
 def partition_name(day: dt.date) -> str:
@@ -331,7 +334,9 @@ class RetentionKeeper:
 
     It never blocks the writer's batches: it has its own connection, and its DDL gives up
     after :data:`LOCK_WAIT_S` rather than queueing the writer behind a long reader. Failures
-    are logged and retried an hour later.
+    are logged and retried an hour later; an account without ALTER and DROP on the raw
+    tables (``pwbus db users`` grants only SELECT and INSERT) turns it off with one warning
+    saying to run ``pwbus db prune`` as an administrator instead.
     """
 
     def __init__(
@@ -386,6 +391,18 @@ class RetentionKeeper:
                 try:
                     self.run_once()
                     self.last_day = today
+                except mysql_errors.Error as exc:
+                    if getattr(exc, "errno", None) in _PRIVILEGE_ERRNOS:
+                        _LOGGER.warning(
+                            "retention is off: this account may not alter the raw tables (%s);"
+                            " run `pwbus db prune` as an administrator once a day, or grant"
+                            " ALTER, DROP on them to the writer",
+                            exc.msg,
+                        )
+                        return
+                    _LOGGER.warning("retention failed (trying again in an hour): %s", exc)
+                    self._stop.wait(self._retry_s)
+                    continue
                 except Exception as exc:
                     _LOGGER.warning("retention failed (trying again in an hour): %s", exc)
                     self._stop.wait(self._retry_s)
