@@ -83,8 +83,18 @@ class Users:
                 connection.close()
 
 
-@pytest.fixture
-def users(bus: conftest.TestBus) -> Iterator[Users]:
+@pytest.fixture(scope="module")
+def module_bus(amqp_base_url: str) -> Iterator[conftest.TestBus]:
+    """One exchange for the module: making the role users costs ~8 s of rabbitmqctl."""
+    test_bus = conftest.TestBus(amqp_base_url)
+    yield test_bus
+    test_bus.cleanup()
+
+
+@pytest.fixture(scope="module")
+def users(module_bus: conftest.TestBus) -> Iterator[Users]:
+    """The role users, made once for the module's tests (each test only uses them)."""
+    bus = module_bus
     if bus.settings.host not in ("127.0.0.1", "localhost") or shutil.which("rabbitmqctl") is None:
         pytest.skip("needs rabbitmqctl for the local broker")
     prefix = f"pwbus-t{secrets.token_hex(3)}"
