@@ -239,8 +239,8 @@ def _window_counts(sim: SimulatorRunner) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_gateway_load_does_not_depend_on_consumers(bus, tmp_path) -> None:
-    """Two pollers side by side for a minute: one with no consumer, one with 50."""
-    window = 59.5
+    """Two pollers side by side for half a minute: one with no consumer, one with 50."""
+    window = 29.5
     settings = PollerSettings()
     sims = [
         SimulatorRunner(
@@ -270,7 +270,7 @@ def test_gateway_load_does_not_depend_on_consumers(bus, tmp_path) -> None:
         connection = bus.connect()
         connection.channel().exchange_delete(quiet.exchange)
         connection.close()
-    assert len(consumers.messages()) > 50 * 100  # the 50 consumers really were fed
+    assert len(consumers.messages()) > 50 * 50  # the 50 consumers really were fed
     expected = {
         path: math.ceil(window / interval) for path, interval in intervals_for(settings).items()
     }
