@@ -111,13 +111,16 @@ def report_names() -> list[str]:
 
 
 def load_report(name: str, *, raw: bool = False) -> str:
-    """The SQL of one report (``raw``: its version over the raw readings, ``reports/raw/``);
-    an unknown name is a :class:`ConfigError` listing the known."""
+    """The SQL of one report (``raw``: its version over the raw readings, ``reports/raw/``;
+    a report that reads no summaries, like ``outages``, has one version only); an unknown
+    name is a :class:`ConfigError` listing the known."""
     names = report_names()
     if name not in names:
         raise ConfigError("report", f"unknown report {name!r}; known: {', '.join(names)}")
-    parts = ("reports", "raw", f"{name}.sql") if raw else ("reports", f"{name}.sql")
-    return resources.files("powerwall_bus.schema").joinpath(*parts).read_text("utf-8")
+    reports = resources.files("powerwall_bus.schema").joinpath("reports")
+    raw_version = reports.joinpath("raw", f"{name}.sql")
+    chosen = raw_version if raw and raw_version.is_file() else reports.joinpath(f"{name}.sql")
+    return chosen.read_text("utf-8")
 
 
 def hour_aligned(spans: Sequence[tuple[datetime, datetime, int]]) -> bool:
