@@ -47,11 +47,9 @@ the facts file: ``token_expired`` 401, ``invalid_token`` 401, ``payment_required
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import collections
-import contextlib
 import hashlib
 import json
 import logging
@@ -68,13 +66,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from powerwall_bus.shared.errors import TedapiDecodeError, TedapiError, TedapiFault, TedapiKeyError
-from powerwall_bus.shared.loop_thread import LoopThread
 from powerwall_bus.shared.tedapi import responder
 from powerwall_bus.shared.tedapi.cloud import routable_message_from_body
 from powerwall_bus.shared.tedapi.commands import NOT_VERIFIED_TEXT
 from powerwall_bus.shared.tedapi.keys import fingerprint, public_key_from_der, public_pem
 from powerwall_bus.shared.tesla_cloud.relay import relay_answer
 from powerwall_bus.simulator.cloud_tariff import TariffStore
+from powerwall_bus.simulator.fake_server import FakeServerRunner
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -688,21 +686,17 @@ async def _json(request: web.Request) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
-class FakeCloudRunner:
+class FakeCloudRunner(FakeServerRunner):
     """Runs a :class:`FakeCloud` on 127.0.0.1 in a background thread (tests), or on the
     caller's loop (``pwbus simulate --cloud-port``)."""
 
-    def __init__(self, fake: FakeCloud, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.fake = fake
-        self.host = host
-        self.port = port
-        self._runner: web.AppRunner | None = None
-        self._loop_thread: LoopThread | None = None
+    thread_name = "fake-cloud"
+    fake: FakeCloud
 
     @property
     def url(self) -> str:
         """The API base URL (``cloud.api_url``)."""
-        return f"http://{self.host}:{self.port}"
+        return self.base_url
 
     @property
     def token_url(self) -> str:
@@ -713,58 +707,3 @@ class FakeCloudRunner:
     def control(self) -> str:
         """The control API's base URL."""
         return self.url + CONTROL_PREFIX
-
-    async def start_async(self) -> None:
-        """Start listening on the current loop."""
-        self._runner = web.AppRunner(
-            self.fake.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        if self._runner.addresses:
-            self.port = self._runner.addresses[0][1]
-
-    async def stop_async(self) -> None:
-        """Stop listening."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    def call(self, function: Callable[..., Any], *args: Any) -> Any:
-        """Run a state change on the server's loop (thread-safe control from tests)."""
-        assert self._loop_thread is not None
-        return self._loop_thread.call(function, *args)
-
-    def start(self) -> FakeCloudRunner:
-        """Start in a background thread; returns once the port is open."""
-        self._loop_thread = LoopThread("fake-cloud").start()
-        try:
-            self._loop_thread.run(self.start_async())
-        except BaseException:
-            self._loop_thread.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        """Stop the background server."""
-        if self._loop_thread is not None:
-            with contextlib.suppress(Exception):
-                self._loop_thread.run(self.stop_async())
-            self._loop_thread.stop()
-            self._loop_thread = None
-
-    def __enter__(self) -> FakeCloudRunner:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-async def serve_forever(runner: FakeCloudRunner, stop: asyncio.Event) -> None:
-    """Serve on the current loop until ``stop`` is set."""
-    await runner.start_async()
-    try:
-        await stop.wait()
-    finally:
-        await runner.stop_async()

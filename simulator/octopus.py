@@ -39,10 +39,8 @@ request), ``no_plan`` (KT-CT-4340), ``refresh_expired`` / ``refresh_invalid`` (K
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import collections
-import contextlib
 import hashlib
 import hmac
 import json
@@ -58,7 +56,7 @@ from typing import Any
 
 from aiohttp import web
 
-from powerwall_bus.shared.loop_thread import LoopThread
+from powerwall_bus.simulator.fake_server import FakeServerRunner
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -721,78 +719,19 @@ def _rest_page(
     return chunk, None if after is None else str(after), None if before is None else str(before)
 
 
-class FakeOctopusRunner:
+class FakeOctopusRunner(FakeServerRunner):
     """Runs a :class:`FakeOctopus` on 127.0.0.1 in a background thread (tests), or on the
     caller's loop (``pwbus simulate --octopus-port``)."""
 
-    def __init__(self, fake: FakeOctopus, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.fake = fake
-        self.host = host
-        self.port = port
-        self._runner: web.AppRunner | None = None
-        self._loop_thread: LoopThread | None = None
+    thread_name = "fake-octopus"
+    fake: FakeOctopus
 
     @property
     def url(self) -> str:
         """The GraphQL URL a client is given."""
-        return f"http://{self.host}:{self.port}{GRAPHQL_PATH}"
+        return self.base_url + GRAPHQL_PATH
 
     @property
     def control(self) -> str:
         """The control API's base URL."""
-        return f"http://{self.host}:{self.port}{CONTROL_PREFIX}"
-
-    async def start_async(self) -> None:
-        """Start listening on the current loop."""
-        self._runner = web.AppRunner(
-            self.fake.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        if self._runner.addresses:
-            self.port = self._runner.addresses[0][1]
-
-    async def stop_async(self) -> None:
-        """Stop listening."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    def call(self, function: Callable[..., Any], *args: Any) -> Any:
-        """Run a state change on the server's loop (thread-safe control from tests)."""
-        assert self._loop_thread is not None
-        return self._loop_thread.call(function, *args)
-
-    def start(self) -> FakeOctopusRunner:
-        """Start in a background thread; returns once the port is open."""
-        self._loop_thread = LoopThread("fake-octopus").start()
-        try:
-            self._loop_thread.run(self.start_async())
-        except BaseException:
-            self._loop_thread.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        """Stop the background server."""
-        if self._loop_thread is not None:
-            with contextlib.suppress(Exception):
-                self._loop_thread.run(self.stop_async())
-            self._loop_thread.stop()
-            self._loop_thread = None
-
-    def __enter__(self) -> FakeOctopusRunner:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-async def serve_forever(runner: FakeOctopusRunner, stop: asyncio.Event) -> None:
-    """Serve on the current loop until ``stop`` is set."""
-    await runner.start_async()
-    try:
-        await stop.wait()
-    finally:
-        await runner.stop_async()
+        return self.base_url + CONTROL_PREFIX
