@@ -33,9 +33,9 @@ from powerwall_bus.shared.settings import AmqpSettings, GatewaySettings, HatSett
 from powerwall_bus.simulator.endpoints import SimulatedGateway
 from powerwall_bus.simulator.server import GatewayServer, SimulatorRunner
 from powerwall_bus.simulator.site import SiteOptions
-from tests.support.hat_xvfb import HatXvfb
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
+from tests.support.xvfb import Xvfb
 from tests.test_hat_weather import FakeOpenMeteo
 from tests.test_stack import _env
 
@@ -358,7 +358,7 @@ def test_bad_settings_and_missing_backends_are_one_line(bus: TestBus, tmp_path: 
 
 
 def test_the_emulator_window_draws_under_xvfb(bus: TestBus) -> None:
-    with HatXvfb() as x:
+    with Xvfb(size=(640, 480)) as x:
         env = _hat_env(
             bus,
             DISPLAY=x.display,

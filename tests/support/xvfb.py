@@ -95,6 +95,11 @@ class Xvfb:
                 self._process.kill()
                 self._process.wait()
 
+    @property
+    def alive(self) -> bool:
+        """The server still runs."""
+        return self._process is not None and self._process.poll() is None
+
     def env(self) -> dict[str, str]:
         """This process's environment pointed at this server."""
         return {**os.environ, "DISPLAY": self.display}
