@@ -45,8 +45,13 @@ import itertools
 import json
 import math
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+try:  # the optional fast JSON parser (see loads)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - installed with the fast extra
+    _orjson = None
 
 from powerwall_bus.shared.contract import (
     METER_STREAM,
@@ -171,6 +176,9 @@ class Envelope:
     decoded: Any = None
     run: str | None = None  # the poller run that made it (absent before this field existed)
     seq: int | None = None  # its position in that run
+    #: The whole parsed body, so a consumer that also checks it against the JSON schema
+    #: (the writer) does not parse the body twice; not part of the message's identity.
+    document: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def epoch(self) -> float:
@@ -314,7 +322,19 @@ def _finite_float(text: str) -> float:
 
 def loads(body: bytes | str) -> Any:
     """``json.loads`` refusing non-finite numbers (:class:`NonFiniteNumber`), which the
-    standard parser accepts (``NaN``, ``Infinity``, ``1e999``)."""
+    standard parser accepts (``NaN``, ``Infinity``, ``1e999``).
+
+    With ``orjson`` installed (the ``fast`` extra) a body goes to it first: about four
+    times faster (the writer parses thousands of messages a second), and it refuses every
+    non-finite number itself. Whatever it refuses is parsed again by the standard parser,
+    which has the last word and the precise error, so the two differ only in one thing:
+    orjson reads an integer beyond 64 bits as a float.
+    """
+    if _orjson is not None:
+        try:
+            return _orjson.loads(body)
+        except _orjson.JSONDecodeError:
+            pass
     return json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
@@ -380,6 +400,7 @@ def parse_envelope(body: bytes) -> Envelope:
         decoded=document.get("decoded"),
         run=run,
         seq=seq,
+        document=document,
     )
 
 

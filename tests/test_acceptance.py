@@ -141,6 +141,43 @@ def test_parsers_refuse_numbers_json_cannot_carry(literal: bytes) -> None:
     assert issubclass(NonFiniteNumber, MalformedMessage)  # callers catching that still do
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": [1, 2.5, -0.0, 1e-400, 1.7976931348623157e308, "x", null, true]}',
+        b'{"a": NaN}',
+        b'{"a": -Infinity}',
+        b'{"a": 1e400}',
+        b'{"s": "\\ud800 lone surrogate"}',  # orjson refuses it, json takes it
+        b"\xef\xbb\xbf{}",  # a byte-order mark
+        b'{"a": 1,}',
+        b'{"a": 1} trailing',
+        b"\xff\xfe",
+        b"[" * 5000 + b"]" * 5000,  # deeper than either parser goes
+        "{\"text\": \"caf\u00e9\"}",
+    ],
+)
+def test_the_fast_json_parser_changes_no_verdict(body: Any, monkeypatch: Any) -> None:
+    """With orjson (the fast extra) and without, ``loads`` gives the same document or the
+    same kind of error: whatever orjson refuses goes to the standard parser."""
+    from powerwall_bus.shared import messages
+
+    def outcome() -> Any:
+        try:
+            return messages.loads(body)
+        except RecursionError:
+            return "too deep"
+        except NonFiniteNumber:
+            return "non-finite"
+        except (ValueError, UnicodeDecodeError) as exc:
+            return type(exc).__name__
+
+    assert messages._orjson is not None  # the test environment has the fast extra
+    fast = outcome()
+    monkeypatch.setattr(messages, "_orjson", None)
+    assert outcome() == fast
+
+
 def test_envelope_run_and_seq_are_checked_when_present() -> None:
     document = json.loads(soe_body())
     assert isinstance(document["run"], str) and isinstance(document["seq"], int)

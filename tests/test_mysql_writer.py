@@ -49,6 +49,7 @@ from tests.support.mysql_writer import (
     apply_schema,
     count,
     counts,
+    db_connect,
     drain,
     execute,
     query,
@@ -416,6 +417,44 @@ def test_database_refusing_connections_for_30_s_loses_and_doubles_nothing(
     assert len(warnings) == 1, [r.message for r in warnings]  # logged once, clearly
     assert "holding" in warnings[0].message and "\n" not in warnings[0].message
     assert any("is back after" in r.message for r in caplog.records)
+
+
+def test_a_held_up_transaction_keeps_the_broker_served_and_the_acks_in_order(
+    bus: TestBus, db: MysqlSettings
+) -> None:
+    """Batches overlap: while one batch's transaction waits (here on a table lock) the
+    writer keeps taking deliveries and checks the next batch, but acknowledges nothing
+    before that commit; stopping meanwhile finishes the batch and then the rest."""
+    cfg = config(bus, db, prefetch=200, batch_size=10, batch_wait=0.1)
+    messages = meters_messages(60, start=time.time() - 600)
+    publisher = Publisher(bus.settings)
+    blocker = db_connect(db)
+    cursor = blocker.cursor()
+    try:
+        with RunningWriter(cfg) as writer:
+            cursor.execute("LOCK TABLES meter_readings WRITE")
+            for message in messages[:10]:
+                publisher.message(message)
+            assert wait_until(lambda: writer.stats.received == 10, 10)
+            time.sleep(0.5)  # the first batch's INSERT now waits for the lock
+            for message in messages[10:]:
+                publisher.message(message)
+            # The writer is not stuck with its transaction: it takes every delivery.
+            assert wait_until(lambda: writer.stats.received == 60, 10)
+            assert writer.stats.written == 0 and writer.stats.batches == 0  # none acked
+            writer.stop()  # the held batch and the rest are still written
+            time.sleep(0.5)
+            cursor.execute("UNLOCK TABLES")
+    finally:
+        cursor.close()
+        blocker.close()
+        publisher.close()
+    assert writer.stats.written == 60
+    assert count(db, "meter_readings") == 4 * 60
+    distinct = query(db, "SELECT COUNT(DISTINCT gateway_id, meter, ts) FROM meter_readings")
+    assert distinct[0][0] == 4 * 60
+    assert queue_depth(bus.settings, cfg.writer.queue) == (0, 0)  # all acknowledged
+    assert count(db, "meter_minutes") > 0  # the summaries came with the batches
 
 
 def test_writer_killed_mid_batch_then_restarted_loses_and_doubles_nothing(

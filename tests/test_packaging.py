@@ -186,10 +186,12 @@ def test_pip_install_from_source_runs_beside_pypi_schema(tmp_path: Path, editabl
 
 
 def test_runs_without_the_fast_extra() -> None:
-    """The Raspberry Pi path: no jsonschema-rs (no armv7 wheel); pure-Python checks instead."""
+    """The Raspberry Pi path: no jsonschema-rs (no armv7 wheel) nor orjson; pure-Python
+    checks and parsing instead."""
     script = """
 import importlib, json, pkgutil, sys
 sys.modules["jsonschema_rs"] = None  # as if it were not installed: importing it fails
+sys.modules["orjson"] = None
 count = 0
 for package in sys.argv[1:]:
     for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
@@ -203,7 +205,11 @@ good = {"version": 1, "kind": "soe", "time": "2026-01-01T00:00:00.000Z",
         "gateway": "1232100-00-E--TG1", "endpoint": "/api/system_status/soe",
         "payload": {"percentage": 55.5}}
 bad = dict(good, payload={"percentage": "full"})
-print(json.dumps([check.fast, check.problems("soe", json.dumps(good).encode()),
+from powerwall_bus.shared import messages
+from powerwall_bus.shared.messages import parse_envelope
+envelope = parse_envelope(json.dumps(good).encode())
+print(json.dumps([check.fast, messages._orjson is None, envelope.payload,
+                  check.problems("soe", json.dumps(good).encode(), envelope.document),
                   bool(check.problems("soe", json.dumps(bad).encode()))]))
 """
     ran = subprocess.run(
@@ -214,4 +220,4 @@ print(json.dumps([check.fast, check.problems("soe", json.dumps(good).encode()),
         cwd=ROOT,
     )
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.strip() == "[false, [], true]"
+    assert ran.stdout.strip() == '[false, true, {"percentage": 55.5}, [], true]'

@@ -60,14 +60,19 @@ class MessageCheck:
             return validator
         return self._by_key[key]
 
-    def problems(self, key: str, body: bytes) -> list[str]:
-        """The one-line schema errors of ``body`` under ``key`` (kind or routing key)."""
+    def problems(self, key: str, body: bytes, document: Any = None) -> list[str]:
+        """The one-line schema errors of ``body`` under ``key`` (kind or routing key).
+
+        ``document``, when given, is ``body`` already parsed (the writer has it from the
+        envelope), which saves parsing it again on the fast path.
+        """
         validator = self._fast_validator(key)
         if validator is not None:
-            try:
-                document = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
-                document = None
+            if document is None:
+                try:
+                    document = json.loads(body)
+                except (ValueError, UnicodeDecodeError):
+                    document = None
             if (
                 isinstance(document, dict)
                 and (key == METER_STREAM or document.get("kind") == kind_of(key))

@@ -105,6 +105,9 @@ def connect(
         try:
             cursor = connection.cursor()
             cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            # MySQL 8 cuts GROUP_CONCAT at 1 kB by default (MariaDB at 1 MB), and a cut list
+            # is an error inside INSERT ... SELECT in strict mode (the summaries use one)
+            cursor.execute("SET SESSION group_concat_max_len = 1048576")
             cursor.close()
         except BaseException:
             with contextlib.suppress(Exception):

@@ -121,35 +121,46 @@ def _previous(meter: str, energy: bool) -> str:
 
 
 def _meter_minutes_select() -> str:
+    """meter_minutes over [a, b) of gateway g: a delta per sample (window functions), then
+    per minute and meter one row of sums, then one row per minute (a pivot of at most four
+    rows: a CASE per column over four rows, not over every sample)."""
     meters = ", ".join(f"'{m}'" for m in METERS)  # a range scan of the primary key per meter
     # the reading before the range, per meter (its counters, and the site gap)
     previous = " UNION ALL ".join(_previous(m, False) for m in METERS)
     both = "b.energy_imported IS NOT NULL AND b.energy_exported IS NOT NULL"
-    energy = []
+
+    def of(meter: str, column: str) -> str:
+        return f"MAX(CASE WHEN meter = '{meter}' THEN {column} END)"
+
+    pivot = []
     for meter in METERS:
-        for direction in ("in", "out"):
-            energy.append(
-                f"ROUND(SUM(CASE WHEN meter = '{meter}' THEN d_{direction} END), 6)"
-                f" AS {meter}_{direction}"
-            )
-    power = []
+        pivot += [f"ROUND({of(meter, f's_{d}')}, 6)" for d in ("in", "out")]
     for meter in METERS:
-        case = f"CASE WHEN meter = '{meter}' THEN p END"
-        power += [
-            f"MIN({case}) AS {meter}_p_min",
-            f"MAX({case}) AS {meter}_p_max",
-            f"ROUND(SUM({case}), 6) AS {meter}_p_sum",
-            f"COUNT({case}) AS {meter}_p_n",
+        pivot += [
+            of(meter, "p_min"),
+            of(meter, "p_max"),
+            f"ROUND({of(meter, 'p_sum')}, 6)",
+            f"COALESCE({of(meter, 'p_n')}, 0)",
         ]
+    # The first sample at the minute's highest (lowest) power: the first of the samples
+    # ordered by power, then time (GROUP_CONCAT skips NULL powers; only the first item is
+    # read, so a list cut at group_concat_max_len does not matter).
+    first_at = (
+        "CAST(SUBSTRING_INDEX(GROUP_CONCAT(CASE WHEN p IS NOT NULL THEN ts END"
+        " ORDER BY p {order}, ts SEPARATOR ','), ',', 1) AS DATETIME(3))"
+    )
     return f"""
-SELECT %(g)s, '2000-01-01' + INTERVAL minute_key MINUTE AS bucket,
-    SUM(meter = 'site') AS samples,
-    MAX(CASE WHEN meter = 'site' THEN TIMESTAMPDIFF(MICROSECOND, lag_ts, ts) END) / 1000000
-        AS max_gap_s,
-    {", ".join(energy)},
-    {", ".join(power)},
-    MIN(CASE WHEN meter = 'site' AND p = p_top THEN ts END) AS site_max_at,
-    MIN(CASE WHEN meter = 'site' AND p = p_bottom THEN ts END) AS site_min_at
+SELECT %(g)s, TIMESTAMP'2000-01-01 00:00:00' + INTERVAL minute_key MINUTE,
+    COALESCE(SUM(CASE WHEN meter = 'site' THEN n END), 0),
+    MAX(CASE WHEN meter = 'site' THEN gap_us END) / 1000000,
+    {", ".join(pivot)},
+    {of("site", "max_at")}, {of("site", "min_at")}
+FROM (
+SELECT minute_key, meter, COUNT(*) AS n, MAX(TIMESTAMPDIFF(MICROSECOND, lag_ts, ts)) AS gap_us,
+    SUM(d_in) AS s_in, SUM(d_out) AS s_out,
+    MIN(p) AS p_min, MAX(p) AS p_max, SUM(p) AS p_sum, COUNT(p) AS p_n,
+    CASE WHEN meter = 'site' THEN {first_at.format(order="DESC")} END AS max_at,
+    CASE WHEN meter = 'site' THEN {first_at.format(order="ASC")} END AS min_at
 FROM (
     SELECT meter, ts, p, lag_ts, minute_key,
         CASE WHEN NOT has_e OR prev_in IS NULL THEN NULL
@@ -159,9 +170,7 @@ FROM (
         CASE WHEN NOT has_e OR prev_out IS NULL THEN NULL
              WHEN e_out >= prev_out THEN e_out - prev_out
              WHEN prev_out - e_out <= 1 THEN 0
-             ELSE e_out END AS d_out,
-        MAX(p) OVER (PARTITION BY meter, minute_key) AS p_top,
-        MIN(p) OVER (PARTITION BY meter, minute_key) AS p_bottom
+             ELSE e_out END AS d_out
     FROM (
         SELECT l.*,
             -- the previous reading lacked a counter (rare): look the last one up
@@ -195,6 +204,8 @@ FROM (
         WHERE inside = 1
     ) AS k
 ) AS d
+GROUP BY minute_key, meter
+) AS per_meter
 GROUP BY minute_key
 """
 

@@ -7,13 +7,22 @@ stored, each under the DIN its envelopes carry.
 Readings wait in the queue while the writer is stopped; nothing is lost across restarts.
 
 Batching and acknowledgement. One thread owns the pika connection and the database
-connection. Deliveries (at most ``prefetch`` unacknowledged) collect in memory; a batch is
-written when ``batch_size`` messages are there or the oldest has waited ``batch_wait``
-seconds. A batch is checked message by message (size, JSON Schema, envelope, rows), its
-rows go to the database in **one transaction**, and only after the commit is the batch
-acknowledged with a single ``basic_ack(multiple=True)``. Every table's primary key plus
-``INSERT IGNORE`` makes a redelivered message a no-op, so the at-least-once delivery of
-the broker never stores a reading twice.
+connection (a worker thread runs the transactions, below). Deliveries (at most
+``prefetch`` unacknowledged) collect in memory; a batch is written when ``batch_size``
+messages are there or the oldest has waited ``batch_wait`` seconds. A batch is checked
+message by message (size, JSON Schema, envelope, rows), its rows go to the database in
+**one transaction**, and only after the commit is the batch
+acknowledged with a single ``basic_ack(multiple=True)``.
+
+Two batches overlap: while one batch's transaction runs (on a worker thread, most of its
+time spent waiting for the server to insert the rows and recompute the summaries), the
+main thread keeps serving the broker and checks the next batch. The main thread still does
+everything else: it acknowledges a batch only after its commit, one batch at a time and in
+queue order, and it never touches the database while a write is in flight; a batch the
+database refused or could not take is handled as below with nothing else in flight.
+
+Every table's primary key plus ``INSERT IGNORE`` makes a redelivered message a no-op, so
+the at-least-once delivery of the broker never stores a reading twice.
 
 Messages that must not be stored are **dead-lettered**: the ones
 :func:`~powerwall_bus.shared.acceptance.judge` refuses (a body over ``max_message_bytes``,
@@ -64,10 +73,13 @@ closed and :meth:`Writer.run` returns.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pika
@@ -95,7 +107,7 @@ from powerwall_bus.consumers.mysql.rows import (
     rows_for_envelope,
     rows_for_meter_stream,
 )
-from powerwall_bus.shared.acceptance import Policy, Reason, Refusal, judge
+from powerwall_bus.shared.acceptance import Accepted, Policy, Reason, Refusal, judge
 from powerwall_bus.shared.amqp import BrokerLink
 from powerwall_bus.shared.errors import (
     ConfigError,
@@ -103,7 +115,7 @@ from powerwall_bus.shared.errors import (
     DatabaseUnavailable,
     MalformedMessage,
 )
-from powerwall_bus.shared.messages import MeterStream, kind_of
+from powerwall_bus.shared.messages import Envelope, MeterStream, kind_of
 from powerwall_bus.shared.refusals import RefusalLog
 from powerwall_bus.shared.retry import Backoff
 from powerwall_bus.shared.throttle import Reminder
@@ -113,6 +125,7 @@ _LOGGER = logging.getLogger(__name__)
 
 _MAX_PREFETCH = 65535  # basic.qos prefetch-count is an unsigned short
 _IDLE_TICK = 0.25  # longest single wait in the pika loop (signal and stop latency)
+_SWITCH_INTERVAL = 0.0005  # seconds between GIL hand-overs while the writer runs (5 ms default)
 #: Dead-letter header: the ``user_id`` the message was published with, when it had one.
 USER_ID_HEADER = "x-pwbus-user-id"
 
@@ -178,6 +191,14 @@ class _Job:
         return rows
 
 
+@dataclass
+class _Writing:
+    """The batch whose transaction runs on the worker thread."""
+
+    job: _Job
+    future: Future[int]  # the number of rows inserted
+
+
 # --------------------------------------------------------------------------- the writer
 
 
@@ -207,6 +228,8 @@ class Writer:
         self._channel: BlockingChannel | None = None
         self._consumer_tag: str | None = None
         self._pending: list[Delivery] = []
+        self._writing: _Writing | None = None  # always the first batch of _pending
+        self._worker: ThreadPoolExecutor | None = None
         self._migrated = False
         self._database_ready = False
         self._ever_connected_database = False
@@ -255,6 +278,7 @@ class Writer:
             settings.batch_wait,
         )
         keeper: RetentionKeeper | None = None
+        switch_interval = sys.getswitchinterval()
         try:
             try:
                 self._prepare_database()
@@ -268,8 +292,18 @@ class Writer:
                     settings.vitals_retention_days,
                 )
                 keeper.start()
+            # The worker thread mostly waits for the server; when an answer arrives it
+            # needs the GIL back from the busy main thread, which by default hands it over
+            # only every 5 ms, several times per batch.
+            sys.setswitchinterval(_SWITCH_INTERVAL)
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="pwbus-mysql-write")
             self._broker.run(self._open_broker, self._consume)
         finally:
+            self._forget_writing()
+            if self._worker is not None:
+                self._worker.shutdown(wait=True)
+                self._worker = None
+            sys.setswitchinterval(switch_interval)
             if keeper is not None:
                 keeper.stop()
             self._connection = self._channel = None
@@ -354,6 +388,7 @@ class Writer:
     def _open_broker(self, connection: pika.BlockingConnection) -> None:
         """On every (re)connect: the topology, the prefetch, confirms, the consumer."""
         settings = self.settings
+        self._forget_writing()
         self._pending.clear()  # delivery tags of an earlier channel mean nothing here
         channel = connection.channel()
         declare_topology(channel, self.config.amqp.exchange, settings)
@@ -373,6 +408,7 @@ class Writer:
                 f"{', '.join(bindings(self.settings))})"
             )
         self.ready.clear()
+        self._forget_writing()
         held = len(self._pending)
         self._pending.clear()  # the broker redelivers whatever was not acknowledged
         self._connection = self._channel = None
@@ -408,6 +444,13 @@ class Writer:
             if self._stop.is_set():
                 self._finish()
                 return
+            if self._writing is not None and self._writing.future.done():
+                try:
+                    self._settle()
+                except _Abandon:
+                    self._abandon()
+                    return
+                continue
             if self._due():
                 try:
                     self._flush()
@@ -417,18 +460,25 @@ class Writer:
                 continue
             self._pump(self._pump_time())
 
+    def _waiting(self) -> list[Delivery]:
+        """The deliveries not yet in a batch being written."""
+        return self._pending[len(self._writing.job.batch) :] if self._writing else self._pending
+
     def _due(self) -> bool:
         """True once a batch is full or its oldest message has waited batch_wait."""
-        if not self._pending:
+        waiting = self._waiting()
+        if not waiting:
             return False
-        due = self._pending[0].arrived + self.settings.batch_wait
-        return len(self._pending) >= self.settings.batch_size or self._clock() >= due
+        due = waiting[0].arrived + self.settings.batch_wait
+        return len(waiting) >= self.settings.batch_size or self._clock() >= due
 
     def _pump_time(self) -> float:
-        """How long to serve the broker before looking at the batch again."""
-        if not self._pending:
+        """How long to serve the broker before looking at the batch again (the worker
+        wakes the loop when a write ends)."""
+        waiting = self._waiting()
+        if not waiting:
             return _IDLE_TICK
-        due = self._pending[0].arrived + self.settings.batch_wait
+        due = waiting[0].arrived + self.settings.batch_wait
         return max(0.0, min(_IDLE_TICK, due - self._clock()))
 
     def _finish(self) -> None:
@@ -438,12 +488,15 @@ class Writer:
             self._channel.basic_cancel(self._consumer_tag)
         while self._pending:
             try:
-                self._flush()
+                if self._writing is None:
+                    self._flush()
+                self._settle()
             except _Abandon:
                 self._abandon()
                 return
 
     def _abandon(self) -> None:
+        self._forget_writing()
         _LOGGER.info(
             "stopping with %d messages unwritten: the broker will deliver them again",
             len(self._pending),
@@ -472,7 +525,9 @@ class Writer:
         if isinstance(judged, Refusal) and judged.reason is not Reason.MALFORMED:
             return Outcome(delivery, reason=one_line(judged.detail), category=judged.reason.value)
         try:
-            problems = self.check.problems(key, delivery.body)
+            parsed = judged.message if isinstance(judged, Accepted) else None
+            document = parsed.document if isinstance(parsed, Envelope) else None
+            problems = self.check.problems(key, delivery.body, document)
         except RecursionError:  # JSON nested deeper than Python parses
             return Outcome(delivery, reason="body is nested too deeply to read")
         if problems:  # the schema says best what is wrong with a malformed message
@@ -498,25 +553,87 @@ class Writer:
         return _Job(batch, [self.outcome(delivery, trial) for delivery in batch], trial)
 
     def _flush(self) -> None:
-        """Write the oldest batch; hold it (retrying) while the database is down."""
-        batch = self._pending[: self.settings.batch_size]
+        """Check the next batch and start writing it on the worker thread.
+
+        It is checked while the batch before it is still being written (with the grid
+        tracker that batch leaves), then that write is settled (acknowledged, or handled
+        when the database refused it or went away) before this one starts.
+        """
+        waiting = self._waiting()
+        batch = waiting[: self.settings.batch_size]
+        base = self._writing.job.trial if self._writing is not None else self.tracker
+        job = self._job(batch, base)
+        if self._writing is not None:
+            self._settle()
+        if base is not self.tracker:  # the batch before ended another way: check again
+            job = self._job(batch, self.tracker)
+        if not (self._database_ready and self.db.connected) or self._worker is None:
+            self._acknowledge(*self._write_now(batch))
+            return
+        future = self._worker.submit(self._write_in_worker, job.rows())
+        self._writing = _Writing(job, future)
+
+    def _write_in_worker(self, rows: Rows) -> int:
+        """The worker thread's part: one transaction; then wake the pika loop."""
+        try:
+            return self.db.write(rows)
+        finally:
+            connection = self._connection
+            if connection is not None:
+                # else the loop may sleep up to _IDLE_TICK; closed meanwhile: nothing to wake
+                with contextlib.suppress(Exception):
+                    connection.add_callback_threadsafe(lambda: None)
+
+    def _settle(self) -> None:
+        """Wait for the write in flight (serving the broker meanwhile) and acknowledge its
+        batch; a batch the database refused is written message by message, one it could not
+        take is held and retried."""
+        writing, self._writing = self._writing, None
+        if writing is None:
+            return
+        job = writing.job
+        while not writing.future.done():  # a slow transaction: keep heartbeats going
+            self._pump(_IDLE_TICK)
+        try:
+            inserted = writing.future.result()
+        except DatabaseUnavailable as exc:
+            job, inserted = self._write_now(job.batch, failed=exc)
+        except DatabaseError as exc:
+            job, inserted = self._one_by_one(job, exc)
+        self._acknowledge(job, inserted)
+
+    def _forget_writing(self) -> None:
+        """Drop the write in flight without acknowledging it (the channel is gone or we
+        are stopping): wait for its transaction to end, whatever its result; the broker
+        delivers the batch again and ``INSERT IGNORE`` makes that a no-op."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            # its messages are redelivered; the next write reconnects if it must
+            with contextlib.suppress(DatabaseError):
+                writing.future.result()
+
+    def _write_now(
+        self, batch: list[Delivery], failed: DatabaseUnavailable | None = None
+    ) -> tuple[_Job, int]:
+        """Write ``batch`` on this thread; hold it (retrying) while the database is down
+        (``failed``: the worker's attempt already found it down)."""
         while True:
-            try:
-                self._prepare_database()
-                job = self._job(batch, self.tracker)
-                try:
-                    inserted = self.db.write(job.rows())
-                except DatabaseError as exc:
-                    job, inserted = self._one_by_one(job, exc)
-                break
-            except DatabaseUnavailable as exc:
-                delay = self._database_unavailable(exc, held=len(self._pending))
+            if failed is not None:
+                delay = self._database_unavailable(failed, held=len(self._pending))
                 if self._stop.is_set():
                     raise _Abandon() from None
                 self._wait(delay)
                 if self._stop.is_set():
                     raise _Abandon() from None
-        self._acknowledge(job, inserted)
+            try:
+                self._prepare_database()
+                job = self._job(batch, self.tracker)
+                try:
+                    return job, self.db.write(job.rows())
+                except DatabaseError as exc:
+                    return self._one_by_one(job, exc)
+            except DatabaseUnavailable as exc:
+                failed = exc
 
     def _wait(self, seconds: float) -> None:
         """Wait while keeping the broker connection served; returns early on stop."""
