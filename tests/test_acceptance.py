@@ -154,7 +154,7 @@ def test_parsers_refuse_numbers_json_cannot_carry(literal: bytes) -> None:
         b'{"a": 1} trailing',
         b"\xff\xfe",
         b"[" * 5000 + b"]" * 5000,  # deeper than either parser goes
-        "{\"text\": \"caf\u00e9\"}",
+        '{"text": "caf\u00e9"}',
     ],
 )
 def test_the_fast_json_parser_changes_no_verdict(body: Any, monkeypatch: Any) -> None:
