@@ -167,6 +167,61 @@ def test_migration_of_a_database_filled_by_the_first_schema(
     cursor.close()
 
 
+class _CrashBefore:
+    """A connection whose cursors fail once on the first statement starting with ``text``,
+    as if the process died just before it (the statements before it are done)."""
+
+    def __init__(self, connection: Any, text: str) -> None:
+        self._connection, self._text, self.crashed = connection, text, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        real = self._connection.cursor(*args, **kwargs)
+        outer = self
+
+        class Cursor:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+            def __iter__(self) -> Any:
+                return iter(real)
+
+            def execute(self, sql: str, *rest: Any, **options: Any) -> Any:
+                if not outer.crashed and sql.startswith(outer._text):
+                    outer.crashed = True
+                    raise KeyboardInterrupt  # not a database error: nothing handles it
+                return real.execute(sql, *rest, **options)
+
+        return Cursor()
+
+
+def test_migration_stopped_between_the_swap_and_the_drop_resumes(db: Any) -> None:
+    first = mig.available_migrations()[:1]
+    assert mig.migrate(db, first) == 1
+    cursor = db.cursor()
+    cursor.execute("INSERT INTO gateways (id, din, first_seen) VALUES (1, 'GW-1', '2020-01-01')")
+    db.commit()
+    for day in (TODAY - dt.timedelta(days=3), TODAY - dt.timedelta(days=1)):
+        _bulk(db, _rows("GW-1", day), 1)
+    before = {table: _count(db, table) for table in RAW}
+    crashing = _CrashBefore(db, "DROP TABLE meter_readings__old")
+    with pytest.raises(KeyboardInterrupt):
+        mig.migrate(crashing)
+    assert crashing.crashed
+    cursor.execute("SHOW TABLES LIKE 'meter\\_readings\\_\\_old'")
+    assert cursor.fetchall()  # swapped, the old copy not yet dropped
+    assert retention.daily_partitions(cursor, "meter_readings") is not None
+    db.rollback()
+    assert mig.migrate(db) == len(mig.available_migrations())  # resumed, not refused
+    assert {table: _count(db, table) for table in RAW} == before
+    cursor.execute("SHOW TABLES LIKE '%%\\_\\_%%'")
+    assert cursor.fetchall() == []
+    assert _count(db, "meter_minutes") > 0
+    cursor.close()
+
+
 def test_migrate_refuses_while_a_writer_holds_the_lock(mysql_db: MysqlSettings, db: Any) -> None:
     assert mig.migrate(db, mig.available_migrations()[:1]) == 1
     writer = Database(mysql_db)
