@@ -48,11 +48,6 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-try:  # the optional fast JSON parser (see loads)
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - installed with the fast extra
-    _orjson = None
-
 from powerwall_bus.shared.contract import (
     METER_STREAM,
     POLLER_STATUS,
@@ -61,6 +56,12 @@ from powerwall_bus.shared.contract import (
     routing_key,
 )
 from powerwall_bus.shared.errors import MalformedMessage
+
+_orjson: Any
+try:  # the optional fast JSON parser (see loads)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - installed with the fast extra
+    _orjson = None
 
 __all__ = [
     "APP_ID",
