@@ -56,6 +56,9 @@ from powerwall_bus.shared.messages import Envelope, MeterStream
 
 METERS = ("site", "battery", "load", "solar")
 
+#: Ints this small convert to a float exactly (meter_rows takes them inline).
+_PLAIN_INT = 2**53
+
 #: The meter_readings value columns, in table order, as named in the gateway's JSON.
 METER_FIELDS = (
     "instant_power",
@@ -311,7 +314,12 @@ class GridStatusTracker:
 
 
 def meter_rows(gateway: str, ts: dt.datetime, aggregates: Any) -> list[MeterRow]:
-    """One row per known meter of an ``/api/meters/aggregates`` body."""
+    """One row per known meter of an ``/api/meters/aggregates`` body.
+
+    The writer's hottest loop (32 values a message): a finite float or a plain int of
+    ordinary size is taken inline; anything else goes through ``finite_float``, which has
+    the last word (None for text, booleans, NaN, the infinities, ints beyond a float).
+    """
     body = _object(aggregates, "the meters payload")
     rows = []
     for meter in METERS:
@@ -319,19 +327,19 @@ def meter_rows(gateway: str, ts: dt.datetime, aggregates: Any) -> list[MeterRow]
         if values is None:
             continue
         get = _object(values, f"meter {meter}").get
-        rows.append(  # the METER_FIELDS, spelled out: this is the writer's hottest loop
+        rows.append(
             MeterRow(
                 gateway,
                 ts,
                 meter,
-                finite_float(get("instant_power")),
-                finite_float(get("instant_reactive_power")),
-                finite_float(get("instant_apparent_power")),
-                finite_float(get("instant_average_voltage")),
-                finite_float(get("frequency")),
-                finite_float(get("instant_total_current")),
-                finite_float(get("energy_imported")),
-                finite_float(get("energy_exported")),
+                *[
+                    value
+                    if type(value) is float and value - value == 0.0  # inf - inf is NaN
+                    else float(value)
+                    if type(value) is int and -_PLAIN_INT < value < _PLAIN_INT
+                    else finite_float(value)
+                    for value in map(get, METER_FIELDS)
+                ],
             )
         )
     return rows
