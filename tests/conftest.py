@@ -79,6 +79,8 @@ def amqp_base_url() -> Iterator[str]:
 class TestBus:
     """A uniquely named exchange (and queues) on the real broker, removed afterwards."""
 
+    __test__ = False  # a helper, not a test class for pytest to collect
+
     def __init__(self, base_url: str) -> None:
         self.tag = uuid.uuid4().hex[:10]
         self.settings = AmqpSettings(url=base_url, exchange=f"test.{self.tag}")
