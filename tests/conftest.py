@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import mysql.connector
 import pika
 import pytest
 import requests
@@ -127,16 +126,8 @@ def mysql_admin_url() -> Iterator[str]:
 @pytest.fixture
 def mysql_db(mysql_admin_url: str) -> Iterator[MysqlSettings]:
     """A fresh, empty database for this test, dropped afterwards."""
-    admin = MysqlSettings(url=mysql_admin_url)
-    name = f"pwbus_t_{uuid.uuid4().hex[:12]}"
-    connection = mysql.connector.connect(
-        host=admin.host, port=admin.port, user=admin.user, password=admin.password
-    )
-    cursor = connection.cursor()
-    cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    yield MysqlSettings(url=mysql_admin_url, database=name)
-    cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    connection.close()
+    with services.scratch_database(mysql_admin_url) as settings:
+        yield settings
 
 
 # --------------------------------------------------------------------------- simulator

@@ -19,12 +19,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import mysql.connector
 import pytest
 
 from powerwall_bus.consumers.mysql import reports
@@ -34,6 +32,7 @@ from powerwall_bus.consumers.mysql.migrate import migrate
 from powerwall_bus.consumers.mysql.reports import ReportParams
 from powerwall_bus.consumers.mysql.rows import GridStatusRow, MeterRow, Rows, SoeRow
 from powerwall_bus.shared.settings import MysqlSettings
+from tests.support import services
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "configuration" / "grafana" / "powerwall-bus.json"
 START = dt.datetime(2026, 5, 1)
@@ -112,26 +111,17 @@ def _data() -> list[Rows]:
 @pytest.fixture(scope="module")
 def grafana_db(mysql_admin_url: str) -> Iterator[MysqlSettings]:
     """One database holding the data, shared by this module's (read-only) tests."""
-    admin = MysqlSettings(url=mysql_admin_url)
-    name = f"pwbus_t_{uuid.uuid4().hex[:12]}"
-    server = mysql.connector.connect(
-        host=admin.host, port=admin.port, user=admin.user, password=admin.password
-    )
-    cursor = server.cursor()
-    cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    settings = MysqlSettings(url=mysql_admin_url, database=name)
-    connection = connect(settings)
-    migrate(connection)
-    connection.close()
-    writer = Database(settings)
-    try:
-        for rows in _data():
-            writer.write(rows)
-    finally:
-        writer.close()
-    yield settings
-    cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    server.close()
+    with services.scratch_database(mysql_admin_url) as settings:
+        connection = connect(settings)
+        migrate(connection)
+        connection.close()
+        writer = Database(settings)
+        try:
+            for rows in _data():
+                writer.write(rows)
+        finally:
+            writer.close()
+        yield settings
 
 
 @pytest.fixture

@@ -38,13 +38,11 @@ import os
 import struct
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import mysql.connector
 import pytest
 
 from powerwall_bus.consumers.mysql import plots, reports, summaries
@@ -53,6 +51,7 @@ from powerwall_bus.consumers.mysql.migrate import migrate
 from powerwall_bus.consumers.mysql.reports import ReportParams, ReportResult
 from powerwall_bus.shared.errors import ConfigError
 from powerwall_bus.shared.settings import MysqlSettings
+from tests.support import services
 
 REPO = Path(__file__).resolve().parents[1]
 PRIOR = datetime(2024, 2, 29, 23, 0)
@@ -186,22 +185,13 @@ def load_data_set(connection: Any) -> None:
 @pytest.fixture(scope="module")
 def report_db(mysql_admin_url: str) -> Iterator[MysqlSettings]:
     """One migrated database holding the data set, shared by this module's (read-only) tests."""
-    admin = MysqlSettings(url=mysql_admin_url)
-    name = f"pwbus_t_{uuid.uuid4().hex[:12]}"
-    server = mysql.connector.connect(
-        host=admin.host, port=admin.port, user=admin.user, password=admin.password
-    )
-    cursor = server.cursor()
-    cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    settings = MysqlSettings(url=mysql_admin_url, database=name)
-    connection = connect(settings)
-    migrate(connection)
-    load_data_set(connection)
-    summaries.summarize(connection)  # a bulk load: the reports read the summaries
-    connection.close()
-    yield settings
-    cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    server.close()
+    with services.scratch_database(mysql_admin_url) as settings:
+        connection = connect(settings)
+        migrate(connection)
+        load_data_set(connection)
+        summaries.summarize(connection)  # a bulk load: the reports read the summaries
+        connection.close()
+        yield settings
 
 
 @pytest.fixture

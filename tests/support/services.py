@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import uuid
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 
 import pytest
+
+from powerwall_bus.shared.settings import MysqlSettings
 
 AMQP_ENV = "PWBUS_TEST_AMQP_URL"
 MYSQL_ENV = "PWBUS_TEST_MYSQL_URL"
@@ -94,3 +97,22 @@ def mysql_url() -> Iterator[str]:
             yield f"mysql://root:test@{host}:{port}/test"
         return
     pytest.fail(MYSQL_HELP, pytrace=False)
+
+
+@contextmanager
+def scratch_database(admin_url: str) -> Iterator[MysqlSettings]:
+    """An empty database with a unique name on the test server, dropped afterwards."""
+    import mysql.connector
+
+    admin = MysqlSettings(url=admin_url)
+    name = f"pwbus_t_{uuid.uuid4().hex[:12]}"
+    server = mysql.connector.connect(
+        host=admin.host, port=admin.port, user=admin.user, password=admin.password
+    )
+    cursor = server.cursor()
+    cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    try:
+        yield MysqlSettings(url=admin_url, database=name)
+    finally:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        server.close()
