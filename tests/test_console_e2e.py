@@ -21,16 +21,14 @@ from typing import TYPE_CHECKING, Any
 import pika
 import pytest
 
-from powerwall_bus.producers.poller.main import Poller, PollerConfig
+from powerwall_bus.producers.poller.main import Poller
 from powerwall_bus.shared.bus import BusSubscriber
-from powerwall_bus.shared.certs import server_context
 from powerwall_bus.shared.gateway.payloads import app_soe_clamped, meter_power
 from powerwall_bus.shared.messages import parse_envelope
-from powerwall_bus.shared.settings import AmqpSettings, GatewaySettings, PollerSettings
-from powerwall_bus.simulator.endpoints import SimulatedGateway
-from powerwall_bus.simulator.server import GatewayServer, SimulatorRunner
-from powerwall_bus.simulator.site import SiteOptions
+from powerwall_bus.shared.settings import AmqpSettings
+from powerwall_bus.simulator.server import SimulatorRunner
 from tests.conftest import SIM_PASSWORD
+from tests.support.simulated_poller import simulated_poller
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
 from tests.test_stack import _env
@@ -66,19 +64,8 @@ def body_time(body: bytes) -> str:
 
 @pytest.fixture
 def poller_on_bus(bus: TestBus, tmp_path: Path) -> Iterator[Poller]:
-    server = GatewayServer(SimulatedGateway(SiteOptions(seed=11, powerwalls=2)), password=PASSWORD)
-    with SimulatorRunner(server, ssl_context=server_context()) as sim:
-        poller = Poller(
-            PollerConfig(
-                gateway=GatewaySettings(host=sim.address, password=PASSWORD, state_dir=tmp_path),
-                amqp=bus.settings,
-                poller=PollerSettings(meters_interval=1.0),
-            )
-        ).start()
-        try:
-            yield poller
-        finally:
-            poller.stop()
+    with simulated_poller(bus.settings, tmp_path, password=PASSWORD, seed=11) as (_, poller):
+        yield poller
 
 
 def _console_env(bus: TestBus) -> dict[str, str]:

@@ -32,9 +32,8 @@ from powerwall_bus.consumers.gui.layout import THEMES, TITLE
 from powerwall_bus.consumers.gui.main import GuiApp
 from powerwall_bus.consumers.gui.window import Window
 from powerwall_bus.consumers.proxy.main import ProxyConfig
-from powerwall_bus.producers.poller.main import Poller, PollerConfig
+from powerwall_bus.producers.poller.main import Poller
 from powerwall_bus.shared.acceptance import Policy
-from powerwall_bus.shared.certs import server_context
 from powerwall_bus.shared.gateway.payloads import (
     app_soe_clamped,
     charging,
@@ -47,18 +46,14 @@ from powerwall_bus.shared.messages import meter_stream_message
 from powerwall_bus.shared.settings import (
     AmqpSettings,
     DisplaySettings,
-    GatewaySettings,
     GuiSettings,
-    PollerSettings,
     ProxySettings,
 )
 from powerwall_bus.shared.threads import ThreadFailures
 from powerwall_bus.shared.topology import METER_STREAM
-from powerwall_bus.simulator.endpoints import SimulatedGateway
-from powerwall_bus.simulator.server import GatewayServer, SimulatorRunner
-from powerwall_bus.simulator.site import SiteOptions
 from tests.support.mysql_writer import Publisher
 from tests.support.running_proxy import RunningProxy
+from tests.support.simulated_poller import simulated_poller
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
 from tests.support.xvfb import Xvfb, close_window, find_window, wait_for_exit
@@ -92,22 +87,13 @@ def xvfb() -> Iterator[Xvfb]:
 @pytest.fixture
 def pipeline(bus: TestBus, tmp_path: Path) -> Iterator[tuple[Poller, RunningProxy]]:
     """Simulator -> poller -> broker -> proxy: the numbers to compare the window with."""
-    server = GatewayServer(SimulatedGateway(SiteOptions(seed=7, powerwalls=2)), password=PASSWORD)
-    with SimulatorRunner(server, ssl_context=server_context()) as sim:
-        poller = Poller(
-            PollerConfig(
-                gateway=GatewaySettings(host=sim.address, password=PASSWORD, state_dir=tmp_path),
-                amqp=bus.settings,
-                poller=PollerSettings(meters_interval=1.0),
-            )
-        ).start()
-        try:
-            with RunningProxy(
-                ProxyConfig(ProxySettings(port=0, bind_address="127.0.0.1"), bus.settings)
-            ) as proxy:
-                yield poller, proxy
-        finally:
-            poller.stop()
+    with (
+        simulated_poller(bus.settings, tmp_path, password=PASSWORD, seed=7) as (_, poller),
+        RunningProxy(
+            ProxyConfig(ProxySettings(port=0, bind_address="127.0.0.1"), bus.settings)
+        ) as proxy,
+    ):
+        yield poller, proxy
 
 
 class Shown:

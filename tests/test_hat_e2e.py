@@ -24,15 +24,12 @@ from powerwall_bus.consumers.hat.font import text_columns
 from powerwall_bus.consumers.hat.frame import Frame, hue_colour, production_colour, soe_colour
 from powerwall_bus.consumers.hat.icons import icon_frames
 from powerwall_bus.consumers.hat.render import bar_chart, scrolling_text, soe_text, text_frame
-from powerwall_bus.producers.poller.main import Poller, PollerConfig
+from powerwall_bus.producers.poller.main import Poller
 from powerwall_bus.shared.bus import BusSubscriber
-from powerwall_bus.shared.certs import server_context
 from powerwall_bus.shared.gateway.payloads import Flow, app_soe_clamped
 from powerwall_bus.shared.messages import parse_envelope
-from powerwall_bus.shared.settings import AmqpSettings, GatewaySettings, HatSettings, PollerSettings
-from powerwall_bus.simulator.endpoints import SimulatedGateway
-from powerwall_bus.simulator.server import GatewayServer, SimulatorRunner
-from powerwall_bus.simulator.site import SiteOptions
+from powerwall_bus.shared.settings import AmqpSettings, HatSettings
+from tests.support.simulated_poller import simulated_poller
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
 from tests.support.xvfb import Xvfb
@@ -148,19 +145,11 @@ class Recorder:
 
 @pytest.fixture
 def poller(bus: TestBus, tmp_path: Path) -> Iterator[Poller]:
-    server = GatewayServer(SimulatedGateway(SiteOptions(seed=5, powerwalls=1)), password=PASSWORD)
-    with SimulatorRunner(server, ssl_context=server_context()) as sim:
-        running = Poller(
-            PollerConfig(
-                gateway=GatewaySettings(host=sim.address, password=PASSWORD, state_dir=tmp_path),
-                amqp=bus.settings,
-                poller=PollerSettings(meters_interval=1.0),
-            )
-        ).start()
-        try:
-            yield running
-        finally:
-            running.stop()
+    with simulated_poller(bus.settings, tmp_path, password=PASSWORD, seed=5, powerwalls=1) as (
+        _,
+        running,
+    ):
+        yield running
 
 
 def test_frames_show_the_simulators_numbers_then_the_stale_screen(

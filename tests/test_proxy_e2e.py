@@ -10,14 +10,11 @@ import pytest
 import requests
 
 from powerwall_bus.consumers.proxy.main import ProxyConfig
-from powerwall_bus.producers.poller.main import Poller, PollerConfig
-from powerwall_bus.shared.certs import server_context
-from powerwall_bus.shared.settings import GatewaySettings, PollerSettings, ProxySettings
-from powerwall_bus.simulator.endpoints import SimulatedGateway
+from powerwall_bus.shared.settings import ProxySettings
 from powerwall_bus.simulator.faults import FaultSet
-from powerwall_bus.simulator.server import GatewayServer, SimulatorRunner
-from powerwall_bus.simulator.site import SiteOptions
+from powerwall_bus.simulator.server import SimulatorRunner
 from tests.support.running_proxy import RunningProxy
+from tests.support.simulated_poller import simulated_poller
 from tests.support.waiting import wait_until
 
 PASSWORD = "e2e-Pass-99"
@@ -25,22 +22,13 @@ PASSWORD = "e2e-Pass-99"
 
 @pytest.fixture
 def pipeline(bus, tmp_path: Path) -> Iterator[tuple[SimulatorRunner, RunningProxy]]:
-    server = GatewayServer(SimulatedGateway(SiteOptions(seed=4, powerwalls=2)), password=PASSWORD)
-    with SimulatorRunner(server, ssl_context=server_context()) as sim:
-        poller = Poller(
-            PollerConfig(
-                gateway=GatewaySettings(host=sim.address, password=PASSWORD, state_dir=tmp_path),
-                amqp=bus.settings,
-                poller=PollerSettings(meters_interval=1.0),
-            )
-        ).start()
-        try:
-            with RunningProxy(
-                ProxyConfig(ProxySettings(port=0, bind_address="127.0.0.1"), bus.settings)
-            ) as proxy:
-                yield sim, proxy
-        finally:
-            poller.stop()
+    with (
+        simulated_poller(bus.settings, tmp_path, password=PASSWORD, seed=4) as (sim, _),
+        RunningProxy(
+            ProxyConfig(ProxySettings(port=0, bind_address="127.0.0.1"), bus.settings)
+        ) as proxy,
+    ):
+        yield sim, proxy
 
 
 def _get(proxy: RunningProxy, path: str) -> requests.Response:
