@@ -1,13 +1,16 @@
-"""Running a fake HTTP service (the fake Octopus, the fake Tesla cloud) on 127.0.0.1.
+"""Running one of the simulators' aiohttp applications on 127.0.0.1.
 
-Tests run one in a background thread (``with Runner(fake) as running:``); ``pwbus simulate``
-starts one on its own loop next to the gateway simulator (:meth:`FakeServerRunner.start_async`).
-A port of 0 takes a free one, read back as :attr:`FakeServerRunner.port` once listening.
+The gateway simulator (HTTPS), the fake Octopus and the fake Tesla cloud (plain HTTP) all
+run through :class:`FakeServerRunner`: tests in a background thread
+(``with Runner(fake) as running:``), ``pwbus simulate`` on its own loop
+(:meth:`FakeServerRunner.start_async`). A port of 0 takes a free one, read back as
+:attr:`FakeServerRunner.port` once listening.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import Callable
 from typing import Any, Self
 
@@ -19,22 +22,34 @@ __all__ = ["FakeServerRunner"]
 
 
 class FakeServerRunner:
-    """One fake service's aiohttp application on ``host:port``, plain HTTP."""
+    """One fake service's aiohttp application on ``host:port``; HTTPS with ``ssl_context``.
+
+    Subclasses that keep something running beside the server (a clock tick) start it in
+    :meth:`_started` and end it in :meth:`_stopping`, both on the server's loop.
+    """
 
     #: The name of the background thread (subclasses say which fake).
     thread_name = "fake-server"
 
-    def __init__(self, fake: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        fake: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         """``fake`` is any object whose ``app()`` makes its aiohttp application."""
         self.fake = fake
         self.host = host
         self.port = port
+        self._ssl = ssl_context
         self._runner: web.AppRunner | None = None
         self._loop_thread: LoopThread | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self._ssl is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     async def start_async(self) -> None:
         """Start listening on the current loop."""
@@ -42,13 +57,21 @@ class FakeServerRunner:
             self.fake.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._ssl)
         await site.start()
         if self._runner.addresses:
             self.port = self._runner.addresses[0][1]
+        await self._started()
+
+    async def _started(self) -> None:
+        """Called on the server's loop once it listens."""
+
+    async def _stopping(self) -> None:
+        """Called on the server's loop before it stops listening."""
 
     async def stop_async(self) -> None:
-        """Stop listening."""
+        """Stop listening and close connections."""
+        await self._stopping()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
-import contextlib
 import json
 import logging
 import random
@@ -34,9 +33,9 @@ from urllib.parse import parse_qs
 from aiohttp import web
 
 from powerwall_bus.shared.errors import ConfigError, TedapiKeyError
-from powerwall_bus.shared.loop_thread import LoopThread
 from powerwall_bus.shared.max_backup import BackupEvent
 from powerwall_bus.simulator.endpoints import Reply, SimulatedGateway
+from powerwall_bus.simulator.fake_server import FakeServerRunner
 from powerwall_bus.simulator.faults import FaultSet
 from powerwall_bus.simulator.replay import FixtureReplay
 from powerwall_bus.simulator.tedapi import SignedCommands
@@ -450,12 +449,15 @@ async def _login_fields(request: web.Request) -> dict[str, str] | None:
         return None
 
 
-class SimulatorRunner:
-    """Runs a :class:`GatewayServer` on its own event loop in a background thread.
+class SimulatorRunner(FakeServerRunner):
+    """Runs a :class:`GatewayServer` over HTTPS, on its own loop in a background thread.
 
     Used by tests, benchmarks and the stack runner; ``pwbus simulate`` uses the same class
     in the foreground.
     """
+
+    thread_name = "gateway-sim"
+    fake: GatewayServer
 
     def __init__(
         self,
@@ -464,34 +466,25 @@ class SimulatorRunner:
         port: int = 0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.server = server
-        self.host = host
-        self.port = port
-        self._ssl = ssl_context
-        self._runner: web.AppRunner | None = None
+        super().__init__(server, host, port, ssl_context)
         self._ticker: asyncio.Task[None] | None = None
-        self._loop_thread: LoopThread | None = None
+
+    @property
+    def server(self) -> GatewayServer:
+        """The simulated gateway's HTTP side (its model is ``server.gateway``)."""
+        return self.fake
 
     @property
     def url(self) -> str:
         """The base URL clients use."""
-        return f"https://{self.host}:{self.port}"
+        return self.base_url
 
     @property
     def address(self) -> str:
         """``host:port``, as PW_HOST takes it."""
         return f"{self.host}:{self.port}"
 
-    async def start_async(self) -> None:
-        """Start listening on the current loop."""
-        self._runner = web.AppRunner(
-            self.server.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self._ssl)
-        await site.start()
-        if self._runner.addresses:
-            self.port = self._runner.addresses[0][1]
+    async def _started(self) -> None:
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
 
     async def _tick(self) -> None:
@@ -501,35 +494,7 @@ class SimulatorRunner:
             await asyncio.sleep(1.0)
             self.server.gateway.snapshot()
 
-    async def stop_async(self) -> None:
-        """Stop listening and close connections."""
+    async def _stopping(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    def start(self) -> SimulatorRunner:
-        """Start in a background thread; returns once the port is open."""
-        self._loop_thread = LoopThread("gateway-sim").start()
-        try:
-            self._loop_thread.run(self.start_async())
-        except BaseException:
-            self._loop_thread.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        """Stop the background server."""
-        if self._loop_thread is not None:
-            self._loop_thread.run(self.stop_async())
-            self._loop_thread.stop()
-            self._loop_thread = None
-
-    def __enter__(self) -> SimulatorRunner:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        with contextlib.suppress(Exception):
-            self.stop()
