@@ -23,7 +23,6 @@ exceptions never escape.
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
 import http.cookies
 import json
@@ -56,6 +55,7 @@ from powerwall_bus.shared.gateway.payloads import parse_firmware, vitals_support
 from powerwall_bus.shared.gateway.session_store import SessionStore
 from powerwall_bus.shared.gateway.transport import fetch_fingerprint, new_session
 from powerwall_bus.shared.gateway.vitals import decode_vitals
+from powerwall_bus.shared.http import retry_after
 from powerwall_bus.shared.logsetup import redaction_filter
 from powerwall_bus.shared.settings import GatewaySettings
 
@@ -494,9 +494,9 @@ class GatewayClient:
             return
         if status == 429:
             cooldown = self._settings.rate_limit_cooldown
-            retry_after = _retry_after(response.headers.get("Retry-After", ""), self._clock())
-            if retry_after is not None:
-                cooldown = max(cooldown, retry_after)
+            wait = self._retry_after(response)
+            if wait is not None:
+                cooldown = max(cooldown, wait)
             self._saved.cooldown_until = self._clock() + cooldown
             self._store.save(self._origin, self._saved)
             _LOGGER.warning(
@@ -518,12 +518,16 @@ class GatewayClient:
             )
         if status in (401, 403):
             raise GatewayAuthError(f"{path}: HTTP {status} {_error_detail(response)}", path=path)
-        retry_after = _retry_after(response.headers.get("Retry-After", ""), self._clock())
+        wait = self._retry_after(response)
         cls = GatewayServerError if status >= 500 else GatewayHTTPError
         detail = f"{path}: HTTP {status} {_error_detail(response)}".rstrip()
-        if retry_after is not None:
-            detail += f" (Retry-After {retry_after:.0f} s)"
-        raise cls(detail, status=status, path=path, retry_after=retry_after)
+        if wait is not None:
+            detail += f" (Retry-After {wait:.0f} s)"
+        raise cls(detail, status=status, path=path, retry_after=wait)
+
+    def _retry_after(self, response: requests.Response) -> float | None:
+        """The answer's ``Retry-After`` in seconds, at most :data:`MAX_RETRY_AFTER`."""
+        return retry_after(response.headers.get("Retry-After"), self._clock(), cap=MAX_RETRY_AFTER)
 
     def _parse_json(self, path: str, response: requests.Response) -> Any:
         try:
@@ -543,25 +547,6 @@ class GatewayClient:
         self.firmware = firmware
         din = status.get("din")
         self.din = din if isinstance(din, str) else self.din
-
-
-def _retry_after(value: str, now: float) -> float | None:
-    """A ``Retry-After`` header (seconds or an HTTP date) as seconds from ``now``; None when
-    absent or unreadable. Never negative, never more than :data:`MAX_RETRY_AFTER`."""
-    value = value.strip()
-    if not value:
-        return None
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:  # HTTP dates are GMT
-            return None
-        seconds = when.timestamp() - now
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def _credentials_key(settings: GatewaySettings) -> str:

@@ -13,7 +13,6 @@ Kraken code and Kraken's short message (which never echoes credentials).
 
 from __future__ import annotations
 
-import email.utils
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,8 +30,9 @@ from powerwall_bus.shared.errors import (
     OctopusTokenExpired,
     OctopusUnreachable,
 )
+from powerwall_bus.shared.http import CloudSession, retry_after
 
-__all__ = ["GraphQLError", "GraphQLTransport", "error_for", "retry_after"]
+__all__ = ["GraphQLError", "GraphQLTransport", "error_for"]
 
 RATE_LIMITED = frozenset({"KT-CT-1199"})
 TOKEN_EXPIRED = frozenset({"KT-CT-1124", "KT-CT-1120"})
@@ -92,20 +92,6 @@ def error_for(error: GraphQLError, now: float, wait: float | None = None) -> Oct
     return OctopusApiError(text, code=code, unknown_field=error.unknown_field)
 
 
-def retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date); None if absent."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        moment = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - now)
-
-
 def _graphql_body(response: requests.Response) -> dict[str, Any] | None:
     """The JSON object of a GraphQL answer (with ``data`` or ``errors``); None otherwise."""
     try:
@@ -117,7 +103,7 @@ def _graphql_body(response: requests.Response) -> dict[str, Any] | None:
     return None
 
 
-class GraphQLTransport:
+class GraphQLTransport(CloudSession):
     """POSTs documents to one GraphQL URL over one keep-alive session."""
 
     def __init__(
@@ -129,37 +115,28 @@ class GraphQLTransport:
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(
+            unreachable=OctopusUnreachable,
+            timeout=timeout,
+            user_agent=user_agent,
+            session=session,
+            clock=clock,
+        )
         self.url = url
-        self._timeout = timeout
-        self._clock = clock
-        self._owns_session = session is None
-        self._session = session or requests.Session()
-        self._session.headers.update({"Accept": "application/json", "User-Agent": user_agent})
-        self.requests = 0
-
-    def close(self) -> None:
-        """Close the session if we made it."""
-        if self._owns_session:
-            self._session.close()
 
     def execute(
         self, document: str, variables: Mapping[str, Any], token: str | None = None
     ) -> tuple[dict[str, Any], list[GraphQLError]]:
         """Send one document; ``(data, errors)`` of a GraphQL answer, else an OctopusError."""
         headers = {"Authorization": token} if token else {}
-        self.requests += 1
-        try:
-            response = self._session.post(
-                self.url,
-                json={"query": document, "variables": dict(variables)},
-                headers=headers,
-                timeout=self._timeout,
-            )
-        except requests.Timeout:
-            raise OctopusUnreachable(f"Octopus did not answer within {self._timeout:g} s") from None
-        except requests.RequestException as exc:
-            raise OctopusUnreachable(f"cannot reach Octopus ({type(exc).__name__})") from None
-        now = self._clock()
+        response = self.send(
+            "POST",
+            self.url,
+            what="Octopus",
+            json={"query": document, "variables": dict(variables)},
+            headers=headers,
+        )
+        now = self.now()
         status = response.status_code
         body = _graphql_body(response)
         wait = retry_after(response.headers.get("Retry-After"), now)

@@ -24,7 +24,6 @@ Tesla's ``error`` string, cut short (Tesla's strings never echo credentials).
 
 from __future__ import annotations
 
-import email.utils
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -43,27 +42,14 @@ from powerwall_bus.shared.errors import (
     CloudUnreachable,
     CloudWrongRegion,
 )
+from powerwall_bus.shared.http import CloudSession, retry_after
 
-__all__ = ["CloudTransport", "error_for", "retry_after"]
+__all__ = ["CloudTransport", "error_for"]
 
 _TEXT = 160
 #: A 429 without Retry-After: wait this long (Tesla's limits are per minute).
 DEFAULT_RATE_WAIT = 60.0
 _BASE_URL = re.compile(r"https?://[A-Za-z0-9.\-]+(?::\d+)?")
-
-
-def retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date); None if absent."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        moment = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - now)
 
 
 def _error_text(body: Any) -> str:
@@ -141,7 +127,7 @@ def error_for(
     return None
 
 
-class CloudTransport:
+class CloudTransport(CloudSession):
     """JSON over one keep-alive session, every failure translated (see the module's table)."""
 
     def __init__(
@@ -152,17 +138,13 @@ class CloudTransport:
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._timeout = timeout
-        self._clock = clock
-        self._owns_session = session is None
-        self._session = session or requests.Session()
-        self._session.headers.update({"Accept": "application/json", "User-Agent": user_agent})
-        self.requests = 0
-
-    def close(self) -> None:
-        """Close the session if we made it."""
-        if self._owns_session:
-            self._session.close()
+        super().__init__(
+            unreachable=CloudUnreachable,
+            timeout=timeout,
+            user_agent=user_agent,
+            session=session,
+            clock=clock,
+        )
 
     def call(
         self,
@@ -177,17 +159,10 @@ class CloudTransport:
     ) -> Any:
         """One request; the decoded JSON of a success ({} for an empty body)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        patience = self._timeout if timeout is None else timeout
-        self.requests += 1
-        try:
-            response = self._session.request(
-                method, url, json=json_body, data=form, headers=headers, timeout=patience
-            )
-        except requests.Timeout:
-            raise CloudUnreachable(f"{what} did not answer within {patience:g} s") from None
-        except requests.RequestException as exc:
-            raise CloudUnreachable(f"cannot reach {what} ({type(exc).__name__})") from None
-        now = self._clock()
+        response = self.send(
+            method, url, what=what, timeout=timeout, json=json_body, data=form, headers=headers
+        )
+        now = self.now()
         body: Any
         if not response.content.strip():
             body = {}
