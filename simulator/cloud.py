@@ -72,6 +72,7 @@ from powerwall_bus.shared.tedapi.commands import NOT_VERIFIED_TEXT
 from powerwall_bus.shared.tedapi.keys import fingerprint, public_key_from_der, public_pem
 from powerwall_bus.shared.tesla_cloud.relay import relay_answer
 from powerwall_bus.simulator.cloud_tariff import TariffStore
+from powerwall_bus.simulator.counted_faults import CountedFaults
 from powerwall_bus.simulator.fake_server import FakeServerRunner
 
 _LOGGER = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ class FakeCloud:
         self._clock = clock
         self.access: dict[str, Grant] = {}
         self.refresh: dict[str, Grant] = {}
-        self.faults: dict[str, int] = {}
+        self.faults = CountedFaults(FAULTS)
         self.counts = CloudCounts()
         self.backup_rule = "accept"
         self.reserve = 20
@@ -265,27 +266,12 @@ class FakeCloud:
 
     def set_faults(self, faults: dict[str, int], clear: list[str] | None = None) -> None:
         """Arm faults (name -> how many answers; -1 until cleared) and clear others."""
-        for name in clear or []:
-            self.faults.pop(name, None)
-        for name, times in faults.items():
-            if name not in FAULTS:
-                raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
-            self.faults[name] = int(times)
+        self.faults.arm(faults, clear or ())
 
     def reset(self) -> None:
         """Counts and faults back to nothing; tokens, keys, reserve and mode stay."""
         self.counts = CloudCounts()
-        self.faults = {}
-
-    def _fire(self, name: str) -> bool:
-        times = self.faults.get(name)
-        if not times:
-            return False
-        if times > 0:
-            self.faults[name] = times - 1
-            if times == 1:
-                del self.faults[name]
-        return True
+        self.faults.clear()
 
     # ------------------------------------------------------------------ the gateway
 
@@ -367,7 +353,7 @@ class FakeCloud:
         app.router.add_get(CONTROL_PREFIX + "counts", self._control_counts)
         app.router.add_get(CONTROL_PREFIX + "state", self._control_state)
         app.router.add_post(CONTROL_PREFIX + "reset", self._control_reset)
-        app.router.add_post(CONTROL_PREFIX + "faults", self._control_faults)
+        app.router.add_post(CONTROL_PREFIX + "faults", self.faults.handle_control)
         app.router.add_post(CONTROL_PREFIX + "tokens", self._control_tokens)
         app.router.add_post(CONTROL_PREFIX + "tokens/expire", self._control_expire)
         app.router.add_post(CONTROL_PREFIX + "backup_rule", self._control_backup_rule)
@@ -394,21 +380,21 @@ class FakeCloud:
         if request.path in (TOKEN_PATH, AUTHORIZE_PATH, JWKS_PATH):
             return await handler(request)
         for name in ("rate_limited", "server_error", "offline", "wrong_region", "payment_required"):
-            if self._fire(name):
+            if self.faults.fire(name):
                 return self._fault(request, name)
         header = request.headers.get("Authorization", "")
         grant = self.access.get(header[7:].strip()) if header.startswith("Bearer ") else None
-        if grant is None or self._fire("invalid_token"):
+        if grant is None or self.faults.fire("invalid_token"):
             return _error(401, FAULTS["invalid_token"][1])
-        if self._clock() >= grant.expires or self._fire("token_expired"):
+        if self._clock() >= grant.expires or self.faults.fire("token_expired"):
             return _error(401, FAULTS["token_expired"][1])
         needed = "energy_device_data" if request.method == "GET" else "energy_cmds"
-        if needed not in grant.scopes or self._fire("missing_scopes"):
+        if needed not in grant.scopes or self.faults.fire("missing_scopes"):
             return _error(403, FAULTS["missing_scopes"][1])
         site_id = request.match_info.get("site_id")
         if site_id is not None and site_id != str(self.site_id):
             return _error(404, "not_found")
-        if self._fire("app_error"):
+        if self.faults.fire("app_error"):
             message = "fake: application-level failure returned with HTTP 200"
             return web.json_response({"response": {"code": 400, "message": message}})
         return await handler(request)
@@ -429,7 +415,7 @@ class FakeCloud:
             return _error(401, "invalid_client")
         self.counts.refreshes += 1
         grant = self.refresh.pop(str(form.get("refresh_token") or ""), None)  # single-use
-        if self._fire("refresh_invalid") or grant is None or self._clock() >= grant.expires:
+        if self.faults.fire("refresh_invalid") or grant is None or self._clock() >= grant.expires:
             return _error(401, FAULTS["refresh_invalid"][1])
         return web.json_response(self.issue(grant.scopes, base=grant.base))
 
@@ -641,14 +627,6 @@ class FakeCloud:
     async def _control_reset(self, request: web.Request) -> web.Response:
         self.reset()
         return web.json_response({"ok": True})
-
-    async def _control_faults(self, request: web.Request) -> web.Response:
-        payload = await _json(request) or {}
-        try:
-            self.set_faults(dict(payload.get("set", {})), list(payload.get("clear", [])))
-        except (ValueError, TypeError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response({"faults": self.faults})
 
     async def _control_tokens(self, request: web.Request) -> web.Response:
         payload = await _json(request) or {}

@@ -56,6 +56,7 @@ from typing import Any
 
 from aiohttp import web
 
+from powerwall_bus.simulator.counted_faults import CountedFaults
 from powerwall_bus.simulator.fake_server import FakeServerRunner
 
 _LOGGER = logging.getLogger(__name__)
@@ -338,7 +339,7 @@ class FakeOctopus:
         self.devices = default_devices()
         self.dispatches: list[dict[str, Any]] = []
         self.flex_available = True
-        self.faults: dict[str, int] = {}
+        self.faults = CountedFaults(FAULTS)
         self.counts = Counts()
         self._flex_calls: collections.deque[float] = collections.deque()
         self.agreements: list[dict[str, Any]] = default_agreements()
@@ -350,7 +351,7 @@ class FakeOctopus:
     def reset(self) -> None:
         """Counts and faults back to nothing; the plan, devices and tokens stay."""
         self.counts = Counts()
-        self.faults = {}
+        self.faults.clear()
         self._flex_calls.clear()
         self.flex_available = True
 
@@ -360,27 +361,12 @@ class FakeOctopus:
 
     def set_faults(self, faults: dict[str, int], clear: list[str] | None = None) -> None:
         """Arm faults (name -> how many answers; -1 until cleared) and clear others."""
-        for name in clear or []:
-            self.faults.pop(name, None)
-        for name, times in faults.items():
-            if name not in FAULTS:
-                raise ValueError(f"unknown fault {name!r}; known: {', '.join(FAULTS)}")
-            self.faults[name] = int(times)
+        self.faults.arm(faults, clear or ())
 
     def expire_tokens(self) -> None:
         """Every access token issued so far is now expired (as an hour passing would)."""
         now = self._clock()
         self.access = {token: min(expiry, now - 1) for token, expiry in self.access.items()}
-
-    def _fire(self, name: str) -> bool:
-        times = self.faults.get(name)
-        if times is None or times == 0:
-            return False
-        if times > 0:
-            self.faults[name] = times - 1
-            if times == 1:
-                del self.faults[name]
-        return True
 
     # ------------------------------------------------------------------ tokens
 
@@ -423,9 +409,9 @@ class FakeOctopus:
             return self._mint("API-KEY")
         if "refreshToken" in credential:
             self.counts.logins["refresh"] += 1
-            if self._fire("refresh_expired"):
+            if self.faults.fire("refresh_expired"):
                 raise GraphQLFailure("KT-CT-1134")
-            if self._fire("refresh_invalid"):
+            if self.faults.fire("refresh_invalid"):
                 raise GraphQLFailure("KT-CT-1135")
             expiry = self.refresh.pop(str(credential["refreshToken"]), None)  # rotates
             if expiry is None:
@@ -463,7 +449,7 @@ class FakeOctopus:
             raise GraphQLFailure("KT-CT-4301")
 
     def _device(self, device_id: Any) -> dict[str, Any]:
-        if self._fire("device_gone"):
+        if self.faults.fire("device_gone"):
             raise GraphQLFailure("KT-CT-4301")
         for device in self.devices:
             if device["id"] == device_id:
@@ -487,7 +473,7 @@ class FakeOctopus:
         device = self._device(arguments.get("deviceId"))
         if device["deviceType"] == "ELECTRICITY_METERS":
             raise GraphQLFailure("KT-CT-4340")
-        if self._fire("no_plan"):
+        if self.faults.fire("no_plan"):
             raise GraphQLFailure("KT-CT-4340")
         return [dict(d) for d in self.dispatches]
 
@@ -543,7 +529,7 @@ class FakeOctopus:
         app.router.add_post(CONTROL_PREFIX + "reset", self._control_reset)
         app.router.add_post(CONTROL_PREFIX + "plan", self._control_plan)
         app.router.add_post(CONTROL_PREFIX + "devices", self._control_devices)
-        app.router.add_post(CONTROL_PREFIX + "faults", self._control_faults)
+        app.router.add_post(CONTROL_PREFIX + "faults", self.faults.handle_control)
         app.router.add_post(CONTROL_PREFIX + "tokens/expire", self._control_expire)
         app.router.add_post(CONTROL_PREFIX + "flex", self._control_flex)
         app.router.add_post(CONTROL_PREFIX + "agreements", self._control_agreements)
@@ -555,11 +541,11 @@ class FakeOctopus:
 
     async def _graphql(self, request: web.Request) -> web.Response:
         self.counts.http += 1
-        if self._fire("waf403"):
+        if self.faults.fire("waf403"):
             return web.Response(status=403, text=WAF_PAGE, content_type="text/html")
-        if self._fire("http429"):
+        if self.faults.fire("http429"):
             return web.Response(status=429, text="Too Many Requests", headers={"Retry-After": "2"})
-        if self._fire("http500"):
+        if self.faults.fire("http500"):
             return web.Response(status=500, text="Internal Server Error")
         try:
             query, variables = await self._request_document(request)
@@ -574,7 +560,7 @@ class FakeOctopus:
         if unknown:
             message = 'Cannot query field "flexPlannedDispatches" on type "Query".'
             return web.json_response({"errors": [{"message": message, "locations": []}]})
-        if self._fire("rate_limit"):
+        if self.faults.fire("rate_limit"):
             return web.json_response(self._errors_only("KT-CT-1199", roots))
         header = request.headers.get("Authorization", "")
         if header:
@@ -643,14 +629,6 @@ class FakeOctopus:
         payload = await request.json()
         self.devices = list(payload["devices"])
         return web.json_response({"devices": len(self.devices)})
-
-    async def _control_faults(self, request: web.Request) -> web.Response:
-        payload = await request.json()
-        try:
-            self.set_faults(dict(payload.get("set", {})), list(payload.get("clear", [])))
-        except (ValueError, TypeError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response({"faults": self.faults})
 
     async def _control_expire(self, request: web.Request) -> web.Response:
         self.expire_tokens()
