@@ -62,8 +62,9 @@ from powerwall_bus.shared.errors import (
     TedapiKeyError,
 )
 from powerwall_bus.shared.max_backup import BackupEvent
-from powerwall_bus.shared.messages import CONTENT_TYPE, OutgoingMessage, RunSequence
+from powerwall_bus.shared.messages import OutgoingMessage, RunSequence
 from powerwall_bus.shared.octopus.message import PlanMessage, parse_plan_message
+from powerwall_bus.shared.publishing import message_properties
 from powerwall_bus.shared.retry import Backoff
 from powerwall_bus.shared.settings import AmqpSettings
 from powerwall_bus.shared.tedapi.commands import (
@@ -141,15 +142,8 @@ class ResultPublisher:
                 exchange=self._settings.exchange,
                 routing_key=message.routing_key,
                 body=message.body,
-                properties=pika.BasicProperties(
-                    user_id=self._settings.username,
-                    content_type=CONTENT_TYPE,
-                    delivery_mode=pika.DeliveryMode.Persistent,
-                    message_id=message.message_id,
-                    timestamp=message.timestamp,
-                    app_id=APP_ID,
-                    type=message.type,
-                    headers=message.headers,
+                properties=message_properties(
+                    message, app_id=APP_ID, user_id=self._settings.username
                 ),
             )
             with self._ready:

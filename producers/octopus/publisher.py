@@ -16,7 +16,8 @@ import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 from powerwall_bus.shared.amqp import BrokerLink
-from powerwall_bus.shared.messages import CONTENT_TYPE, OutgoingMessage
+from powerwall_bus.shared.messages import OutgoingMessage
+from powerwall_bus.shared.publishing import message_properties
 from powerwall_bus.shared.retry import Backoff
 from powerwall_bus.shared.settings import AmqpSettings
 from powerwall_bus.shared.topology import declare_exchange
@@ -60,21 +61,6 @@ class LatestMessage:
 
     def __len__(self) -> int:
         return 0 if self._message is None else 1
-
-
-def properties_for(message: OutgoingMessage, user_id: str | None) -> pika.BasicProperties:
-    """The AMQP properties of a plan message (``user_id``: the broker user, so RabbitMQ
-    vouches for who published it)."""
-    return pika.BasicProperties(
-        user_id=user_id,
-        content_type=CONTENT_TYPE,
-        delivery_mode=pika.DeliveryMode.Persistent,
-        message_id=message.message_id,
-        timestamp=message.timestamp,
-        app_id=APP_ID,
-        type=message.type,
-        headers=message.headers,
-    )
 
 
 class PlanPublisher:
@@ -130,7 +116,7 @@ class PlanPublisher:
             exchange=self._settings.exchange,
             routing_key=message.routing_key,
             body=message.body,
-            properties=properties_for(message, self._settings.username),
+            properties=message_properties(message, app_id=APP_ID, user_id=self._settings.username),
         )
         self._slot.done(message)
         self.published += 1

@@ -44,12 +44,12 @@ from powerwall_bus.shared.contract import ANY_GATEWAY, POLLER_STATUS, routing_ke
 from powerwall_bus.shared.errors import ConfigError
 from powerwall_bus.shared.messages import (
     APP_ID,
-    CONTENT_TYPE,
     GATEWAY_HEADER,
     PROCESS_RUN,
     RUN_HEADER,
     OutgoingMessage,
 )
+from powerwall_bus.shared.publishing import message_properties
 from powerwall_bus.shared.retry import Backoff
 from powerwall_bus.shared.settings import AmqpSettings, WriterSettings
 from powerwall_bus.shared.topology import (
@@ -147,19 +147,9 @@ class ResyncGate:
 def properties_for(
     message: OutgoingMessage, correlation_id: str | None = None, user_id: str | None = None
 ) -> pika.BasicProperties:
-    """The AMQP properties every published message carries. ``user_id`` is the broker user
-    we publish as: RabbitMQ checks it against the connection's user, so consumers can trust
-    it to say the message is the poller's (they refuse any other)."""
-    return pika.BasicProperties(
-        user_id=user_id,
-        content_type=CONTENT_TYPE,
-        delivery_mode=pika.DeliveryMode.Persistent,
-        message_id=message.message_id,
-        timestamp=message.timestamp,
-        app_id=APP_ID,
-        type=message.type,
-        headers=message.headers,
-        correlation_id=correlation_id,
+    """The poller's properties for ``message`` (:func:`message_properties` with its app id)."""
+    return message_properties(
+        message, app_id=APP_ID, user_id=user_id, correlation_id=correlation_id
     )
 
 
