@@ -58,6 +58,14 @@ def exchange_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def stale_after_flag(
+    parser: argparse.ArgumentParser,
+    help: str = "say the data is stale after this long without a reading (10)",
+) -> None:
+    """``--stale-after SECONDS``: when a display calls its data stale (``display.stale_after``)."""
+    parser.add_argument("--stale-after", dest="display.stale_after", metavar="SECONDS", help=help)
+
+
 def gateway_flag(parser: argparse.ArgumentParser, help: str, metavar: str = "DIN_OR_NAME") -> None:
     """``--gateway``: which gateway the process is for (setting ``gateway.name``)."""
     parser.add_argument("--gateway", dest="gateway.name", metavar=metavar, help=help)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from powerwall_bus.shared.command import Command, exchange_flag, gateway_flag
+from powerwall_bus.shared.command import Command, exchange_flag, gateway_flag, stale_after_flag
 from powerwall_bus.shared.settings import (
     AmqpSettings,
     DisplaySettings,
@@ -49,12 +49,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--theme", dest="gui.theme", metavar="light|dark", help="colours: light or dark (light)"
     )
-    parser.add_argument(
-        "--stale-after",
-        dest="display.stale_after",
-        metavar="SECONDS",
-        help="say the data is stale after this long without a reading (10)",
-    )
+    stale_after_flag(parser)
     exchange_flag(parser)
 
 

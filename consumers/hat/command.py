@@ -7,7 +7,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from powerwall_bus.shared.command import Command, exchange_flag, gateway_flag
+from powerwall_bus.shared.command import Command, exchange_flag, gateway_flag, stale_after_flag
 from powerwall_bus.shared.errors import ConfigError
 from powerwall_bus.shared.settings import (
     AmqpSettings,
@@ -71,12 +71,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
         const=True,
         help="show the Open-Meteo weather icon (needs hat.location)",
     )
-    parser.add_argument(
-        "--stale-after",
-        dest="display.stale_after",
-        metavar="SECONDS",
-        help="show the stale screen after this long without a reading (10)",
-    )
+    stale_after_flag(parser, "show the stale screen after this long without a reading (10)")
     exchange_flag(parser)
 
 
