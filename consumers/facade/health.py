@@ -20,7 +20,7 @@ from typing import Any
 from powerwall_bus import __version__
 from powerwall_bus.consumers.facade.sessions import Sessions
 from powerwall_bus.consumers.facade.state import AGGREGATES, FacadeState
-from powerwall_bus.shared.gateway.states import TROUBLE
+from powerwall_bus.shared.health import Freshness, health_problems
 
 VERSION = f"powerwall-bus {__version__}"
 
@@ -28,23 +28,18 @@ VERSION = f"powerwall-bus {__version__}"
 def health_document(
     state: FacadeState, sessions: Sessions, max_age: float
 ) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, body) of /health."""
-    problems = []
+    """(HTTP status, body) of /health: 503 when data is stale or the gateway is down."""
     meters_age = state.age(AGGREGATES)
-    if not state.bus_connected:
-        problems.append("not connected to the message bus")
-    if meters_age is None:
-        problems.append("no meter data received yet")
-    elif meters_age > max_age:
-        problems.append(f"meter data is {meters_age:.0f} s old")
-    poller = state.poller
-    gateway_state = poller.get("gateway_state") if isinstance(poller, dict) else None
-    if gateway_state in TROUBLE:
-        problems.append(f"the poller reports the gateway as {gateway_state}")
     gateways = state.gateways()
-    several = gateways.problem()
-    if several is not None:
-        problems.append(several)
+    facts = Freshness(
+        bus_connected=state.bus_connected,
+        meters_age=meters_age,
+        max_age=max_age,
+        poller_status=state.poller,
+        several_gateways=gateways.problem(),
+    )
+    problems = health_problems(facts)
+    gateway_state = facts.gateway_state
     body = {
         "version": VERSION,
         "status": "ok" if not problems else "unhealthy",

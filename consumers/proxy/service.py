@@ -31,7 +31,7 @@ from powerwall_bus.consumers.proxy.metrics import metrics_route
 from powerwall_bus.consumers.proxy.openapi import openapi_document
 from powerwall_bus.consumers.proxy.pypowerwall_keys import MODE, health_keys, stats_keys
 from powerwall_bus.consumers.proxy.state import METERS, POLLER_STATUS, SITE_NAME, ProxyState, Stats
-from powerwall_bus.shared.gateway.states import TROUBLE
+from powerwall_bus.shared.health import Freshness, health_problems
 from powerwall_bus.shared.settings import ProxySettings
 
 VERSION = f"powerwall-bus {__version__}"
@@ -75,28 +75,18 @@ def stats_document(
     return {**stats_keys(state, stats, settings), **ours}
 
 
-#: Poller states that mean no fresh data is coming from the gateway (poller-status.json):
-#: /health says so at once, not only once the data has grown old.
-UNHEALTHY_GATEWAY_STATES = frozenset(TROUBLE)
-
-
 def health_document(state: ProxyState, stats: Stats, max_age: float) -> tuple[int, dict[str, Any]]:
     """(HTTP status, body) of /health: 503 when data is stale or the gateway is down."""
-    problems = []
     meters_age = state.age(METERS)
-    if not state.bus_connected:
-        problems.append("not connected to the message bus")
-    if meters_age is None:
-        problems.append("no meter data received yet")
-    elif meters_age > max_age:
-        problems.append(f"meter data is {meters_age:.0f} s old")
-    poller = state.payload(POLLER_STATUS)
-    gateway_state = poller.get("gateway_state") if isinstance(poller, dict) else None
-    if gateway_state in UNHEALTHY_GATEWAY_STATES:
-        problems.append(f"the poller reports the gateway as {gateway_state}")
-    several = state.gateways.problem()
-    if several is not None:
-        problems.append(several)
+    facts = Freshness(
+        bus_connected=state.bus_connected,
+        meters_age=meters_age,
+        max_age=max_age,
+        poller_status=state.payload(POLLER_STATUS),
+        several_gateways=state.gateways.problem(),
+    )
+    problems = health_problems(facts)
+    gateway_state = facts.gateway_state
     body = {
         **health_keys(state, stats, max_age),
         "pypowerwall": VERSION,
