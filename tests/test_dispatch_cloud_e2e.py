@@ -1,7 +1,7 @@
 """The cloud road end to end: Octopus plan -> pwbus dispatch -> fake Tesla cloud -> gateway.
 
-The twin of ``test_dispatch_lan_e2e`` (whose simulated world it shares: 12 times faster than
-the wall clock, at night, just before a half hour) with ``dispatch.channel = cloud``: the
+The twin of ``test_dispatch_lan_e2e`` (whose simulated night it shares,
+:mod:`tests.support.dispatch_world`) with ``dispatch.channel = cloud``: the
 dispatcher's signed messages go through the fake cloud's ``device_command`` relay, which
 checks them and posts them to the simulated gateway. The poller still reads the gateway (its
 ``meters`` messages show the battery) but relays nothing. The battery discharges before the
@@ -14,38 +14,36 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from powerwall_bus.consumers.dispatch.command import DispatchConfig
-from powerwall_bus.consumers.dispatch.main import Dispatcher
-from powerwall_bus.producers.octopus.command import OctopusConfig
-from powerwall_bus.producers.octopus.main import OctopusProducer
-from powerwall_bus.producers.poller.command import PollerConfig
-from powerwall_bus.producers.poller.main import Poller
 from powerwall_bus.shared.certs import server_context
 from powerwall_bus.shared.contract import DISPATCH_RESULT, routing_key
 from powerwall_bus.shared.schemas import validate_message
-from powerwall_bus.shared.settings import (
-    CloudSettings,
-    DispatchSettings,
-    GatewaySettings,
-    OctopusSettings,
-    PollerSettings,
-)
-from powerwall_bus.shared.tedapi.keys import public_der, write_private_key
+from powerwall_bus.shared.settings import CloudSettings
+from powerwall_bus.shared.tedapi.keys import write_private_key
 from powerwall_bus.shared.tesla_cloud.tokens import TOKEN_FILE, TokenStore, tokens_from_answer
 from powerwall_bus.simulator.cloud import FakeCloud, FakeCloudRunner
-from powerwall_bus.simulator.endpoints import SimulatedGateway
-from powerwall_bus.simulator.octopus import FakeOctopus, FakeOctopusRunner
-from powerwall_bus.simulator.server import GatewayServer, SimulatorRunner
-from powerwall_bus.simulator.site import SiteOptions
+from powerwall_bus.simulator.octopus import FakeOctopusRunner
+from powerwall_bus.simulator.server import SimulatorRunner
 from tests.support.collector import Collector
+from tests.support.dispatch_world import (
+    HOLD_END,
+    Results,
+    World,
+    battery_phases,
+    epoch,
+    night_start,
+    paired_site,
+    planned_octopus,
+    start_dispatcher,
+    start_poller,
+    start_producer,
+    wait_for,
+)
 from tests.support.tedapi_keys import signing_key
-from tests.test_dispatch_lan_e2e import MARGIN, World, _epoch, _night_start, _wait
 
 if TYPE_CHECKING:
     from tests.conftest import TestBus
@@ -60,155 +58,74 @@ def test_the_battery_holds_through_a_dispatch_through_the_cloud_and_is_released_
     key = signing_key("paired")
     state = tmp_path / "state"
     key_file = write_private_key(key, state)
-    world = World(_night_start(time.time()))
-    options = SiteOptions(
-        seed=3,
-        powerwalls=1,
-        timezone="Europe/London",
-        start=datetime.fromtimestamp(world.start, UTC),
-        initial_soe=80.0,
-    )
-    gateway = SimulatedGateway(options, clock=world.fast)
-    server = GatewayServer(gateway, password=PASSWORD, wall_clock=world.now)
-    server.signed.pair(public_der(key))
-    octopus = FakeOctopus(flex_per_minute=10_000, clock=world.now)
-    octopus.set_plan(
-        [{"start": world.iso(90), "end": world.iso(135), "type": "SMART", "energyAddedKwh": "2.5"}]
-    )
+    world = World(night_start(time.time()))
+    server = paired_site(world, key, PASSWORD)
+    din = server.gateway.din
+    octopus = planned_octopus(world)
     meters = Collector(bus.settings.url, bus.settings.exchange, [routing_key("meters", "*")])
-    results = Collector(
-        bus.settings.url, bus.settings.exchange, [routing_key(DISPATCH_RESULT, "*")]
+    results = Results(
+        Collector(bus.settings.url, bus.settings.exchange, [routing_key(DISPATCH_RESULT, "*")])
     )
     started: list[object] = []
     with (
         SimulatorRunner(server, ssl_context=server_context()) as sim,
         FakeOctopusRunner(octopus) as fake_octopus,
     ):
-        cloud = FakeCloud(gateway_url=sim.url, din=gateway.din, clock=world.now)
+        cloud = FakeCloud(gateway_url=sim.url, din=din, clock=world.now)
         with FakeCloudRunner(cloud) as fake_cloud:
             tokens = fake_cloud.call(cloud.issue)
             TokenStore(state / TOKEN_FILE).save(tokens_from_answer(tokens, world.now()))
             try:
-                poller = Poller(
-                    PollerConfig(
-                        gateway=GatewaySettings(
-                            host=sim.address, password=PASSWORD, state_dir=tmp_path / "poller"
-                        ),
-                        amqp=bus.settings,
-                        poller=PollerSettings(
-                            meters_interval=0.5, soe_interval=0.5, slow_endpoints=()
-                        ),
+                started.append(start_poller(bus.settings, sim, PASSWORD, tmp_path / "poller"))
+                started.append(
+                    start_producer(
+                        bus.settings, octopus, fake_octopus.url, tmp_path / "octopus", world
                     )
-                ).start()
-                started.append(poller)
-                producer = OctopusProducer(
-                    OctopusConfig(
-                        OctopusSettings(
-                            api_key=octopus.api_key,
-                            account_number=octopus.account,
-                            url=fake_octopus.url,
-                            poll_interval=2.0,
-                            publish_every=60.0,
-                            timeout=5.0,
-                        ),
-                        bus.settings,
-                        tmp_path / "octopus",
-                    ),
-                    clock=world.now,
-                ).start()
-                started.append(producer)
-                dispatcher = Dispatcher(
-                    DispatchConfig(
-                        dispatch=DispatchSettings(
-                            skip_offpeak=False,
-                            align_start=False,
-                            min_dispatch_minutes=0.0,
-                            interval=30.0,
-                            channel="cloud",
-                        ),
-                        amqp=bus.settings,
-                        state_dir=state,
-                        account=octopus.account,
-                        cloud=CloudSettings(api_url=fake_cloud.url, auth_url=fake_cloud.token_url),
-                    ),
-                    clock=world.now,
-                    wall=world.now,
-                ).start()
-                started.append(dispatcher)
+                )
+                cloud_account = CloudSettings(api_url=fake_cloud.url, auth_url=fake_cloud.token_url)
+                started.append(
+                    start_dispatcher(
+                        bus.settings, state, octopus, world, cloud=cloud_account, channel="cloud"
+                    )
+                )
 
-                def bodies() -> list[dict]:
-                    return [json.loads(m.body) for m in results.messages()]
-
-                def scheduled() -> dict | None:
-                    for body in bodies():
-                        for action in body["payload"]["actions"]:
-                            if action["action"] == "schedule" and action["outcome"] == "done":
-                                return body
-                    return None
-
-                report = _wait(scheduled, 25)
-                assert isinstance(report, dict), bodies()
+                report = wait_for(results.scheduled, 25)
+                assert isinstance(report, dict), results.bodies()
                 (action,) = [a for a in report["payload"]["actions"] if a["action"] == "schedule"]
-                hold_start, hold_end = _epoch(action["start"]), _epoch(action["end"])
+                hold_start, hold_end = epoch(action["start"]), epoch(action["end"])
                 assert report["payload"]["after"] == {
                     "start": action["start"],
                     "end": action["end"],
                 }
-                confirmed = _epoch(report["time"])
-                assert hold_end == _epoch(world.iso(210))  # the half hour
+                confirmed = epoch(report["time"])
+                assert hold_end == epoch(world.iso(HOLD_END))  # the half hour
 
-                def released() -> bool:
-                    return any(
-                        b["payload"]["after"] is None and _epoch(b["time"]) > hold_end
-                        for b in bodies()
-                    )
-
-                assert _wait(released, 25), bodies()
-                assert _wait(lambda: world.now() > hold_end + 40, 10)
+                assert wait_for(lambda: results.released_after(hold_end), 25), results.bodies()
+                assert wait_for(lambda: world.now() > hold_end + 40, 10)
             finally:
                 for part in reversed(started):
                     part.stop()  # type: ignore[attr-defined]
                 meters.close()
-                results.close()
+                results.collector.close()
             counts = cloud.counts.as_dict()
 
     assert counts["relayed"] >= 3 and counts["refused"] == {}  # list, schedule, list at least
     assert counts["statuses"].get("401") is None
     assert server.counters.by_path.get("/tedapi/v1r", 0) == counts["relayed"]  # all via cloud
-    documents = [json.loads(m.body) for m in results.messages()]
+    documents = results.bodies()
     assert {b["payload"]["channel"] for b in documents} == {"cloud"}
-    readings = [json.loads(m.body) for m in meters.messages()]
-    battery = [
-        (world.of_wall(_epoch(r["time"])), r["payload"]["battery"]["instant_power"])
-        for r in readings
-    ]
-    before = [w for t, w in battery if t < hold_start - MARGIN]
-    held = [w for t, w in battery if confirmed + MARGIN <= t < hold_end - MARGIN]
-    after = [w for t, w in battery if t >= hold_end + MARGIN]
+    before, held, after = battery_phases(meters, world, hold_start, confirmed, hold_end)
     assert len(held) >= 5 and len(before) >= 3 and len(after) >= 3, (before, held, after)
     assert max(before) > 0
     assert max(held) <= 0, held
     assert max(after) > 0
-    for message in results.messages():
+    for message in results.collector.messages():
         assert validate_message(DISPATCH_RESULT, message.body) == []
-    everything = caplog.text + "".join(m.body.decode() for m in results.messages())
+    everything = caplog.text + "".join(m.body.decode() for m in results.collector.messages())
     for secret in (tokens["access_token"], tokens["refresh_token"]):
         assert secret not in everything
     for chunk in key_file.read_text().strip().splitlines()[1:-1][::8]:
         assert chunk not in everything
-
-
-class FastWorld:
-    """A simulated clock 30 times faster than the wall's (no gateway model to keep up)."""
-
-    def __init__(self, start: datetime) -> None:
-        self.start, self.t0 = start.timestamp(), time.time()
-
-    def now(self) -> float:
-        return self.start + (time.time() - self.t0) * 30.0
-
-    def iso(self, offset: float) -> str:
-        return datetime.fromtimestamp(self.start + offset, UTC).isoformat()
 
 
 def test_the_fleet_road_holds_by_mode_through_a_dispatch_and_restores_after(
@@ -218,12 +135,9 @@ def test_the_fleet_road_holds_by_mode_through_a_dispatch_and_restores_after(
     site's mode is backup through the hold and back to what it was after, nothing else."""
     state = tmp_path / "state"
     write_private_key(signing_key("unpaired"), state)  # signs, but nothing checks pairing
-    world = FastWorld(_night_start(time.time()))
+    world = World(night_start(time.time()), speed=30.0)  # no gateway model to keep up
     din = "1232100-00-E--TG000000FLEET1"
-    octopus = FakeOctopus(flex_per_minute=10_000, clock=world.now)
-    octopus.set_plan(
-        [{"start": world.iso(90), "end": world.iso(135), "type": "SMART", "energyAddedKwh": "2.5"}]
-    )
+    octopus = planned_octopus(world)
     results = Collector(
         bus.settings.url, bus.settings.exchange, [routing_key(DISPATCH_RESULT, "*")]
     )
@@ -233,45 +147,30 @@ def test_the_fleet_road_holds_by_mode_through_a_dispatch_and_restores_after(
         tokens = fake_cloud.call(cloud.issue)
         TokenStore(state / TOKEN_FILE).save(tokens_from_answer(tokens, world.now()))
         try:
+            cloud_account = CloudSettings(api_url=fake_cloud.url, auth_url=fake_cloud.token_url)
             started.append(
-                Dispatcher(
-                    DispatchConfig(
-                        dispatch=DispatchSettings(
-                            skip_offpeak=False,
-                            align_start=False,
-                            min_dispatch_minutes=0.0,
-                            interval=30.0,
-                            channel="fleet",
-                            gateway=din,
-                        ),
-                        amqp=bus.settings,
-                        state_dir=state,
-                        account=octopus.account,
-                        cloud=CloudSettings(api_url=fake_cloud.url, auth_url=fake_cloud.token_url),
-                    ),
-                    clock=world.now,
-                    wall=world.now,
-                ).start()
+                start_dispatcher(
+                    bus.settings,
+                    state,
+                    octopus,
+                    world,
+                    cloud=cloud_account,
+                    channel="fleet",
+                    gateway=din,
+                )
             )
             started.append(
-                OctopusProducer(
-                    OctopusConfig(
-                        OctopusSettings(
-                            api_key=octopus.api_key,
-                            account_number=octopus.account,
-                            url=fake_octopus.url,
-                            poll_interval=2.0,
-                            publish_every=2.0,
-                            timeout=5.0,
-                        ),
-                        bus.settings,
-                        tmp_path / "octopus",
-                    ),
-                    clock=world.now,
-                ).start()
+                start_producer(
+                    bus.settings,
+                    octopus,
+                    fake_octopus.url,
+                    tmp_path / "octopus",
+                    world,
+                    publish_every=2.0,
+                )
             )
-            hold_end = _epoch(world.iso(210))  # the half hour after the dispatch
-            assert _wait(lambda: len(cloud.history) >= 2, 15), cloud.history
+            hold_end = epoch(world.iso(HOLD_END))  # the half hour after the dispatch
+            assert wait_for(lambda: len(cloud.history) >= 2, 15), cloud.history
             time.sleep(0.5)  # a few more decisions: nothing else is written
         finally:
             for part in reversed(started):
@@ -279,7 +178,7 @@ def test_the_fleet_road_holds_by_mode_through_a_dispatch_and_restores_after(
             results.close()
     writes = [(moment, value) for moment, field, value in cloud.history]
     assert [value for _, value in writes] == ["backup", "autonomous"], writes
-    assert _epoch(world.iso(85)) <= writes[0][0] < _epoch(world.iso(150))
+    assert epoch(world.iso(85)) <= writes[0][0] < epoch(world.iso(150))
     assert hold_end <= writes[1][0] < hold_end + 120  # restored once the hold ended
     documents = [json.loads(m.body) for m in results.messages()]
     assert documents and {b["payload"]["channel"] for b in documents} == {"fleet"}
