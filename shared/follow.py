@@ -28,6 +28,7 @@ The rules:
 from __future__ import annotations
 
 import enum
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -174,3 +175,26 @@ class GatewayFollower:
     def problem(self) -> str | None:
         """Why the consumer cannot be trusted to show one gateway, or None."""
         return self.view().problem()
+
+    def say(self, verdict: Verdict, logger: logging.Logger) -> None:
+        """Log what ``verdict`` changed, in the same words in every consumer, once per change.
+
+        The followed gateway's first message is INFO; another gateway seen for the first time
+        is INFO when the user chose one (``PWBUS_GATEWAY``), else a WARNING saying how to.
+        """
+        followed = self.followed.label()
+        if verdict is Verdict.TAKE_FIRST:
+            logger.info("following gateway %s", followed)
+        elif verdict is Verdict.SKIP_NEW and self.wanted:
+            logger.info(
+                "ignoring gateway %s: following %s",
+                self.others[-1].label(),
+                followed if self.followed else repr(self.wanted),
+            )
+        elif verdict is Verdict.SKIP_NEW:
+            logger.warning(
+                "gateway %s is on the bus too: following only %s; set PWBUS_GATEWAY (or "
+                "--gateway) to the DIN or name of the one to follow",
+                self.others[-1].label(),
+                followed,
+            )

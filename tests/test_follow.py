@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -128,3 +129,27 @@ def test_the_view_for_stats_and_health() -> None:
     assert follower.problem() is None  # another gateway is no problem when one is chosen
     assert Verdict.TAKE.take and Verdict.TAKE_FIRST.take
     assert not Verdict.SKIP.take and not Verdict.SKIP_NEW.take
+
+
+def test_every_consumer_says_a_change_of_gateway_once_in_the_same_words(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("powerwall_bus.test_follow")
+    caplog.set_level(logging.INFO, logger=logger.name)
+    unset = GatewayFollower()
+    for din in (A, A, B, B):
+        unset.say(unset.accept(din), logger)
+    chosen = GatewayFollower(B)
+    for din in (A, A, B):
+        chosen.say(chosen.accept(din), logger)
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert said == [
+        ("INFO", f"following gateway {A}"),
+        (
+            "WARNING",
+            f"gateway {B} is on the bus too: following only {A}; set PWBUS_GATEWAY "
+            "(or --gateway) to the DIN or name of the one to follow",
+        ),
+        ("INFO", f"ignoring gateway {A}: following {B!r}"),
+        ("INFO", f"following gateway {B}"),
+    ]

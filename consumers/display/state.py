@@ -32,7 +32,7 @@ from powerwall_bus.consumers.proxy.state import (
     ProxyState,
 )
 from powerwall_bus.shared.acceptance import Policy, Refusal, judge
-from powerwall_bus.shared.follow import GatewayFollower, Verdict, sender_of
+from powerwall_bus.shared.follow import GatewayFollower, sender_of
 from powerwall_bus.shared.gateway.payloads import (
     Flow,
     Watts,
@@ -174,10 +174,7 @@ class DisplayState:
         sender = sender_of(headers, body_gateway)
         with self._lock:
             verdict = self._follower.accept(sender.din, sender.name)
-            if verdict is Verdict.TAKE_FIRST:
-                _LOGGER.info("following gateway %s", self._follower.followed.label())
-            elif verdict is Verdict.SKIP_NEW:
-                _LOGGER.info("ignoring gateway %s", self._follower.others[-1].label())
+            self._follower.say(verdict, _LOGGER)
             if not verdict.take:
                 return False
             before = self._store.version

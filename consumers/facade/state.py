@@ -29,7 +29,7 @@ from typing import Any
 
 from powerwall_bus.shared import contract
 from powerwall_bus.shared.acceptance import Policy, Refusal, judge
-from powerwall_bus.shared.follow import GatewayFollower, GatewayView, Verdict, sender_of
+from powerwall_bus.shared.follow import GatewayFollower, GatewayView, sender_of
 from powerwall_bus.shared.messages import MeterStream
 from powerwall_bus.shared.ordering import Position, RunOrder
 from powerwall_bus.shared.refusals import RefusalLog
@@ -130,14 +130,7 @@ class FacadeState:
         sender = sender_of(headers, body_gateway)
         with self._lock:
             verdict = self._follower.accept(sender.din, sender.name)
-            if verdict is Verdict.TAKE_FIRST:
-                _LOGGER.info("serving gateway %s", self._follower.followed.label())
-            elif verdict is Verdict.SKIP_NEW:
-                _LOGGER.warning(
-                    "gateway %s is on the bus too: serving only %s (set PWBUS_GATEWAY to choose)",
-                    self._follower.others[-1].label(),
-                    self._follower.followed.label() or repr(self._follower.wanted),
-                )
+            self._follower.say(verdict, _LOGGER)
             if not verdict.take:
                 return False
             if not updates:  # the poller's status

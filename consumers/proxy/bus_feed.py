@@ -94,24 +94,8 @@ class BusFeed:
 
     def _gateways_changed(self, verdict: Verdict) -> None:
         """Log the change once, and show it in /stats and /health."""
-        follower = self._follower
-        followed = follower.followed.label()
-        if verdict is Verdict.TAKE_FIRST:
-            _LOGGER.info("following gateway %s", followed)
-        elif follower.wanted:
-            _LOGGER.info(
-                "ignoring gateway %s: following %s",
-                follower.others[-1].label(),
-                followed if follower.followed else repr(follower.wanted),
-            )
-        else:
-            _LOGGER.warning(
-                "gateway %s is on the bus too: serving only %s; set PWBUS_GATEWAY (or "
-                "--gateway) to the DIN or name of the one to serve",
-                follower.others[-1].label(),
-                followed,
-            )
-        view = follower.view()
+        self._follower.say(verdict, _LOGGER)
+        view = self._follower.view()
 
         def apply() -> None:
             self._state.gateways = view
