@@ -98,14 +98,18 @@ class Shown:
 
 
 def _hat_env(bus: TestBus, **extra: str) -> dict[str, str]:
-    return _env(
-        AMQP_URL=bus.settings.url,
-        AMQP_EXCHANGE=bus.settings.exchange,
-        PWBUS_HAT_HOLD=str(HAT.hold),
-        PWBUS_HAT_SCROLL_DELAY=str(HAT.scroll_delay),
-        PWBUS_DISPLAY_STALE_AFTER="3",
-        **extra,
-    )
+    """The display's environment; no night (its default 22:00-07:00 would dim every colour
+    the tests look for, whatever the hour the suite runs) unless a test sets one."""
+    settings = {
+        "AMQP_URL": bus.settings.url,
+        "AMQP_EXCHANGE": bus.settings.exchange,
+        "PWBUS_HAT_HOLD": str(HAT.hold),
+        "PWBUS_HAT_SCROLL_DELAY": str(HAT.scroll_delay),
+        "PWBUS_DISPLAY_STALE_AFTER": "3",
+        "PWBUS_HAT_NIGHT_START": "00:00",
+        "PWBUS_HAT_NIGHT_END": "00:00",
+    }
+    return _env(**{**settings, **extra})
 
 
 def _hat(*args: str) -> list[str]:
