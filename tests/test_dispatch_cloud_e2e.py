@@ -41,9 +41,9 @@ from tests.support.dispatch_world import (
     start_dispatcher,
     start_poller,
     start_producer,
-    wait_for,
 )
 from tests.support.tedapi_keys import signing_key
+from tests.support.waiting import wait_until
 
 if TYPE_CHECKING:
     from tests.conftest import TestBus
@@ -89,7 +89,7 @@ def test_the_battery_holds_through_a_dispatch_through_the_cloud_and_is_released_
                     )
                 )
 
-                report = wait_for(results.scheduled, 25)
+                report = wait_until(results.scheduled, 25)
                 assert isinstance(report, dict), results.bodies()
                 (action,) = [a for a in report["payload"]["actions"] if a["action"] == "schedule"]
                 hold_start, hold_end = epoch(action["start"]), epoch(action["end"])
@@ -100,8 +100,8 @@ def test_the_battery_holds_through_a_dispatch_through_the_cloud_and_is_released_
                 confirmed = epoch(report["time"])
                 assert hold_end == epoch(world.iso(HOLD_END))  # the half hour
 
-                assert wait_for(lambda: results.released_after(hold_end), 25), results.bodies()
-                assert wait_for(lambda: world.now() > hold_end + 40, 10)
+                assert wait_until(lambda: results.released_after(hold_end), 25), results.bodies()
+                assert wait_until(lambda: world.now() > hold_end + 40, 10)
             finally:
                 for part in reversed(started):
                     part.stop()  # type: ignore[attr-defined]
@@ -170,7 +170,7 @@ def test_the_fleet_road_holds_by_mode_through_a_dispatch_and_restores_after(
                 )
             )
             hold_end = epoch(world.iso(HOLD_END))  # the half hour after the dispatch
-            assert wait_for(lambda: len(cloud.history) >= 2, 15), cloud.history
+            assert wait_until(lambda: len(cloud.history) >= 2, 15), cloud.history
             time.sleep(0.5)  # a few more decisions: nothing else is written
         finally:
             for part in reversed(started):

@@ -39,9 +39,9 @@ from tests.support.dispatch_world import (
     start_dispatcher,
     start_poller,
     start_producer,
-    wait_for,
 )
 from tests.support.tedapi_keys import signing_key
+from tests.support.waiting import wait_until
 
 PASSWORD = "dispatch-Lan-1"
 
@@ -72,7 +72,7 @@ def test_the_battery_holds_through_a_dispatch_over_the_lan_and_is_released_after
             started.append(start_dispatcher(bus.settings, tmp_path / "state", octopus, world))
             assert key_file.exists()
 
-            report = wait_for(results.scheduled, 25)
+            report = wait_until(results.scheduled, 25)
             assert isinstance(report, dict), results.bodies()
             (action,) = [a for a in report["payload"]["actions"] if a["action"] == "schedule"]
             hold_start, hold_end = epoch(action["start"]), epoch(action["end"])
@@ -82,12 +82,12 @@ def test_the_battery_holds_through_a_dispatch_over_the_lan_and_is_released_after
             assert epoch(world.iso(90)) <= hold_start < epoch(world.iso(150))  # >= 60 s left
             assert hold_end == epoch(world.iso(HOLD_END))  # 21:30:00, the half hour
 
-            assert wait_for(lambda: results.released_after(hold_end), 25), [
+            assert wait_until(lambda: results.released_after(hold_end), 25), [
                 (b["time"], b["payload"]["summary"], b["payload"]["after"], b["payload"]["error"])
                 for b in results.bodies()
             ]
             # A few readings after the release, then everything down.
-            assert wait_for(lambda: world.now() > hold_end + 40, 10)
+            assert wait_until(lambda: world.now() > hold_end + 40, 10)
         finally:
             for part in reversed(started):
                 part.stop()  # type: ignore[attr-defined]

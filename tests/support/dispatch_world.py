@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -80,17 +79,6 @@ class World:
 
 def epoch(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float) -> Any:
-    """The first truthy answer of ``condition`` within ``timeout`` wall seconds, else None."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.1)
-    return None
 
 
 def planned_octopus(world: World) -> FakeOctopus:
